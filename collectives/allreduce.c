@@ -1,0 +1,155 @@
+/* Dispatch, per-tensor state and the workspace shared by the algorithms. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "collectives/allreduce.h"
+#include "util/hd.h"
+#include "util/log.h"
+
+double cp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t cp_slot_size(size_t payload_max)
+{
+    return (CP_SLOT_HDR + payload_max + 7) & ~(size_t)7;
+}
+
+/* Balanced split: the first count % size chunks get one extra element. */
+void cp_chunk_range(size_t count, int size, int j, size_t *off, size_t *len)
+{
+    size_t base = count / (size_t)size, rem = count % (size_t)size;
+    size_t uj = (size_t)j;
+    *off = uj * base + (uj < rem ? uj : rem);
+    *len = base + (uj < rem ? 1 : 0);
+}
+
+uint64_t cp_call_seed(const cp_allreduce_args_t *a, int phase, int chunk)
+{
+    uint64_t s = a->cfg->seed ^ ((uint64_t)a->tp->rank << 40) ^
+                 ((uint64_t)phase << 56) ^ ((uint64_t)(uint32_t)chunk << 20);
+    return ((uint64_t)cp_hash32(s, a->tensor->steps) << 32) |
+           cp_hash32(s + 1, a->count);
+}
+
+cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg, size_t count,
+                              int size)
+{
+    if (cfg->algo != CP_ALGO_AUTO)
+        return cfg->algo;
+    if (cfg->codec != &cp_compressor_topk)
+        return CP_ALGO_TWOPHASE;
+    /* Sparse allgather sends (n-1) messages; a ring allreduce 2(n-1)/n of
+     * the dense tensor. Fill-in makes sparse lose once n k grows. */
+    double sparse = (double)cp_slot_size(cfg->codec->max_size(&cfg->params,
+                                                              count));
+    double dense = 2.0 / (double)size * 4.0 * (double)count;
+    if (sparse >= dense || count > UINT32_MAX)
+        return CP_ALGO_DENSE;
+    return CP_ALGO_SPARSE;
+}
+
+cp_status_t cp_tensor_create(const cp_coll_config_t *cfg, size_t count,
+                             int size, int rank, cp_tensor_t **t_p)
+{
+    cp_algo_t algo = cp_allreduce_choose(cfg, count, size);
+    size_t off, len;
+    cp_tensor_t *t = calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return CP_ERR_NOMEM;
+    cp_chunk_range(count, size, rank, &off, &len);
+    t->count = count;
+    t->worker_floats = cfg->feedback->state_floats(count);
+    t->server_floats = algo == CP_ALGO_SPARSE ? 0
+                                              : cfg->feedback->state_floats(len);
+    t->worker = calloc(t->worker_floats ? t->worker_floats : 1, sizeof(float));
+    t->server = calloc(t->server_floats ? t->server_floats : 1, sizeof(float));
+    if (t->worker == NULL || t->server == NULL) {
+        cp_tensor_destroy(t);
+        return CP_ERR_NOMEM;
+    }
+    *t_p = t;
+    return CP_OK;
+}
+
+void cp_tensor_destroy(cp_tensor_t *t)
+{
+    if (t == NULL)
+        return;
+    free(t->worker);
+    free(t->server);
+    free(t);
+}
+
+size_t cp_tensor_bytes(const cp_tensor_t *t)
+{
+    return (t->worker_floats + t->server_floats) * sizeof(float);
+}
+
+void cp_workspace_init(cp_workspace_t *ws) { memset(ws, 0, sizeof(*ws)); }
+
+void cp_workspace_free(cp_workspace_t *ws)
+{
+    for (size_t i = 0; i < sizeof(ws->buf) / sizeof(*ws->buf); i++)
+        free(ws->buf[i]);
+    cp_workspace_init(ws);
+}
+
+size_t cp_workspace_bytes(const cp_workspace_t *ws)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(ws->cap) / sizeof(*ws->cap); i++)
+        total += ws->cap[i];
+    return total;
+}
+
+cp_status_t cp_workspace_get(cp_workspace_t *ws, int slot, size_t bytes,
+                             void **p)
+{
+    if (bytes == 0)
+        bytes = 64;
+    if (ws->cap[slot] < bytes) {
+        /* Grow with headroom so a slowly growing sequence of sizes does not
+         * reallocate every call. */
+        size_t cap = (bytes + bytes / 4 + 63) & ~(size_t)63;
+        void *b = aligned_alloc(64, cap);
+        if (b == NULL)
+            return CP_ERR_NOMEM;
+        free(ws->buf[slot]);
+        ws->buf[slot] = b;
+        ws->cap[slot] = cap;
+    }
+    *p = ws->buf[slot];
+    return CP_OK;
+}
+
+cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
+{
+    cp_status_t st;
+    int n = a->tp->size;
+
+    memset(res, 0, sizeof(*res));
+    if (a->tensor->count != a->count)
+        return CP_ERR_INVALID;
+    res->algo = cp_allreduce_choose(a->cfg, a->count, n);
+    res->bytes_dense = (size_t)(2.0 * (n - 1) / n * 4.0 * (double)a->count);
+    switch (res->algo) {
+    case CP_ALGO_SPARSE:
+        st = cp_allreduce_sparse(a, res);
+        break;
+    case CP_ALGO_DENSE:
+        st = cp_allreduce_twophase(a, &cp_compressor_none, res);
+        break;
+    default:
+        st = cp_allreduce_twophase(a, a->cfg->codec, res);
+        break;
+    }
+    if (st == CP_OK && !res->nonfinite)
+        a->tensor->steps++;
+    return st;
+}

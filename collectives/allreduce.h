@@ -1,0 +1,101 @@
+/* Compressed SUM allreduce of fp32 over a transport.
+ *
+ * Algorithms (ALGORITHMS.md, "Compressed allreduce algorithms"):
+ *  - sparse allgather (topk): every rank's (index, value) message to all,
+ *    decoded in rank order;
+ *  - two-phase (sign, quant, fp16, bf16, and the dense fallback with the
+ *    identity codec): compressed alltoall, per-chunk sum in rank order with
+ *    server error, compressed allgather.
+ * Every rank decodes the same bytes in the same order, so every rank gets
+ * identical bits (DESIGN.md, contract 1). */
+#ifndef CP_ALLREDUCE_H
+#define CP_ALLREDUCE_H
+
+#include "collectives/transport.h"
+#include "compressors/compressor.h"
+#include "compressors/feedback.h"
+
+typedef enum {
+    CP_ALGO_AUTO = 0,
+    CP_ALGO_SPARSE = 1,   /* allgather of sparse messages */
+    CP_ALGO_TWOPHASE = 2, /* compressed reduce-scatter + allgather */
+    CP_ALGO_DENSE = 3,    /* two-phase with the identity codec */
+} cp_algo_t;
+
+typedef struct {
+    const cp_compressor_ops_t *codec;
+    cp_params_t params;
+    const cp_feedback_ops_t *feedback;
+    cp_algo_t algo;
+    uint64_t seed; /* base of the per-call seeds */
+} cp_coll_config_t;
+
+/* State of one tensor (DESIGN.md, contract 7): worker and server error. Its
+ * size is fixed by (count, communicator size, config) at creation. */
+typedef struct {
+    size_t count;
+    uint64_t steps;        /* completed compressed steps */
+    float *worker;         /* feedback state of the whole tensor */
+    float *server;         /* feedback state of this rank's chunk */
+    size_t worker_floats;
+    size_t server_floats;
+} cp_tensor_t;
+
+/* Scratch shared by all tensors of a communicator; grows to the largest
+ * call and is then reused: no allocation on the hot path. */
+typedef struct {
+    void *buf[7];
+    size_t cap[7];
+} cp_workspace_t;
+
+typedef struct {
+    cp_algo_t algo;        /* what ran */
+    int nonfinite;         /* step carried Inf/NaN: exact fallback ran */
+    size_t bytes_sent;     /* bytes this rank put on the wire */
+    size_t bytes_dense;    /* what a ring allreduce would send: 2(n-1)/n 4N */
+    double compress_seconds;
+} cp_coll_result_t;
+
+typedef struct {
+    const float *send; /* NULL: in place, the input is recv */
+    float *recv;
+    size_t count;
+    cp_tensor_t *tensor;
+    const cp_coll_config_t *cfg;
+    cp_workspace_t *ws;
+    const cp_transport_t *tp;
+} cp_allreduce_args_t;
+
+/* The algorithm a call would use; a function of (count, size, config) only. */
+cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg, size_t count,
+                              int size);
+
+cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res);
+cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
+                                cp_coll_result_t *res);
+cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
+                                  const cp_compressor_ops_t *codec,
+                                  cp_coll_result_t *res);
+
+/* Tensor state: created zeroed for the algorithm cfg picks at (count, size). */
+cp_status_t cp_tensor_create(const cp_coll_config_t *cfg, size_t count,
+                             int size, int rank, cp_tensor_t **t_p);
+void cp_tensor_destroy(cp_tensor_t *t);
+size_t cp_tensor_bytes(const cp_tensor_t *t);
+
+void cp_workspace_init(cp_workspace_t *ws);
+void cp_workspace_free(cp_workspace_t *ws);
+size_t cp_workspace_bytes(const cp_workspace_t *ws);
+/* Buffer `slot` with at least `bytes` capacity, 64-byte aligned. */
+cp_status_t cp_workspace_get(cp_workspace_t *ws, int slot, size_t bytes,
+                             void **p);
+
+/* Helpers shared by the algorithms. */
+#define CP_SLOT_HDR 8
+#define CP_SLOT_NONFINITE 1u
+size_t cp_slot_size(size_t payload_max);
+void cp_chunk_range(size_t count, int size, int j, size_t *off, size_t *len);
+uint64_t cp_call_seed(const cp_allreduce_args_t *a, int phase, int chunk);
+double cp_now(void);
+
+#endif

@@ -1,0 +1,71 @@
+/* Sparse allgather allreduce (DGC): each rank encodes its error-corrected
+ * gradient with top-k into a fixed-size slot, the slots are allgathered, and
+ * every rank decodes all of them in rank order. */
+#include "collectives/allreduce.h"
+
+enum { WS_V, WS_SEND, WS_RECV, WS_SCRATCH };
+
+static int any_flag(const unsigned char *slots, int n, size_t slot)
+{
+    uint32_t f = 0;
+    for (int r = 0; r < n; r++)
+        f |= cp_get_u32(slots + (size_t)r * slot);
+    return (f & CP_SLOT_NONFINITE) != 0;
+}
+
+cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
+                                cp_coll_result_t *res)
+{
+    const cp_coll_config_t *cfg = a->cfg;
+    const cp_compressor_ops_t *codec = cfg->codec;
+    const int n = a->tp->size;
+    const float *g = a->send ? a->send : a->recv;
+    cp_params_t p = cfg->params;
+    const size_t slot = cp_slot_size(codec->max_size(&p, a->count));
+    unsigned char *send, *recv;
+    void *work, *scratch;
+    const float *v;
+    int bad;
+    size_t len = 0;
+    double t0 = cp_now();
+
+    CP_CHECK(cp_workspace_get(a->ws, WS_V, a->count * sizeof(float), &work));
+    CP_CHECK(cp_workspace_get(a->ws, WS_SEND, slot, (void **)&send));
+    CP_CHECK(cp_workspace_get(a->ws, WS_RECV, slot * (size_t)n, (void **)&recv));
+    CP_CHECK(cp_workspace_get(a->ws, WS_SCRATCH,
+                              codec->scratch_size(&p, a->count), &scratch));
+    p.seed = cp_call_seed(a, 0, 0);
+    v = cfg->feedback->prepare(a->tensor->worker, g, work, a->count, &bad);
+    if (!bad)
+        CP_CHECK(codec->encode(&p, v, a->count, send + CP_SLOT_HDR,
+                               slot - CP_SLOT_HDR, &len, scratch));
+    cp_put_u32(send, bad ? CP_SLOT_NONFINITE : 0);
+    cp_put_u32(send + 4, (uint32_t)len);
+    memset(send + CP_SLOT_HDR + len, 0, slot - CP_SLOT_HDR - len);
+    res->compress_seconds += cp_now() - t0;
+
+    CP_CHECK(a->tp->ops->allgather(a->tp->ctx, send, recv, slot));
+    res->bytes_sent = (size_t)(n - 1) * slot;
+    if (any_flag(recv, n, slot)) {
+        res->nonfinite = 1;
+        return a->tp->ops->allreduce_sum_f32(a->tp->ctx, a->send, a->recv,
+                                             a->count);
+    }
+
+    t0 = cp_now();
+    /* Decode first (it validates every peer's message), commit after: a
+     * malformed message leaves the state untouched. The input g is dead by
+     * now (encoded, and v is the workspace copy when feedback needs it). */
+    for (int r = 0; r < n; r++) {
+        const unsigned char *s = recv + (size_t)r * slot;
+        size_t plen = cp_get_u32(s + 4);
+        if (plen > slot - CP_SLOT_HDR)
+            return CP_ERR_MALFORMED;
+        CP_CHECK(codec->decode(&p, s + CP_SLOT_HDR, plen, 1.0f,
+                               r == 0 ? NULL : a->recv, a->recv, a->count));
+    }
+    CP_CHECK(cfg->feedback->commit(a->tensor->worker, v, codec, &p,
+                                   send + CP_SLOT_HDR, len, a->count));
+    res->compress_seconds += cp_now() - t0;
+    return CP_OK;
+}

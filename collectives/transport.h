@@ -1,0 +1,34 @@
+/* Byte-moving primitives the compressed collectives are written against.
+ * An MPI transport (PMPI_*) exists now; NCCL's comes with the GPU path.
+ * All buffers are host memory; sizes are bytes per rank. */
+#ifndef CP_TRANSPORT_H
+#define CP_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/status.h"
+
+typedef struct {
+    const char *name;
+    /* recv[r * bytes ..] receives the block rank r sent to us. */
+    cp_status_t (*alltoall)(void *ctx, const void *send, void *recv,
+                            size_t bytes);
+    cp_status_t (*allgather)(void *ctx, const void *send, void *recv,
+                             size_t bytes);
+    /* The exact, uncompressed sum (the library's own allreduce); send NULL
+     * means in place. Used for steps that carry Inf/NaN. */
+    cp_status_t (*allreduce_sum_f32)(void *ctx, const float *send, float *recv,
+                                     size_t count);
+    /* Elementwise max of n uint64 values across ranks, in place. */
+    cp_status_t (*allreduce_max_u64)(void *ctx, uint64_t *vals, size_t n);
+} cp_transport_ops_t;
+
+typedef struct {
+    const cp_transport_ops_t *ops;
+    void *ctx;
+    int rank;
+    int size;
+} cp_transport_t;
+
+#endif

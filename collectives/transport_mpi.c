@@ -1,0 +1,109 @@
+/* The MPI transport. It calls only PMPI_* so that it never re-enters the
+ * interception layer. Byte counts above INT_MAX travel as a contiguous
+ * datatype (MPI 3 has no large-count calls). */
+#include <limits.h>
+
+#include "collectives/transport_mpi.h"
+#include "util/log.h"
+
+static cp_status_t mpi_result(int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS)
+        return CP_OK;
+    cp_warn("%s failed with MPI error %d", what, rc);
+    return CP_ERR_TRANSPORT;
+}
+
+/* Expresses `bytes` as (count, type); a derived type is made only for
+ * blocks too large for an int count, and freed by the caller. */
+static int block_type(size_t bytes, int *count, MPI_Datatype *type)
+{
+    if (bytes <= INT_MAX) {
+        *count = (int)bytes;
+        *type = MPI_BYTE;
+        return MPI_SUCCESS;
+    }
+    /* Slots are multiples of 8 bytes, so 8-byte units fit any realistic size. */
+    if (bytes % 8 != 0 || bytes / 8 > INT_MAX)
+        return MPI_ERR_COUNT;
+    int rc = PMPI_Type_contiguous((int)(bytes / 8), MPI_DOUBLE, type);
+    if (rc == MPI_SUCCESS)
+        rc = PMPI_Type_commit(type);
+    *count = 1;
+    return rc;
+}
+
+static void block_type_free(MPI_Datatype *type)
+{
+    if (*type != MPI_BYTE)
+        PMPI_Type_free(type);
+}
+
+static cp_status_t mpi_alltoall(void *ctx, const void *send, void *recv,
+                                size_t bytes)
+{
+    MPI_Datatype t;
+    int count, rc = block_type(bytes, &count, &t);
+    if (rc == MPI_SUCCESS) {
+        rc = PMPI_Alltoall(send, count, t, recv, count, t, *(MPI_Comm *)ctx);
+        block_type_free(&t);
+    }
+    return mpi_result(rc, "PMPI_Alltoall");
+}
+
+static cp_status_t mpi_allgather(void *ctx, const void *send, void *recv,
+                                 size_t bytes)
+{
+    MPI_Datatype t;
+    int count, rc = block_type(bytes, &count, &t);
+    if (rc == MPI_SUCCESS) {
+        rc = PMPI_Allgather(send, count, t, recv, count, t, *(MPI_Comm *)ctx);
+        block_type_free(&t);
+    }
+    return mpi_result(rc, "PMPI_Allgather");
+}
+
+static cp_status_t mpi_allreduce_sum_f32(void *ctx, const float *send,
+                                         float *recv, size_t count)
+{
+    MPI_Comm comm = *(MPI_Comm *)ctx;
+    const void *s = send ? (const void *)send : MPI_IN_PLACE;
+    /* Split counts above INT_MAX into int-sized pieces. */
+    for (size_t off = 0; off < count;) {
+        size_t m = count - off > INT_MAX ? INT_MAX : count - off;
+        int rc = PMPI_Allreduce(send ? (const void *)(send + off) : s,
+                                recv + off, (int)m, MPI_FLOAT, MPI_SUM, comm);
+        if (rc != MPI_SUCCESS)
+            return mpi_result(rc, "PMPI_Allreduce");
+        off += m;
+    }
+    return CP_OK;
+}
+
+static cp_status_t mpi_allreduce_max_u64(void *ctx, uint64_t *vals, size_t n)
+{
+    int rc = PMPI_Allreduce(MPI_IN_PLACE, vals, (int)n, MPI_UINT64_T, MPI_MAX,
+                            *(MPI_Comm *)ctx);
+    return mpi_result(rc, "PMPI_Allreduce(config check)");
+}
+
+const cp_transport_ops_t cp_transport_mpi = {
+    .name = "mpi",
+    .alltoall = mpi_alltoall,
+    .allgather = mpi_allgather,
+    .allreduce_sum_f32 = mpi_allreduce_sum_f32,
+    .allreduce_max_u64 = mpi_allreduce_max_u64,
+};
+
+cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot)
+{
+    int rank, size;
+    if (PMPI_Comm_rank(*comm_slot, &rank) != MPI_SUCCESS ||
+        PMPI_Comm_size(*comm_slot, &size) != MPI_SUCCESS)
+        return CP_ERR_TRANSPORT;
+    tp->ops = &cp_transport_mpi;
+    tp->ctx = comm_slot;
+    tp->rank = rank;
+    tp->size = size;
+    return CP_OK;
+}

@@ -1,0 +1,48 @@
+/* Error feedback: what a rank compresses, and what it remembers of what it
+ * could not send (ALGORITHMS.md, "Error feedback").
+ *
+ * A step is split in two so that a bad step changes nothing (DESIGN.md,
+ * contract 4):
+ *  - prepare() forms the vector to compress from the gradient and the state,
+ *    without modifying the state, and reports whether it holds Inf/NaN;
+ *  - commit() updates the state from what was actually sent, and runs only
+ *    after every rank has learned that the step was finite everywhere.
+ * State is a flat array of state_floats(n) floats, zeroed at creation and
+ * owned by the caller, so it can be saved, restored and counted. The layout
+ * is element-major: the state of elements [off, off + m) starts at
+ * state_floats(off), so a chunk of a tensor is committed on its own. */
+#ifndef CP_FEEDBACK_H
+#define CP_FEEDBACK_H
+
+#include "compressors/compressor.h"
+
+typedef size_t (*cp_fb_state_floats_func_t)(size_t n);
+/* Returns the vector to encode: g itself, or work[0..n) filled by the call.
+ * Sets *nonfinite when that vector holds Inf or NaN. */
+typedef const float *(*cp_fb_prepare_func_t)(const float *state,
+                                             const float *g, float *work,
+                                             size_t n, int *nonfinite);
+/* v: what prepare returned; msg/len: the encoding of v that was sent. */
+typedef cp_status_t (*cp_fb_commit_func_t)(float *state, const float *v,
+                                           const cp_compressor_ops_t *codec,
+                                           const cp_params_t *p,
+                                           const void *msg, size_t len,
+                                           size_t n);
+
+typedef struct {
+    const char *name;
+    cp_fb_state_floats_func_t state_floats;
+    cp_fb_prepare_func_t prepare;
+    cp_fb_commit_func_t commit;
+} cp_feedback_ops_t;
+
+extern const cp_feedback_ops_t cp_feedback_none;
+extern const cp_feedback_ops_t cp_feedback_ef;
+
+const cp_feedback_ops_t *cp_feedback_find(const char *name);
+const char *cp_feedback_names(void);
+
+/* Shared by variants: nonzero if any of x[0..n) is Inf or NaN. */
+int cp_any_nonfinite(const float *x, size_t n);
+
+#endif

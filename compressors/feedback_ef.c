@@ -1,0 +1,37 @@
+/* Classic error feedback (Seide et al.; Karimireddy et al.):
+ * Delta_i = C(e_i + g_i);  e_i <- e_i + g_i - Delta_i.
+ * State: e (n floats). */
+#include "compressors/feedback.h"
+#include "util/hd.h"
+
+static size_t ef_state_floats(size_t n) { return n; }
+
+static const float *ef_prepare(const float *e, const float *g, float *work,
+                               size_t n, int *nonfinite)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = e[i] + g[i];
+        work[i] = v;
+        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+    }
+    *nonfinite = bad != 0;
+    return work;
+}
+
+/* e_new = v - D(sent): decode with alpha = -1 on top of v, straight into e.
+ * The values subtracted are exactly those the receivers add. */
+static cp_status_t ef_commit(float *e, const float *v,
+                             const cp_compressor_ops_t *codec,
+                             const cp_params_t *p, const void *msg, size_t len,
+                             size_t n)
+{
+    return codec->decode(p, msg, len, -1.0f, v, e, n);
+}
+
+const cp_feedback_ops_t cp_feedback_ef = {
+    .name = "ef",
+    .state_floats = ef_state_floats,
+    .prepare = ef_prepare,
+    .commit = ef_commit,
+};

@@ -1,0 +1,231 @@
+/* Top-k sparsification: keep k = ceil(density * n) entries of largest
+ * magnitude, send (index, value) pairs.
+ * Wire: [u32 k][k x u32 index, strictly increasing][k x f32 value].
+ *
+ * Selection works on the magnitude's bit pattern (|x| as uint32 orders like
+ * |x|), so the k-th largest is found by radix select: three histogram passes
+ * over 11, 10 and 10 bits, no scratch, no sort. DGC's sampled threshold
+ * (ALGORITHMS.md) replaces the three passes by a sample for large tensors and
+ * collects candidates in one pass; when the sample misjudges badly it falls
+ * back to the exact path, so the result is always a "top set": every kept
+ * magnitude >= every dropped one, at most k entries. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "compressors/compressor.h"
+#include "util/hd.h"
+
+#define TOPK_HDR 4
+
+size_t cp_topk_k(double density, size_t n)
+{
+    double k = ceil(density * (double)n);
+    if (k < 1.0)
+        k = 1.0;
+    return k >= (double)n ? n : (size_t)k;
+}
+
+static size_t topk_max_size(const cp_params_t *p, size_t n)
+{
+    if (n == 0)
+        return TOPK_HDR;
+    return TOPK_HDR + 8 * cp_topk_k(p->density, n);
+}
+
+static size_t topk_sample_count(const cp_params_t *p, size_t n)
+{
+    double s = fmax(ceil(0.01 * (double)n), ceil(2.0 / p->density));
+    return s >= (double)n ? n : (size_t)s;
+}
+
+static size_t topk_scratch_size(const cp_params_t *p, size_t n)
+{
+    /* Sample magnitudes, then up to 2k candidates (index + value). */
+    size_t k = n ? cp_topk_k(p->density, n) : 0;
+    return topk_sample_count(p, n) * sizeof(float) + 2 * k * 8;
+}
+
+static inline uint32_t mag(float x) { return cp_f32_bits(x) & 0x7fffffffu; }
+
+/* Finds T, the k-th largest magnitude (as bits) among v[0..len), and how many
+ * entries equal to T belong to the top k (the rest are strictly greater).
+ * Requires 1 <= k <= len. */
+static void radix_select(const float *v, size_t len, size_t k, uint32_t *t_p,
+                         size_t *ties_p)
+{
+    static const unsigned shift[3] = {20, 10, 0};
+    static const uint32_t width[3] = {2048, 1024, 1024};
+    size_t hist[2048];
+    uint32_t prefix = 0, pmask = 0;
+
+    for (int level = 0; level < 3; level++) {
+        memset(hist, 0, width[level] * sizeof(size_t));
+        for (size_t i = 0; i < len; i++) {
+            uint32_t m = mag(v[i]);
+            if ((m & pmask) == prefix)
+                hist[(m >> shift[level]) & (width[level] - 1)]++;
+        }
+        uint32_t d = width[level];
+        while (d-- > 0) {
+            if (hist[d] >= k)
+                break;
+            k -= hist[d];
+        }
+        prefix |= d << shift[level];
+        pmask |= (width[level] - 1) << shift[level];
+    }
+    *t_p = prefix;
+    *ties_p = k;
+}
+
+/* Writes the entries with magnitude > t, and the first `ties` equal to t, in
+ * index order. Returns how many were written. */
+static size_t emit(const float *x, const uint32_t *idx, size_t len, uint32_t t,
+                   size_t ties, uint32_t *oi, float *ov)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint32_t m = mag(x[i]);
+        if (m > t || (m == t && ties > 0)) {
+            ties -= (m == t);
+            oi[c] = idx ? idx[i] : (uint32_t)i;
+            ov[c] = x[i];
+            c++;
+        }
+    }
+    return c;
+}
+
+static size_t select_exact(const float *x, size_t n, size_t k, uint32_t *oi,
+                           float *ov)
+{
+    uint32_t t;
+    size_t ties;
+    radix_select(x, n, k, &t, &ties);
+    return emit(x, NULL, n, t, ties, oi, ov);
+}
+
+/* DGC's sampled threshold. Returns the number of entries written. */
+static size_t select_sampled(const cp_params_t *p, const float *x, size_t n,
+                             size_t k, uint32_t *oi, float *ov, void *scratch)
+{
+    const size_t s = topk_sample_count(p, n);
+    const size_t stride = n / s;
+    float *sample = scratch;
+    const size_t cap = 2 * k;
+    uint32_t *ci = (uint32_t *)(sample + s);
+    float *cv = (float *)(ci + cap);
+    size_t ns = 0, ties, c = 0;
+    uint32_t t;
+
+    for (size_t i = (size_t)(p->seed % stride); i < n && ns < s; i += stride)
+        sample[ns++] = x[i];
+    radix_select(sample, ns, cp_topk_k(p->density, ns), &t, &ties);
+    float thr = cp_bits_f32(t);
+
+    for (int round = 0; round < 10; round++) {
+        /* Count every |x| >= thr, store the first `cap` of them. */
+        c = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (fabsf(x[i]) >= thr) {
+                if (c < cap) {
+                    ci[c] = (uint32_t)i;
+                    cv[c] = x[i];
+                }
+                c++;
+            }
+        }
+        if (c * 5 >= k * 4 || thr == 0.0f)
+            break;
+        thr *= 0.8f; /* too few: lower the threshold and retry */
+        if (thr < 1e-38f)
+            thr = 0.0f;
+    }
+    if (c > cap)
+        return select_exact(x, n, k, oi, ov);
+    if (c <= k) {
+        memcpy(oi, ci, c * sizeof(uint32_t));
+        memcpy(ov, cv, c * sizeof(float));
+        return c;
+    }
+    /* k < c <= 2k: the candidates hold every |x| >= thr, so their top k is
+     * the global top k. */
+    radix_select(cv, c, k, &t, &ties);
+    return emit(cv, ci, c, t, ties, oi, ov);
+}
+
+static cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
+                               void *out, size_t cap, size_t *len_p,
+                               void *scratch)
+{
+    size_t k, c;
+    int sampled;
+
+    if (cap < topk_max_size(p, n))
+        return CP_ERR_NOSPACE;
+    if (n > UINT32_MAX)
+        return CP_ERR_UNSUPPORTED;
+    if (n == 0) {
+        cp_put_u32(out, 0);
+        *len_p = TOPK_HDR;
+        return CP_OK;
+    }
+    k = cp_topk_k(p->density, n);
+    /* Values go after the index block of a k-entry message; a message with
+     * c < k entries is compacted below. */
+    uint32_t *oi = (uint32_t *)((unsigned char *)out + TOPK_HDR);
+    float *ov = (float *)(oi + k);
+    sampled = p->topk_select == CP_TOPK_SAMPLED ||
+              (p->topk_select == CP_TOPK_AUTO && n >= p->topk_sample_min);
+    if (k == n) {
+        for (size_t i = 0; i < n; i++) {
+            oi[i] = (uint32_t)i;
+            ov[i] = x[i];
+        }
+        c = n;
+    } else if (sampled) {
+        c = select_sampled(p, x, n, k, oi, ov, scratch);
+    } else {
+        c = select_exact(x, n, k, oi, ov);
+    }
+    if (c < k)
+        memmove(oi + c, ov, c * sizeof(float));
+    cp_put_u32(out, (uint32_t)c);
+    *len_p = TOPK_HDR + 8 * c;
+    return CP_OK;
+}
+
+static cp_status_t topk_decode(const cp_params_t *p, const void *in, size_t len,
+                               float alpha, const float *y, float *out,
+                               size_t n)
+{
+    const unsigned char *b = in;
+    size_t k;
+    (void)p;
+
+    if (len < TOPK_HDR)
+        return CP_ERR_MALFORMED;
+    k = cp_get_u32(b);
+    if (k > n || len != TOPK_HDR + 8 * k)
+        return CP_ERR_MALFORMED;
+    const unsigned char *ib = b + TOPK_HDR, *vb = ib + 4 * k;
+    /* Validate everything before writing anything. */
+    for (size_t j = 0; j < k; j++) {
+        uint32_t i = cp_get_u32(ib + 4 * j);
+        if (i >= n || (j > 0 && i <= cp_get_u32(ib + 4 * (j - 1))) ||
+            cp_nonfinite(cp_get_f32(vb + 4 * j)))
+            return CP_ERR_MALFORMED;
+    }
+    cp_decode_base(y, out, n);
+    for (size_t j = 0; j < k; j++)
+        out[cp_get_u32(ib + 4 * j)] += alpha * cp_get_f32(vb + 4 * j);
+    return CP_OK;
+}
+
+const cp_compressor_ops_t cp_compressor_topk = {
+    .name = "topk",
+    .max_size = topk_max_size,
+    .scratch_size = topk_scratch_size,
+    .encode = topk_encode,
+    .decode = topk_decode,
+};

@@ -1,0 +1,80 @@
+/* commpress: compressed collectives for distributed training.
+ *
+ * Two ways in:
+ *  - preload: LD_PRELOAD=libcommpress.so intercepts MPI_Allreduce and is
+ *    configured by COMMPRESS_* environment variables (docs/configuration.md);
+ *  - link: the explicit API below, configured by a struct.
+ * Both run the same collectives. Functions return 0 (COMMPRESS_OK) or a
+ * negative status; commpress_strerror() names it. */
+#ifndef COMMPRESS_H
+#define COMMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COMMPRESS_OK 0
+
+typedef struct {
+    const char *compressor; /* none | fp16 | bf16 | topk | sign | quant */
+    double density;         /* topk: fraction kept, (0, 1] */
+    int bits;               /* quant: 1..8 */
+    size_t bucket;          /* quant: elements per bucket */
+    int stochastic;         /* quant: 1 = stochastic rounding */
+    const char *feedback;   /* none | ef; NULL = ef for topk/sign/quant */
+    const char *topk_select;/* auto | exact | sampled; NULL = auto */
+    size_t topk_sample_min; /* auto: sampled from this many elements */
+    const char *algorithm;  /* auto | sparse | twophase | dense; NULL = auto */
+    uint64_t seed;
+} commpress_config_t;
+
+/* Fills the documented defaults (those of the environment variables). */
+void commpress_config_default(commpress_config_t *cfg);
+
+typedef struct commpress_ctx commpress_ctx_t;
+
+/* Collective over comm: checks that every rank passed the same
+ * configuration (COMMPRESS_ERR_MISMATCH otherwise, on every rank). */
+int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
+                     commpress_ctx_t **ctx_p);
+void commpress_destroy(commpress_ctx_t *ctx);
+
+/* Compressed SUM allreduce of fp32. send == NULL means in place (recv holds
+ * the input). tensor_id names the tensor whose error-feedback state is used:
+ * pass the same id for the same tensor every step. Every rank gets identical
+ * bits. A step holding Inf/NaN on any rank is reduced exactly (non-finite
+ * results everywhere) and leaves all state unchanged. */
+int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
+                        size_t count, uint64_t tensor_id);
+
+/* Bytes of per-tensor state and workspace held by ctx. */
+size_t commpress_state_bytes(const commpress_ctx_t *ctx);
+
+const char *commpress_strerror(int status);
+
+/* Statistics of the preloaded shim in this process. */
+typedef struct {
+    unsigned long long calls_compressed;
+    unsigned long long calls_passthrough;
+    unsigned long long calls_nonfinite;  /* compressed calls sent exact */
+    unsigned long long bytes_uncompressed; /* ring allreduce, compressed calls */
+    unsigned long long bytes_sent;         /* actually sent, compressed calls */
+    unsigned long long bytes_passthrough;  /* ring estimate, passed-through calls */
+    double ratio;                          /* bytes_uncompressed / bytes_sent */
+    double compress_seconds;
+    unsigned long long state_bytes;
+    unsigned long long state_bytes_peak;
+} commpress_stats_t;
+
+void commpress_stats(commpress_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

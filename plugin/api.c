@@ -1,0 +1,157 @@
+/* The explicit API (include/commpress.h): the same collectives as the
+ * shim, configured by a struct, tensors named by the caller. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "include/commpress.h"
+#include "plugin/comm_state.h"
+#include "plugin/config.h"
+#include "util/log.h"
+
+struct commpress_ctx {
+    MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's */
+    cp_comm_state_t *state;
+    cp_coll_config_t coll;
+};
+
+void commpress_config_default(commpress_config_t *c)
+{
+    cp_config_t d;
+    cp_config_defaults(&d);
+    memset(c, 0, sizeof(*c));
+    c->compressor = "none";
+    c->density = d.density;
+    c->bits = d.bits;
+    c->bucket = d.bucket;
+    c->topk_sample_min = d.topk_sample_min;
+}
+
+const char *commpress_strerror(int status)
+{
+    return cp_status_string((cp_status_t)status);
+}
+
+static int pick(const char *v, const char *const *names, int n, int dflt)
+{
+    if (v == NULL)
+        return dflt;
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
+{
+    static const char *const fb[] = {"none", "ef"};
+    static const char *const sel[] = {"auto", "exact", "sampled"};
+    static const char *const algo[] = {"auto", "sparse", "twophase", "dense"};
+    int f, s, a;
+
+    memset(o, 0, sizeof(*o));
+    o->codec = c->compressor ? cp_compressor_find(c->compressor) : NULL;
+    f = pick(c->feedback, fb, 2, -2);
+    s = pick(c->topk_select, sel, 3, 0);
+    a = pick(c->algorithm, algo, 4, 0);
+    if (o->codec == NULL || f == -1 || s < 0 || a < 0 ||
+        !(c->density > 0.0 && c->density <= 1.0) || c->bits < 1 ||
+        c->bits > 8 || c->bucket < 1)
+        return CP_ERR_INVALID;
+    if (f == -2)
+        f = (o->codec == &cp_compressor_topk || o->codec == &cp_compressor_sign ||
+             o->codec == &cp_compressor_quant) ? 1 : 0;
+    o->feedback = f == 1 ? &cp_feedback_ef : &cp_feedback_none;
+    o->params.density = c->density;
+    o->params.bits = c->bits;
+    o->params.bucket = c->bucket;
+    o->params.rounding = c->stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
+    o->params.topk_select = (cp_topk_select_t)s;
+    o->params.topk_sample_min = c->topk_sample_min;
+    o->algo = (cp_algo_t)a;
+    o->seed = c->seed;
+    return CP_OK;
+}
+
+/* Hash of the resolved configuration, to be compared across ranks. */
+static uint64_t coll_hash(const cp_coll_config_t *o)
+{
+    char buf[256];
+    uint64_t x = 0x84222325cbf29ce4ull;
+    int n = snprintf(buf, sizeof(buf), "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu",
+                     o->codec->name, o->feedback->name, o->params.density,
+                     o->params.bits, o->params.bucket, (int)o->params.rounding,
+                     (int)o->params.topk_select, o->params.topk_sample_min,
+                     (int)o->algo, (unsigned long long)o->seed);
+    for (int i = 0; i < n; i++)
+        x = (x ^ (unsigned char)buf[i]) * 0x100000001b3ull;
+    return x;
+}
+
+int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
+                     commpress_ctx_t **ctx_p)
+{
+    commpress_ctx_t *ctx;
+    cp_coll_config_t coll;
+    cp_status_t st = to_coll(cfg, &coll);
+    uint64_t v[3];
+
+    /* Agree on validity and configuration before anyone allocates. */
+    uint64_t h = st == CP_OK ? coll_hash(&coll) : 0;
+    v[0] = st != CP_OK;
+    v[1] = h;
+    v[2] = ~h;
+    if (PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_UINT64_T, MPI_MAX, comm) !=
+        MPI_SUCCESS)
+        return CP_ERR_TRANSPORT;
+    if (st != CP_OK || v[0])
+        return CP_ERR_INVALID;
+    if (v[1] != h || v[2] != ~h)
+        return CP_ERR_MISMATCH;
+
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return CP_ERR_NOMEM;
+    ctx->coll = coll;
+    if (PMPI_Comm_dup(comm, &ctx->comm) != MPI_SUCCESS) {
+        free(ctx);
+        return CP_ERR_TRANSPORT;
+    }
+    st = cp_comm_state_create(ctx->comm, 1 << 16, &ctx->state);
+    if (st != CP_OK) {
+        PMPI_Comm_free(&ctx->comm);
+        free(ctx);
+        return st;
+    }
+    *ctx_p = ctx;
+    return CP_OK;
+}
+
+void commpress_destroy(commpress_ctx_t *ctx)
+{
+    if (ctx == NULL)
+        return;
+    cp_comm_state_destroy(ctx->state);
+    PMPI_Comm_free(&ctx->comm);
+    free(ctx);
+}
+
+int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
+                        size_t count, uint64_t tensor_id)
+{
+    cp_tensor_t *t;
+    cp_coll_result_t res;
+
+    if (ctx == NULL || recv == NULL || count == 0)
+        return CP_ERR_INVALID;
+    CP_CHECK(cp_comm_state_tensor(ctx->state, &ctx->coll, (uintptr_t)tensor_id,
+                                  count, &t));
+    cp_allreduce_args_t a = {.send = send, .recv = recv, .count = count,
+                             .tensor = t, .cfg = &ctx->coll,
+                             .ws = &ctx->state->ws, .tp = &ctx->state->tp};
+    return cp_allreduce(&a, &res);
+}
+
+size_t commpress_state_bytes(const commpress_ctx_t *ctx)
+{
+    return ctx->state->tensor_bytes + cp_workspace_bytes(&ctx->state->ws);
+}

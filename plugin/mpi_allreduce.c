@@ -1,0 +1,290 @@
+/* MPI interception: MPI_Init*, MPI_Allreduce(_c), MPI_Finalize. A
+ * decorator in the shape of Open MPI's coll/sync: decide, then either run a
+ * compressed collective or forward to PMPI_* unchanged. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/comm_state.h"
+#include "plugin/config.h"
+#include "plugin/stats.h"
+#include "util/log.h"
+
+static pthread_mutex_t cp_lock = PTHREAD_MUTEX_INITIALIZER;
+static int cp_inited;           /* configuration parsed and checked */
+static cp_config_t cp_cfg;
+static cp_coll_config_t cp_coll;
+static int cp_keyval = MPI_KEYVAL_INVALID;
+static cp_comm_state_t *cp_states; /* every live comm state */
+
+static void states_update_bytes(void)
+{
+    size_t total = 0;
+    for (cp_comm_state_t *s = cp_states; s; s = s->next)
+        total += s->tensor_bytes + cp_workspace_bytes(&s->ws);
+    cp_stats_set_state_bytes(total);
+}
+
+/* Called by MPI when a communicator with our attribute is freed. */
+static int state_delete(MPI_Comm comm, int keyval, void *attr, void *extra)
+{
+    cp_comm_state_t *s = attr;
+    (void)comm, (void)keyval, (void)extra;
+    pthread_mutex_lock(&cp_lock);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        cp_states = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    cp_comm_state_destroy(s);
+    states_update_bytes();
+    pthread_mutex_unlock(&cp_lock);
+    return MPI_SUCCESS;
+}
+
+/* Stops the job: every rank learns of the failure through `bad` being
+ * agreed on beforehand, so none is left waiting in a collective. */
+static void die(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+    PMPI_Finalize();
+    exit(1);
+}
+
+/* Parses the environment and checks it on comm; collective over comm.
+ * On any rank's error, every rank exits non-zero after the lowest failing
+ * rank printed one line. */
+static void plugin_init(MPI_Comm comm)
+{
+    char err[512] = "";
+    uint64_t v[1 + 2 * CP_CONFIG_MAX_FIELDS], h[CP_CONFIG_MAX_FIELDS];
+    const char *names[CP_CONFIG_MAX_FIELDS];
+    int rank, size, bad_cfg;
+    size_t nf;
+
+    PMPI_Comm_rank(comm, &rank);
+    PMPI_Comm_size(comm, &size);
+    cp_log_set_rank(rank);
+    bad_cfg = cp_config_parse_env(&cp_cfg, err, sizeof(err)) != CP_OK;
+    if (!bad_cfg)
+        cp_log_set_level((cp_log_level_t)cp_cfg.debug);
+    nf = cp_config_hashes(&cp_cfg, h, names);
+    /* One allreduce (max) carries both: which rank failed to parse (the
+     * lowest), and per-field hashes h and ~h, equal on all ranks iff
+     * max(h) == h and max(~h) == ~h everywhere. */
+    v[0] = bad_cfg ? (uint64_t)(INT32_MAX - rank) + 1 : 0;
+    for (size_t i = 0; i < nf; i++) {
+        v[1 + i] = h[i];
+        v[1 + nf + i] = ~h[i];
+    }
+    if (PMPI_Allreduce(MPI_IN_PLACE, v, (int)(1 + 2 * nf), MPI_UINT64_T,
+                       MPI_MAX, comm) != MPI_SUCCESS) {
+        cp_warn("configuration check failed in PMPI_Allreduce");
+        die();
+    }
+    if (v[0] != 0) {
+        if (bad_cfg && (uint64_t)(INT32_MAX - rank) + 1 == v[0])
+            fprintf(stderr, "commpress: error: %s\n", err);
+        die();
+    }
+    if (rank == 0) {
+        char line[1024] = "", one[1200];
+        size_t o = 0;
+        for (size_t i = 0; i < nf; i++)
+            if (v[1 + i] != h[i] || v[1 + nf + i] != ~h[i]) {
+                cp_config_format(&cp_cfg, names[i], one, sizeof(one));
+                o += (size_t)snprintf(line + o, sizeof(line) - o,
+                                      "%s%s (rank 0 has %s)", o ? ", " : "",
+                                      names[i], one);
+                if (o >= sizeof(line))
+                    o = sizeof(line) - 1;
+            }
+        if (o)
+            fprintf(stderr,
+                    "commpress: error: configuration differs across ranks "
+                    "in %s; every rank must run with the same COMMPRESS_* "
+                    "settings\n",
+                    line);
+    }
+    for (size_t i = 0; i < nf; i++)
+        if (v[1 + i] != h[i] || v[1 + nf + i] != ~h[i])
+            die();
+
+    cp_config_to_coll(&cp_cfg, &cp_coll);
+    cp_config_warn_unknown();
+    if (rank == 0 && cp_coll.codec == &cp_compressor_none &&
+        cp_cfg.debug >= CP_LOG_WARN)
+        fprintf(stderr, "commpress: COMMPRESS_COMPRESSOR is %s: nothing is "
+                        "compressed (exact pass-through)\n",
+                getenv("COMMPRESS_COMPRESSOR") ? "none" : "unset");
+    if (rank == 0 && cp_cfg.debug >= CP_LOG_INFO)
+        cp_config_print(&cp_cfg, stderr, 0);
+    PMPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, state_delete, &cp_keyval,
+                            NULL);
+    (void)size;
+    cp_inited = 1;
+}
+
+int MPI_Init(int *argc, char ***argv)
+{
+    int rc = PMPI_Init(argc, argv);
+    if (rc == MPI_SUCCESS)
+        plugin_init(MPI_COMM_WORLD);
+    return rc;
+}
+
+int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
+{
+    int rc = PMPI_Init_thread(argc, argv, required, provided);
+    if (rc == MPI_SUCCESS)
+        plugin_init(MPI_COMM_WORLD);
+    return rc;
+}
+
+int MPI_Finalize(void)
+{
+    int rank = 0;
+    PMPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (cp_inited) {
+        states_update_bytes();
+        if (rank == 0)
+            cp_stats_print_summary(rank, cp_config_compressor_name(&cp_cfg));
+        if (cp_cfg.stats_file[0])
+            cp_stats_write_json(cp_cfg.stats_file, rank);
+        /* Release every state; deleting the attribute runs state_delete. */
+        while (cp_states)
+            PMPI_Comm_delete_attr(cp_states->comm, cp_keyval);
+        PMPI_Comm_free_keyval(&cp_keyval);
+        cp_inited = 0;
+    }
+    return PMPI_Finalize();
+}
+
+/* The communicator's state, created at its first compressed call. */
+static cp_comm_state_t *comm_state(MPI_Comm comm)
+{
+    cp_comm_state_t *s = NULL;
+    int found = 0;
+
+    PMPI_Comm_get_attr(comm, cp_keyval, &s, &found);
+    if (found)
+        return s;
+    if (cp_comm_state_create(comm, cp_cfg.max_tensors, &s) != CP_OK)
+        return NULL;
+    PMPI_Comm_set_attr(comm, cp_keyval, s);
+    pthread_mutex_lock(&cp_lock);
+    s->next = cp_states;
+    if (cp_states)
+        cp_states->prev = s;
+    cp_states = s;
+    pthread_mutex_unlock(&cp_lock);
+    return s;
+}
+
+/* The policy: compress only what commpress handles exactly as MPI would
+ * sum it, and only above the size threshold. Depends on values equal on all
+ * ranks (DESIGN.md, contract 2). */
+static int worth_compressing(size_t count, MPI_Datatype dt, MPI_Op op,
+                             MPI_Comm comm)
+{
+    int size;
+    if (!cp_inited || cp_coll.codec == &cp_compressor_none)
+        return 0;
+    if (dt != MPI_FLOAT || op != MPI_SUM || count == 0 ||
+        count * sizeof(float) < cp_cfg.min_bytes || comm == MPI_COMM_NULL)
+        return 0;
+    if (PMPI_Comm_size(comm, &size) != MPI_SUCCESS || size < 2)
+        return 0;
+    return 1;
+}
+
+static size_t ring_bytes(size_t count, int dtsize, MPI_Comm comm)
+{
+    int n = 1;
+    if (comm != MPI_COMM_NULL)
+        PMPI_Comm_size(comm, &n);
+    return n > 1 ? (size_t)(2.0 * (n - 1) / n * (double)count * dtsize) : 0;
+}
+
+/* Runs the compressed allreduce; returns -1 when the call must go to PMPI
+ * after all (e.g. an intercommunicator), otherwise an MPI error code. */
+static int compressed_allreduce(const void *sendbuf, void *recvbuf,
+                                size_t count, MPI_Comm comm)
+{
+    cp_comm_state_t *s = comm_state(comm);
+    cp_tensor_t *t;
+    cp_coll_result_t res;
+    cp_status_t st;
+    uintptr_t key;
+
+    if (s == NULL || s->is_inter)
+        return -1;
+    if (cp_cfg.state_key == CP_KEY_ORDER)
+        key = (uintptr_t)(s->clock % cp_cfg.step_calls);
+    else
+        key = (uintptr_t)(sendbuf == MPI_IN_PLACE ? recvbuf : sendbuf);
+    st = cp_comm_state_tensor(s, &cp_coll, key, count, &t);
+    if (st != CP_OK)
+        return -1; /* out of memory for state: send it exact */
+    cp_allreduce_args_t a = {
+        .send = sendbuf == MPI_IN_PLACE ? NULL : sendbuf,
+        .recv = recvbuf,
+        .count = count,
+        .tensor = t,
+        .cfg = &cp_coll,
+        .ws = &s->ws,
+        .tp = &s->tp,
+    };
+    st = cp_allreduce(&a, &res);
+    if (st != CP_OK) {
+        cp_warn("compressed allreduce of %zu floats failed: %s", count,
+                cp_status_string(st));
+        return MPI_ERR_INTERN;
+    }
+    cp_stats_add_compressed(&res);
+    if (t->steps == 1) /* state just grew: keep the reported total current */
+        states_update_bytes();
+    cp_trace("allreduce %zu floats algo %d sent %zu of %zu bytes%s", count,
+             (int)res.algo, res.bytes_sent, res.bytes_dense,
+             res.nonfinite ? " (non-finite: exact)" : "");
+    return MPI_SUCCESS;
+}
+
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
+                  MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
+{
+    if (count > 0 && worth_compressing((size_t)count, datatype, op, comm)) {
+        int rc = compressed_allreduce(sendbuf, recvbuf, (size_t)count, comm);
+        if (rc >= 0)
+            return rc;
+    }
+    if (cp_inited && count > 0) {
+        int dts = 0;
+        PMPI_Type_size(datatype, &dts);
+        cp_stats_add_passthrough(ring_bytes((size_t)count, dts, comm));
+    }
+    return PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm);
+}
+
+#ifdef CP_HAVE_MPI_ALLREDUCE_C
+int MPI_Allreduce_c(const void *sendbuf, void *recvbuf, MPI_Count count,
+                    MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
+{
+    if (count > 0 && worth_compressing((size_t)count, datatype, op, comm)) {
+        int rc = compressed_allreduce(sendbuf, recvbuf, (size_t)count, comm);
+        if (rc >= 0)
+            return rc;
+    }
+    if (cp_inited && count > 0) {
+        int dts = 0;
+        PMPI_Type_size(datatype, &dts);
+        cp_stats_add_passthrough(ring_bytes((size_t)count, dts, comm));
+    }
+    return PMPI_Allreduce_c(sendbuf, recvbuf, count, datatype, op, comm);
+}
+#endif
+
+void commpress_stats(commpress_stats_t *out) { cp_stats_get(out); }

@@ -1,0 +1,20 @@
+/* Process-wide statistics of the shim, reported at MPI_Finalize. */
+#ifndef CP_STATS_H
+#define CP_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "collectives/allreduce.h"
+#include "include/commpress.h"
+
+void cp_stats_add_compressed(const cp_coll_result_t *res);
+void cp_stats_add_passthrough(size_t bytes_dense);
+void cp_stats_set_state_bytes(size_t bytes);
+void cp_stats_get(commpress_stats_t *out);
+void cp_stats_reset(void);
+/* Writes the JSON file (path with %r replaced by rank); 0 on success. */
+int cp_stats_write_json(const char *path_template, int rank);
+void cp_stats_print_summary(int rank, const char *compressor);
+
+#endif

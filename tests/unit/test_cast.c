@@ -1,0 +1,102 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "compressors/compressor.h"
+#include "testutil.h"
+#include "util/hd.h"
+
+/* Every finite binary16 value converts to fp32 and back unchanged, and the
+ * codec carries it exactly. */
+Test(cast, fp16_exact_on_all_representable_values)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00u) == 0x7c00u)
+            continue; /* Inf, NaN */
+        float f = cp_f16_to_f32((uint16_t)h);
+        cr_assert_eq(cp_f32_to_f16(f), h, "h=%#x f=%a", h, f);
+    }
+}
+
+Test(cast, bf16_exact_on_all_representable_values)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7f80u) == 0x7f80u)
+            continue;
+        float f = cp_bf16_to_f32((uint16_t)h);
+        cr_assert_eq(cp_f32_to_bf16(f), h, "h=%#x", h);
+    }
+}
+
+/* Round to nearest, ties to even, checked against the neighbours. */
+Test(cast, fp16_rounds_to_nearest_even)
+{
+    uint64_t s = 7;
+    for (int i = 0; i < 200000; i++) {
+        float x = (float)((tu_unif(&s) - 0.5) * ldexp(1.0, (int)(tu_next(&s) % 40) - 24));
+        uint16_t h = cp_f32_to_f16(x);
+        float r = cp_f16_to_f32(h);
+        /* Neighbours in binary16 (same sign). */
+        float up = cp_f16_to_f32((uint16_t)(h + 1));
+        float dn = (h & 0x7fffu) ? cp_f16_to_f32((uint16_t)(h - 1)) : r;
+        cr_assert_leq(fabsf(x - r), fabsf(x - up), "x=%a", x);
+        cr_assert_leq(fabsf(x - r), fabsf(x - dn), "x=%a", x);
+    }
+    /* 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even mantissa wins. */
+    cr_assert_eq(cp_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);
+    cr_assert_eq(cp_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);
+    /* Smallest subnormal and half of it (tie to even: zero). */
+    cr_assert_eq(cp_f32_to_f16(0x1p-24f), 0x0001);
+    cr_assert_eq(cp_f32_to_f16(0x1p-25f), 0x0000);
+}
+
+Test(cast, saturates_finite_and_keeps_nonfinite)
+{
+    cr_assert_eq(cp_f32_to_f16(1e6f), 0x7bff);
+    cr_assert_eq(cp_f32_to_f16(-1e6f), 0xfbff);
+    cr_assert_eq(cp_f32_to_f16(65519.0f), 0x7bff);
+    cr_assert_eq(cp_f32_to_f16(INFINITY), 0x7c00);
+    cr_assert(isnan(cp_f16_to_f32(cp_f32_to_f16(NAN))));
+    cr_assert_eq(cp_f32_to_bf16(3.4e38f), 0x7f7f);
+    cr_assert_eq(cp_f32_to_bf16(-INFINITY), 0xff80);
+    cr_assert(isnan(cp_bf16_to_f32(cp_f32_to_bf16(NAN))));
+}
+
+static void roundtrip(const cp_compressor_ops_t *c, float (*ref)(float))
+{
+    cp_params_t p = tu_params();
+    for (size_t n = 0; n < 40; n += 13) {
+        float *x = tu_gradient(n, n + 1);
+        float *y = tu_gradient(n, n + 2);
+        float out[64];
+        size_t len;
+        unsigned char *m = tu_encode(c, &p, x, n, &len);
+        cr_assert_eq(len, 2 * n);
+        cr_assert_leq(len, c->max_size(&p, n));
+        cr_assert_eq(c->decode(&p, m, len, 1.0f, y, out, n), CP_OK);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(out[i], y[i] + ref(x[i]));
+        cr_assert_eq(c->decode(&p, m, len, -1.0f, NULL, out, n), CP_OK);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(out[i], -ref(x[i]));
+        cr_assert_eq(c->decode(&p, m, len + 1, 1.0f, NULL, out, n), CP_ERR_MALFORMED);
+        if (n)
+            cr_assert_eq(c->decode(&p, m, len - 2, 1.0f, NULL, out, n), CP_ERR_MALFORMED);
+        free(m), free(x), free(y);
+    }
+}
+
+static float via_f16(float x) { return cp_f16_to_f32(cp_f32_to_f16(x)); }
+static float via_bf16(float x) { return cp_bf16_to_f32(cp_f32_to_bf16(x)); }
+
+Test(cast, codec_fp16) { roundtrip(&cp_compressor_fp16, via_f16); }
+Test(cast, codec_bf16) { roundtrip(&cp_compressor_bf16, via_bf16); }
+
+Test(cast, small_buffer_rejected)
+{
+    cp_params_t p = tu_params();
+    float x[4] = {1, 2, 3, 4};
+    unsigned char out[8];
+    size_t len;
+    cr_assert_eq(cp_compressor_fp16.encode(&p, x, 4, out, 7, &len, NULL), CP_ERR_NOSPACE);
+}

@@ -1,0 +1,107 @@
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/config.h"
+
+static void clear_env(void)
+{
+    extern char **environ;
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e; e++)
+            if (strncmp(*e, "COMMPRESS_", 10) == 0) {
+                char name[128];
+                size_t len = strcspn(*e, "=");
+                snprintf(name, sizeof(name), "%.*s", (int)len, *e);
+                unsetenv(name);
+                again = 1;
+                break;
+            }
+    }
+}
+
+Test(config, defaults)
+{
+    cp_config_t c;
+    char err[512];
+    clear_env();
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK);
+    cr_assert_str_eq(cp_config_compressor_name(&c), "none");
+    cr_assert_eq(c.density, 0.01);
+    cr_assert_eq(c.bits, 4);
+    cr_assert_eq(c.bucket, 512);
+    cr_assert_eq(c.min_bytes, 65536);
+    cp_coll_config_t coll;
+    setenv("COMMPRESS_COMPRESSOR", "quant", 1);
+    cp_config_parse_env(&c, err, sizeof(err));
+    cp_config_to_coll(&c, &coll);
+    cr_assert_eq(coll.feedback, &cp_feedback_ef); /* auto: ef for quant */
+    setenv("COMMPRESS_COMPRESSOR", "FP16", 1);    /* case-insensitive */
+    cp_config_parse_env(&c, err, sizeof(err));
+    cp_config_to_coll(&c, &coll);
+    cr_assert_eq(coll.codec, &cp_compressor_fp16);
+    cr_assert_eq(coll.feedback, &cp_feedback_none);
+}
+
+static void expect_error(const char *var, const char *val, const char *msg)
+{
+    cp_config_t c;
+    char err[512];
+    clear_env();
+    setenv(var, val, 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_ERR_CONFIG, "%s=%s", var, val);
+    cr_assert_str_eq(err, msg);
+}
+
+Test(config, invalid_values_named_with_what_is_accepted)
+{
+    expect_error("COMMPRESS_COMPRESSOR", "zip",
+                 "COMMPRESS_COMPRESSOR='zip' is invalid; accepted: none | fp16 | bf16 | topk | sign | quant");
+    expect_error("COMMPRESS_DENSITY", "0", "COMMPRESS_DENSITY='0' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_DENSITY", "1.5", "COMMPRESS_DENSITY='1.5' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_DENSITY", "0.1x", "COMMPRESS_DENSITY='0.1x' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_DENSITY", "nan", "COMMPRESS_DENSITY='nan' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_BITS", "9", "COMMPRESS_BITS='9' is invalid; accepted: an integer in [1, 8]");
+    expect_error("COMMPRESS_BITS", "-1", "COMMPRESS_BITS='-1' is invalid; accepted: an integer in [1, 8]");
+    expect_error("COMMPRESS_BITS", "", "COMMPRESS_BITS='' is invalid; accepted: an integer in [1, 8]");
+    expect_error("COMMPRESS_FEEDBACK", "ef21x",
+                 "COMMPRESS_FEEDBACK='ef21x' is invalid; accepted: auto | none | ef");
+    expect_error("COMMPRESS_ROUNDING", "up",
+                 "COMMPRESS_ROUNDING='up' is invalid; accepted: nearest | stochastic");
+    expect_error("COMMPRESS_MIN_BYTES", "1k",
+                 "COMMPRESS_MIN_BYTES='1k' is invalid; accepted: an integer in [0, 1000000000000000000]");
+    expect_error("COMMPRESS_STATE_KEY", "order",
+                 "COMMPRESS_STEP_CALLS='0' is invalid with COMMPRESS_STATE_KEY=order; accepted: an integer >= 1 (the number of compressed calls per step)");
+}
+
+/* Equal values spelled differently hash equal; different values do not;
+ * per-rank variables (debug, stats file) are not compared. */
+Test(config, hashes_compare_values_not_spelling)
+{
+    cp_config_t a, b;
+    char err[512];
+    uint64_t ha[CP_CONFIG_MAX_FIELDS], hb[CP_CONFIG_MAX_FIELDS];
+    const char *names[CP_CONFIG_MAX_FIELDS];
+    clear_env();
+    setenv("COMMPRESS_DENSITY", "0.01", 1);
+    setenv("COMMPRESS_STATS_FILE", "/tmp/a", 1);
+    cp_config_parse_env(&a, err, sizeof(err));
+    setenv("COMMPRESS_DENSITY", "1e-2", 1);
+    setenv("COMMPRESS_STATS_FILE", "/tmp/b", 1);
+    setenv("COMMPRESS_DEBUG", "INFO", 1);
+    cp_config_parse_env(&b, err, sizeof(err));
+    size_t n = cp_config_hashes(&a, ha, names);
+    cr_assert_eq(cp_config_hashes(&b, hb, names), n);
+    cr_assert_eq(memcmp(ha, hb, n * sizeof(uint64_t)), 0);
+    setenv("COMMPRESS_DENSITY", "0.02", 1);
+    cp_config_parse_env(&b, err, sizeof(err));
+    cp_config_hashes(&b, hb, names);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ha[i] != hb[i]) {
+            cr_assert_str_eq(names[i], "COMMPRESS_DENSITY");
+            diff++;
+        }
+    cr_assert_eq(diff, 1);
+}
