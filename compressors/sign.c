@@ -64,7 +64,24 @@ static cp_status_t sign_decode(const cp_params_t *p, const void *in, size_t len,
     if (!(scale >= 0.0f) || cp_nonfinite(scale))
         return CP_ERR_MALFORMED;
     const float pos = alpha * scale, neg = -(alpha * scale);
-    for (size_t i = 0; i < n; i++) {
+    const size_t nfull = n / 8;
+    /* A byte at a time: the inner loop is a branch-free select the compiler
+     * vectorizes. */
+    for (size_t b = 0; b < nfull; b++) {
+        const unsigned byte = bytes[b];
+        float *o = out + 8 * b;
+        const float *yy = y ? y + 8 * b : NULL;
+        float d[8];
+        for (int j = 0; j < 8; j++)
+            d[j] = ((byte >> j) & 1u) ? neg : pos;
+        if (yy)
+            for (int j = 0; j < 8; j++)
+                o[j] = yy[j] + d[j];
+        else
+            for (int j = 0; j < 8; j++)
+                o[j] = d[j];
+    }
+    for (size_t i = 8 * nfull; i < n; i++) {
         float d = ((bytes[i / 8] >> (i % 8)) & 1u) ? neg : pos;
         out[i] = (y ? y[i] : 0.0f) + d;
     }

@@ -73,6 +73,9 @@ typedef struct {
 
 void commpress_stats(commpress_stats_t *out);
 
+/* Statistics of the explicit calls made through ctx (same fields). */
+void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out);
+
 #ifdef __cplusplus
 }
 #endif

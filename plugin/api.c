@@ -12,6 +12,7 @@ struct commpress_ctx {
     MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's */
     cp_comm_state_t *state;
     cp_coll_config_t coll;
+    commpress_stats_t stats;
 };
 
 void commpress_config_default(commpress_config_t *c)
@@ -148,7 +149,24 @@ int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
     cp_allreduce_args_t a = {.send = send, .recv = recv, .count = count,
                              .tensor = t, .cfg = &ctx->coll,
                              .ws = &ctx->state->ws, .tp = &ctx->state->tp};
-    return cp_allreduce(&a, &res);
+    CP_CHECK(cp_allreduce(&a, &res));
+    commpress_stats_t *s = &ctx->stats;
+    s->calls_compressed++;
+    s->calls_nonfinite += (unsigned long long)res.nonfinite;
+    s->bytes_uncompressed += res.bytes_dense;
+    s->bytes_sent += res.bytes_sent + (res.nonfinite ? res.bytes_dense : 0);
+    s->compress_seconds += res.compress_seconds;
+    return CP_OK;
+}
+
+void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out)
+{
+    *out = ctx->stats;
+    out->ratio = out->bytes_sent ? (double)out->bytes_uncompressed /
+                                       (double)out->bytes_sent
+                                 : 0.0;
+    out->state_bytes = commpress_state_bytes(ctx);
+    out->state_bytes_peak = out->state_bytes;
 }
 
 size_t commpress_state_bytes(const commpress_ctx_t *ctx)
