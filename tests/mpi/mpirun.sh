@@ -9,5 +9,9 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_MCA_rmaps_base_oversubscribe=1
 fwd=()
 for v in $(env | grep -o '^COMMPRESS_[A-Z0-9_]*'); do fwd+=(-x "$v"); done
-[ -n "${LD_PRELOAD:-}" ] && fwd+=(-x LD_PRELOAD)
+# The preload is for the ranks, not for mpirun itself.
+if [ -n "${LD_PRELOAD:-}" ]; then
+  fwd+=(-x "LD_PRELOAD=$LD_PRELOAD")
+  unset LD_PRELOAD
+fi
 exec mpirun -np "$np" --oversubscribe --bind-to none "${fwd[@]}" "$@"
