@@ -271,6 +271,15 @@ void cp_config_print(const cp_config_t *cfg, FILE *f, int md)
         const cp_field_t *fl = &cp_fields[i];
         accepted_text(fl, acc, sizeof(acc));
         if (md) {
+            char esc[300];
+            size_t o = 0;
+            for (const char *c = acc; *c && o + 2 < sizeof(esc); c++) {
+                if (*c == '|')
+                    esc[o++] = '\\';
+                esc[o++] = *c;
+            }
+            esc[o] = '\0';
+            memcpy(acc, esc, o + 1);
             fprintf(f, "| `%s` | `%s` | %s | %s |\n", fl->name,
                     fl->dflt[0] ? fl->dflt : "(unset)", acc, fl->doc);
         } else {

@@ -106,7 +106,7 @@ void cp_stats_print_summary(int rank, const char *compressor)
     cp_stats_get(&s);
     cp_info("summary rank %d: compressor %s, %llu calls compressed "
             "(%llu non-finite, sent exact), %llu passed through; "
-            "%.1f MB a plain allreduce would send, %.1f MB sent, ratio %.2fx; "
+            "%.3f MB a plain allreduce would send, %.3f MB sent, ratio %.2fx; "
             "%.3f s compressing; state %.1f MB",
             rank, compressor, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_nonfinite,
