@@ -19,6 +19,40 @@ size_t cp_slot_size(size_t payload_max)
     return (CP_SLOT_HDR + payload_max + 7) & ~(size_t)7;
 }
 
+cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,
+                           const cp_params_t *p, const float *x, size_t m,
+                           int nonfinite, unsigned char *slot,
+                           size_t slot_size, void *scratch)
+{
+    size_t len = 0;
+    if (!nonfinite)
+        CP_CHECK(codec->encode(p, x, m, slot + CP_SLOT_HDR,
+                               slot_size - CP_SLOT_HDR, &len, scratch));
+    cp_put_u32(slot, nonfinite ? CP_SLOT_NONFINITE : 0);
+    cp_put_u32(slot + 4, (uint32_t)len);
+    memset(slot + CP_SLOT_HDR + len, 0, slot_size - CP_SLOT_HDR - len);
+    return CP_OK;
+}
+
+cp_status_t cp_slot_decode(const cp_compressor_ops_t *codec,
+                           const cp_params_t *p, const unsigned char *slot,
+                           size_t slot_size, float alpha, const float *y,
+                           float *out, size_t m)
+{
+    size_t len = cp_get_u32(slot + 4);
+    if (len > slot_size - CP_SLOT_HDR)
+        return CP_ERR_MALFORMED;
+    return codec->decode(p, slot + CP_SLOT_HDR, len, alpha, y, out, m);
+}
+
+int cp_slots_nonfinite(const unsigned char *slots, int n, size_t slot_size)
+{
+    uint32_t f = 0;
+    for (int r = 0; r < n; r++)
+        f |= cp_get_u32(slots + (size_t)r * slot_size);
+    return (f & CP_SLOT_NONFINITE) != 0;
+}
+
 /* Balanced split: the first count % size chunks get one extra element. */
 void cp_chunk_range(size_t count, int size, int j, size_t *off, size_t *len)
 {

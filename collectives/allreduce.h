@@ -94,6 +94,19 @@ cp_status_t cp_workspace_get(cp_workspace_t *ws, int slot, size_t bytes,
 #define CP_SLOT_HDR 8
 #define CP_SLOT_NONFINITE 1u
 size_t cp_slot_size(size_t payload_max);
+/* Encodes x into a slot (header + payload + zero padding); with nonfinite
+ * set, only the flag is sent. */
+cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,
+                           const cp_params_t *p, const float *x, size_t m,
+                           int nonfinite, unsigned char *slot,
+                           size_t slot_size, void *scratch);
+/* out = y + alpha * D(slot payload), the payload length bounds-checked. */
+cp_status_t cp_slot_decode(const cp_compressor_ops_t *codec,
+                           const cp_params_t *p, const unsigned char *slot,
+                           size_t slot_size, float alpha, const float *y,
+                           float *out, size_t m);
+/* Nonzero if any of n slots carries the non-finite flag. */
+int cp_slots_nonfinite(const unsigned char *slots, int n, size_t slot_size);
 void cp_chunk_range(size_t count, int size, int j, size_t *off, size_t *len);
 uint64_t cp_call_seed(const cp_allreduce_args_t *a, int phase, int chunk);
 double cp_now(void);

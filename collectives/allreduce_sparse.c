@@ -5,14 +5,6 @@
 
 enum { WS_V, WS_SEND, WS_RECV, WS_SCRATCH };
 
-static int any_flag(const unsigned char *slots, int n, size_t slot)
-{
-    uint32_t f = 0;
-    for (int r = 0; r < n; r++)
-        f |= cp_get_u32(slots + (size_t)r * slot);
-    return (f & CP_SLOT_NONFINITE) != 0;
-}
-
 cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
                                 cp_coll_result_t *res)
 {
@@ -26,7 +18,6 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     void *work, *scratch;
     const float *v;
     int bad;
-    size_t len = 0;
     double t0 = cp_now();
 
     CP_CHECK(cp_workspace_get(a->ws, WS_V, a->count * sizeof(float), &work));
@@ -36,17 +27,12 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
                               codec->scratch_size(&p, a->count), &scratch));
     p.seed = cp_call_seed(a, 0, 0);
     v = cfg->feedback->prepare(a->tensor->worker, g, work, a->count, &bad);
-    if (!bad)
-        CP_CHECK(codec->encode(&p, v, a->count, send + CP_SLOT_HDR,
-                               slot - CP_SLOT_HDR, &len, scratch));
-    cp_put_u32(send, bad ? CP_SLOT_NONFINITE : 0);
-    cp_put_u32(send + 4, (uint32_t)len);
-    memset(send + CP_SLOT_HDR + len, 0, slot - CP_SLOT_HDR - len);
+    CP_CHECK(cp_slot_encode(codec, &p, v, a->count, bad, send, slot, scratch));
     res->compress_seconds += cp_now() - t0;
 
     CP_CHECK(a->tp->ops->allgather(a->tp->ctx, send, recv, slot));
     res->bytes_sent = (size_t)(n - 1) * slot;
-    if (any_flag(recv, n, slot)) {
+    if (cp_slots_nonfinite(recv, n, slot)) {
         res->nonfinite = 1;
         return a->tp->ops->allreduce_sum_f32(a->tp->ctx, a->send, a->recv,
                                              a->count);
@@ -56,16 +42,12 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     /* Decode first (it validates every peer's message), commit after: a
      * malformed message leaves the state untouched. The input g is dead by
      * now (encoded, and v is the workspace copy when feedback needs it). */
-    for (int r = 0; r < n; r++) {
-        const unsigned char *s = recv + (size_t)r * slot;
-        size_t plen = cp_get_u32(s + 4);
-        if (plen > slot - CP_SLOT_HDR)
-            return CP_ERR_MALFORMED;
-        CP_CHECK(codec->decode(&p, s + CP_SLOT_HDR, plen, 1.0f,
-                               r == 0 ? NULL : a->recv, a->recv, a->count));
-    }
+    for (int r = 0; r < n; r++)
+        CP_CHECK(cp_slot_decode(codec, &p, recv + (size_t)r * slot, slot, 1.0f,
+                                r == 0 ? NULL : a->recv, a->recv, a->count));
     CP_CHECK(cfg->feedback->commit(a->tensor->worker, v, codec, &p,
-                                   send + CP_SLOT_HDR, len, a->count));
+                                   send + CP_SLOT_HDR, cp_get_u32(send + 4),
+                                   a->count));
     res->compress_seconds += cp_now() - t0;
     return CP_OK;
 }

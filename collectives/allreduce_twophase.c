@@ -13,40 +13,6 @@
 
 enum { WS_V, WS_SEND1, WS_RECV1, WS_SUM, WS_VS, WS_RECV2, WS_SCRATCH };
 
-static int any_flag(const unsigned char *slots, int n, size_t slot)
-{
-    uint32_t f = 0;
-    for (int r = 0; r < n; r++)
-        f |= cp_get_u32(slots + (size_t)r * slot);
-    return (f & CP_SLOT_NONFINITE) != 0;
-}
-
-static cp_status_t encode_slot(const cp_compressor_ops_t *codec,
-                               const cp_params_t *p, const float *x, size_t m,
-                               int bad, unsigned char *slot, size_t slot_size,
-                               void *scratch)
-{
-    size_t len = 0;
-    if (!bad)
-        CP_CHECK(codec->encode(p, x, m, slot + CP_SLOT_HDR,
-                               slot_size - CP_SLOT_HDR, &len, scratch));
-    cp_put_u32(slot, bad ? CP_SLOT_NONFINITE : 0);
-    cp_put_u32(slot + 4, (uint32_t)len);
-    memset(slot + CP_SLOT_HDR + len, 0, slot_size - CP_SLOT_HDR - len);
-    return CP_OK;
-}
-
-static cp_status_t decode_slot(const cp_compressor_ops_t *codec,
-                               const cp_params_t *p, const unsigned char *slot,
-                               size_t slot_size, float alpha, const float *y,
-                               float *out, size_t m)
-{
-    size_t len = cp_get_u32(slot + 4);
-    if (len > slot_size - CP_SLOT_HDR)
-        return CP_ERR_MALFORMED;
-    return codec->decode(p, slot + CP_SLOT_HDR, len, alpha, y, out, m);
-}
-
 static cp_status_t fallback(const cp_allreduce_args_t *a, cp_coll_result_t *res)
 {
     res->nonfinite = 1;
@@ -88,27 +54,27 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     for (int j = 0; j < n; j++) {
         cp_chunk_range(a->count, n, j, &off, &len);
         p.seed = cp_call_seed(a, 1, j);
-        CP_CHECK(encode_slot(codec, &p, v + off, len, bad,
+        CP_CHECK(cp_slot_encode(codec, &p, v + off, len, bad,
                              send1 + (size_t)j * slot, slot, scratch));
     }
     res->compress_seconds += cp_now() - t0;
     CP_CHECK(a->tp->ops->alltoall(a->tp->ctx, send1, recv1, slot));
-    if (any_flag(recv1, n, slot))
+    if (cp_slots_nonfinite(recv1, n, slot))
         return fallback(a, res);
 
     /* Phase 2: sum my chunk in rank order, server feedback, encode. */
     t0 = cp_now();
     for (int r = 0; r < n; r++)
-        CP_CHECK(decode_slot(codec, &p, recv1 + (size_t)r * slot, slot, 1.0f,
+        CP_CHECK(cp_slot_decode(codec, &p, recv1 + (size_t)r * slot, slot, 1.0f,
                              r == 0 ? NULL : sum, sum, mlen));
     vs = fb->prepare(a->tensor->server, sum, vs_work, mlen, &bad);
     p.seed = cp_call_seed(a, 2, me);
     unsigned char *send2 = recv1; /* phase 1 input is consumed */
-    CP_CHECK(encode_slot(codec, &p, vs, mlen, bad, send2, slot, scratch));
+    CP_CHECK(cp_slot_encode(codec, &p, vs, mlen, bad, send2, slot, scratch));
     res->compress_seconds += cp_now() - t0;
     CP_CHECK(a->tp->ops->allgather(a->tp->ctx, send2, recv2, slot));
     res->bytes_sent = 2 * (size_t)(n - 1) * slot;
-    if (any_flag(recv2, n, slot))
+    if (cp_slots_nonfinite(recv2, n, slot))
         return fallback(a, res);
 
     /* Phase 3: decode every chunk into the result, then commit both
@@ -116,7 +82,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     t0 = cp_now();
     for (int j = 0; j < n; j++) {
         cp_chunk_range(a->count, n, j, &off, &len);
-        CP_CHECK(decode_slot(codec, &p, recv2 + (size_t)j * slot, slot, 1.0f,
+        CP_CHECK(cp_slot_decode(codec, &p, recv2 + (size_t)j * slot, slot, 1.0f,
                              NULL, a->recv + off, len));
     }
     for (int j = 0; j < n; j++) {

@@ -253,8 +253,10 @@ static int compressed_allreduce(const void *sendbuf, void *recvbuf,
     return MPI_SUCCESS;
 }
 
-int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
-                  MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
+/* The decorator's one decision for both entry points: MPI_SUCCESS or an
+ * MPI error when commpress handled the call, -1 when it goes to PMPI. */
+static int intercept(const void *sendbuf, void *recvbuf, long long count,
+                     MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
 {
     if (count > 0 && worth_compressing((size_t)count, datatype, op, comm)) {
         int rc = compressed_allreduce(sendbuf, recvbuf, (size_t)count, comm);
@@ -266,24 +268,25 @@ int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
         PMPI_Type_size(datatype, &dts);
         cp_stats_add_passthrough(ring_bytes((size_t)count, dts, comm));
     }
-    return PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm);
+    return -1;
+}
+
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
+                  MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
+{
+    int rc = intercept(sendbuf, recvbuf, count, datatype, op, comm);
+    return rc >= 0 ? rc
+                   : PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm);
 }
 
 #ifdef CP_HAVE_MPI_ALLREDUCE_C
 int MPI_Allreduce_c(const void *sendbuf, void *recvbuf, MPI_Count count,
                     MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
 {
-    if (count > 0 && worth_compressing((size_t)count, datatype, op, comm)) {
-        int rc = compressed_allreduce(sendbuf, recvbuf, (size_t)count, comm);
-        if (rc >= 0)
-            return rc;
-    }
-    if (cp_inited && count > 0) {
-        int dts = 0;
-        PMPI_Type_size(datatype, &dts);
-        cp_stats_add_passthrough(ring_bytes((size_t)count, dts, comm));
-    }
-    return PMPI_Allreduce_c(sendbuf, recvbuf, count, datatype, op, comm);
+    int rc = intercept(sendbuf, recvbuf, (long long)count, datatype, op, comm);
+    return rc >= 0 ? rc
+                   : PMPI_Allreduce_c(sendbuf, recvbuf, count, datatype, op,
+                                      comm);
 }
 #endif
 
