@@ -1,0 +1,131 @@
+/* The explicit API (include/commpress.h), linked rather than preloaded:
+ *  - the same configuration gives the same bits as the shim;
+ *  - invalid and mismatched configurations are reported on every rank;
+ *  - any communicator, including one of a single rank;
+ *  - non-finite steps as in the shim; statistics per context.
+ * Run under mpirun with COMMPRESS_MIN_BYTES=0 (the shim compresses too). */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commpress.h"
+
+static int rank, nranks, npass, nfail;
+
+#define CHECK(cond, ...)                                                    \
+    do {                                                                    \
+        if (cond) {                                                         \
+            npass++;                                                        \
+        } else {                                                            \
+            nfail++;                                                        \
+            fprintf(stderr, "rank %d FAIL line %d: ", rank, __LINE__);      \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fprintf(stderr, "\n");                                          \
+        }                                                                   \
+    } while (0)
+
+static void fill(float *x, size_t n, unsigned seed)
+{
+    srand(seed * 131 + (unsigned)rank);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((rand() / (double)RAND_MAX - 0.5) * 1e-2);
+}
+
+/* The shim (configured by the environment) and the API (configured by the
+ * struct, with the environment's settings) produce the same bits. */
+static void same_as_shim(const char *comp)
+{
+    const size_t n = 100003;
+    float *x = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4);
+    commpress_config_t cfg;
+    commpress_ctx_t *ctx;
+    commpress_config_default(&cfg);
+    cfg.compressor = comp;
+    fill(x, n, 1);
+    CHECK(commpress_create(&cfg, MPI_COMM_WORLD, &ctx) == COMMPRESS_OK, "create %s", comp);
+    for (int step = 0; step < 3; step++) {
+        CHECK(commpress_allreduce(ctx, x, a, n, 7) == COMMPRESS_OK, "allreduce");
+        MPI_Allreduce(x, b, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        CHECK(memcmp(a, b, n * 4) == 0, "%s step %d: API and shim differ", comp, step);
+    }
+    /* In place through the API: a fresh tensor id gives step 0's result. */
+    commpress_ctx_t *ctx2;
+    commpress_create(&cfg, MPI_COMM_WORLD, &ctx2);
+    commpress_allreduce(ctx2, x, a, n, 1);
+    memcpy(b, x, n * 4);
+    commpress_allreduce(ctx2, NULL, b, n, 2);
+    CHECK(memcmp(a, b, n * 4) == 0, "%s: in place differs", comp);
+    commpress_stats_t st;
+    commpress_ctx_stats(ctx2, &st);
+    CHECK(st.calls_compressed == 2 && st.bytes_sent > 0 && st.ratio > 1.0 &&
+          st.state_bytes == commpress_state_bytes(ctx2),
+          "%s: ctx stats calls %llu ratio %g", comp, st.calls_compressed, st.ratio);
+    commpress_destroy(ctx2);
+    commpress_destroy(ctx);
+    free(x), free(a), free(b);
+}
+
+static void invalid_and_mismatch(void)
+{
+    commpress_config_t cfg;
+    commpress_ctx_t *ctx = NULL;
+    commpress_config_default(&cfg);
+    cfg.compressor = "zip";
+    CHECK(commpress_create(&cfg, MPI_COMM_WORLD, &ctx) < 0 && ctx == NULL, "zip accepted");
+    commpress_config_default(&cfg);
+    cfg.compressor = "quant";
+    cfg.bits = rank == nranks - 1 ? 9 : 4; /* one rank invalid: all fail */
+    CHECK(commpress_create(&cfg, MPI_COMM_WORLD, &ctx) < 0, "bits 9 accepted");
+    cfg.bits = 4;
+    cfg.density = rank == 0 ? 0.01 : 0.02;
+    cfg.compressor = "topk";
+    int rc = commpress_create(&cfg, MPI_COMM_WORLD, &ctx);
+    CHECK(nranks == 1 || rc < 0, "mismatch accepted");
+    if (nranks > 1)
+        CHECK(strstr(commpress_strerror(rc), "differs") != NULL, "message: %s",
+              commpress_strerror(rc));
+}
+
+/* A single-rank communicator: the full compress/decompress path runs. */
+static void single_rank(void)
+{
+    const size_t n = 5000;
+    float x[5000], r[5000];
+    commpress_config_t cfg;
+    commpress_ctx_t *ctx;
+    commpress_config_default(&cfg);
+    cfg.compressor = "quant";
+    cfg.bits = 8;
+    fill(x, n, 3);
+    CHECK(commpress_create(&cfg, MPI_COMM_SELF, &ctx) == COMMPRESS_OK, "create self");
+    CHECK(commpress_allreduce(ctx, x, r, n, 1) == COMMPRESS_OK, "allreduce self");
+    double err = 0, unit = 1e-2 / 255; /* range of the inputs / levels */
+    for (size_t i = 0; i < n; i++)
+        err = fmax(err, fabs(r[i] - x[i]));
+    /* worker and server quantization, half a unit each (plus rounding) */
+    CHECK(err <= unit * 1.01, "self: error %g > %g", err, unit);
+    x[10] = NAN;
+    CHECK(commpress_allreduce(ctx, x, r, n, 1) == COMMPRESS_OK, "nan step");
+    CHECK(isnan(r[10]) && r[11] == x[11], "nan step not exact");
+    commpress_destroy(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    /* The shim reads COMMPRESS_COMPRESSOR at MPI_Init; ctest runs this
+     * program once per compressor. */
+    same_as_shim(getenv("COMMPRESS_COMPRESSOR"));
+    invalid_and_mismatch();
+    single_rank();
+    int v[2] = {npass, nfail};
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0)
+        printf("%d passed, %d failed\n", v[0], v[1]);
+    MPI_Finalize();
+    return v[1] ? 1 : 0;
+}
