@@ -19,14 +19,66 @@ static size_t quant_max_size(const cp_params_t *p, size_t n)
     return 8 * quant_nbuckets(p, n) + (n * (size_t)p->bits + 7) / 8;
 }
 
-/* Per-element quantizer, shared with the GPU kernels. */
+/* Per-element quantizer, shared with the GPU kernels: floor((x - min) /
+ * unit + r) clamped to [0, qmax]. Clamping first makes the value
+ * non-negative, where truncation is floor, so the loop vectorizes without a
+ * floorf call; a NaN fails the first comparison and becomes level 0. */
 CP_HD uint32_t cp_quant_level(float x, float min, float inv_unit, float r,
-                              uint32_t qmax)
+                              float qmax)
 {
-    float q = floorf((x - min) * inv_unit + r);
-    if (!(q > 0.0f)) /* also maps a NaN from 0 * Inf to level 0 */
-        return 0;
-    return q >= (float)qmax ? qmax : (uint32_t)q;
+    float t = (x - min) * inv_unit + r;
+    t = t > 0.0f ? t : 0.0f;
+    t = t < qmax ? t : qmax;
+    return (uint32_t)(int32_t)t; /* t <= 255: the signed conversion vectorizes */
+}
+
+/* Min and max of v[0..m), m >= 1. Eight independent lanes make the loop an
+ * elementwise select, which vectorizes without -ffast-math (a float min
+ * reduction does not). */
+static void bucket_range(const float *v, size_t m, float *mn_p, float *mx_p)
+{
+    float lo[8], hi[8];
+    size_t i = 0;
+    for (int j = 0; j < 8; j++)
+        lo[j] = hi[j] = v[0];
+    for (; i + 8 <= m; i += 8)
+        for (int j = 0; j < 8; j++) {
+            lo[j] = v[i + j] < lo[j] ? v[i + j] : lo[j];
+            hi[j] = v[i + j] > hi[j] ? v[i + j] : hi[j];
+        }
+    for (; i < m; i++) {
+        lo[0] = v[i] < lo[0] ? v[i] : lo[0];
+        hi[0] = v[i] > hi[0] ? v[i] : hi[0];
+    }
+    for (int j = 1; j < 8; j++) {
+        lo[0] = lo[j] < lo[0] ? lo[j] : lo[0];
+        hi[0] = hi[j] > hi[0] ? hi[j] : hi[0];
+    }
+    *mn_p = lo[0];
+    *mx_p = hi[0];
+}
+
+#define QBLOCK 256 /* levels computed per block, then packed */
+
+/* Packs m levels (m a multiple of 8 except at the stream's end) into the
+ * LSB-first stream at byte `out`, for bits in {1, 2, 4, 8}. */
+static void pack_aligned(const uint8_t *q, size_t m, unsigned bits,
+                         unsigned char *out)
+{
+    const unsigned per = 8 / bits;
+    size_t full = m / per;
+    for (size_t j = 0; j < full; j++) {
+        unsigned byte = 0;
+        for (unsigned k = 0; k < per; k++)
+            byte |= (unsigned)q[j * per + k] << (k * bits);
+        out[j] = (unsigned char)byte;
+    }
+    if (m % per) {
+        unsigned byte = 0;
+        for (unsigned k = 0; k < m % per; k++)
+            byte |= (unsigned)q[full * per + k] << (k * bits);
+        out[full] = (unsigned char)byte;
+    }
 }
 
 /* Appends levels to a bit stream through a 64-bit accumulator. */
@@ -62,10 +114,17 @@ static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
                                 void *scratch)
 {
     const size_t nb = quant_nbuckets(p, n);
-    const uint32_t qmax = (1u << p->bits) - 1u;
+    const unsigned bits = (unsigned)p->bits;
+    const float qmax = (float)((1u << bits) - 1u);
     const int stochastic = p->rounding == CP_ROUND_STOCHASTIC;
-    unsigned char *hdr = out;
-    cp_bitwriter_t w = {.out = (unsigned char *)out + 8 * nb};
+    /* Buckets start on a byte boundary when bucket * bits is a multiple of
+     * 8 (the default 512 always is): then 1, 2, 4 and 8 bits pack with
+     * fixed-width loops; otherwise through the generic bit writer. */
+    const int aligned = (bits == 1 || bits == 2 || bits == 4 || bits == 8) &&
+                        (p->bucket * bits) % 8 == 0;
+    unsigned char *hdr = out, *stream = (unsigned char *)out + 8 * nb;
+    cp_bitwriter_t w = {.out = stream};
+    uint8_t q[QBLOCK];
     (void)scratch;
 
     if (cap < quant_max_size(p, n))
@@ -74,23 +133,33 @@ static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
         const size_t lo = b * p->bucket;
         const size_t m = n - lo < p->bucket ? n - lo : p->bucket;
         const float *v = x + lo;
-        float mn = v[0], mx = v[0];
-        for (size_t i = 1; i < m; i++) {
-            mn = v[i] < mn ? v[i] : mn;
-            mx = v[i] > mx ? v[i] : mx;
-        }
-        const float unit = (mx - mn) / (float)qmax;
+        float mn, mx;
+        bucket_range(v, m, &mn, &mx);
+        const float unit = (mx - mn) / qmax;
         const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
         cp_put_f32(hdr + 8 * b, mn);
         cp_put_f32(hdr + 8 * b + 4, unit);
-        /* The bucket is still in L1: quantize and pack right away. */
-        for (size_t i = 0; i < m; i++) {
-            float r = stochastic ? cp_uniform01(p->seed, lo + i) : 0.5f;
-            bw_put(&w, cp_quant_level(v[i], mn, inv, r, qmax),
-                   (unsigned)p->bits);
+        /* The bucket is still in cache: quantize and pack right away. */
+        for (size_t k = 0; k < m; k += QBLOCK) {
+            const size_t c = m - k < QBLOCK ? m - k : QBLOCK;
+            if (stochastic)
+                for (size_t i = 0; i < c; i++)
+                    q[i] = (uint8_t)cp_quant_level(
+                        v[k + i], mn, inv, cp_uniform01(p->seed, lo + k + i),
+                        qmax);
+            else
+                for (size_t i = 0; i < c; i++)
+                    q[i] = (uint8_t)cp_quant_level(v[k + i], mn, inv, 0.5f,
+                                                   qmax);
+            if (aligned)
+                pack_aligned(q, c, bits, stream + (lo + k) * bits / 8);
+            else
+                for (size_t i = 0; i < c; i++)
+                    bw_put(&w, q[i], bits);
         }
     }
-    bw_flush(&w);
+    if (!aligned)
+        bw_flush(&w);
     *len_p = quant_max_size(p, n);
     return CP_OK;
 }
