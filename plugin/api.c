@@ -171,5 +171,5 @@ void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out)
 
 size_t commpress_state_bytes(const commpress_ctx_t *ctx)
 {
-    return ctx->state->tensor_bytes + cp_workspace_bytes(&ctx->state->ws);
+    return cp_comm_state_bytes(ctx->state);
 }

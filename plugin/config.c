@@ -66,6 +66,9 @@ static const cp_field_t cp_fields[] = {
      "twophase otherwise."},
     {"COMMPRESS_MIN_BYTES", "65536", F_SIZE, OFF(min_bytes), NULL, 0, 1e18, 0,
      1, "Messages smaller than this many bytes pass through uncompressed."},
+    {"COMMPRESS_MIN_RANKS", "2", F_SIZE, OFF(min_ranks), NULL, 1, 1e6, 0, 1,
+     "Communicators with fewer ranks pass through. 1 runs the compressed "
+     "path even alone (for tests and single-GPU checks)."},
     {"COMMPRESS_STATE_KEY", "address", F_ENUM, OFF(state_key), key_choices, 0,
      0, 0, 1,
      "Per-tensor state key: address (buffer, count, datatype) or order "

@@ -23,6 +23,7 @@ typedef struct {
     size_t topk_sample_min;
     int algo;                /* cp_algo_t */
     size_t min_bytes;
+    size_t min_ranks;
     int state_key;           /* cp_state_key_t */
     size_t step_calls;
     size_t max_tensors;

@@ -7,14 +7,14 @@
 #include <string.h>
 
 #include "plugin/comm_state.h"
-#include "plugin/config.h"
+#include "plugin/runtime.h"
 #include "plugin/stats.h"
 #include "util/log.h"
 
 static pthread_mutex_t cp_lock = PTHREAD_MUTEX_INITIALIZER;
 static int cp_inited;           /* configuration parsed and checked */
-static cp_config_t cp_cfg;
-static cp_coll_config_t cp_coll;
+#define cp_cfg (*cp_runtime_config())
+#define cp_coll (*cp_runtime_coll())
 static int cp_keyval = MPI_KEYVAL_INVALID;
 static cp_comm_state_t *cp_states; /* every live comm state */
 
@@ -22,7 +22,7 @@ static void states_update_bytes(void)
 {
     size_t total = 0;
     for (cp_comm_state_t *s = cp_states; s; s = s->next)
-        total += s->tensor_bytes + cp_workspace_bytes(&s->ws);
+        total += cp_comm_state_bytes(s);
     cp_stats_set_state_bytes(total);
 }
 
@@ -68,9 +68,7 @@ static void plugin_init(MPI_Comm comm)
     PMPI_Comm_rank(comm, &rank);
     PMPI_Comm_size(comm, &size);
     cp_log_set_rank(rank);
-    bad_cfg = cp_config_parse_env(&cp_cfg, err, sizeof(err)) != CP_OK;
-    if (!bad_cfg)
-        cp_log_set_level((cp_log_level_t)cp_cfg.debug);
+    bad_cfg = cp_runtime_load(err, sizeof(err)) != CP_OK;
     nf = cp_config_hashes(&cp_cfg, h, names);
     /* One allreduce (max) carries both: which rank failed to parse (the
      * lowest), and per-field hashes h and ~h, equal on all ranks iff
@@ -113,7 +111,6 @@ static void plugin_init(MPI_Comm comm)
         if (v[1 + i] != h[i] || v[1 + nf + i] != ~h[i])
             die();
 
-    cp_config_to_coll(&cp_cfg, &cp_coll);
     cp_config_warn_unknown();
     if (rank == 0 && cp_coll.codec == &cp_compressor_none &&
         cp_cfg.debug >= CP_LOG_WARN)
@@ -196,7 +193,8 @@ static int worth_compressing(size_t count, MPI_Datatype dt, MPI_Op op,
     if (dt != MPI_FLOAT || op != MPI_SUM || count == 0 ||
         count * sizeof(float) < cp_cfg.min_bytes || comm == MPI_COMM_NULL)
         return 0;
-    if (PMPI_Comm_size(comm, &size) != MPI_SUCCESS || size < 2)
+    if (PMPI_Comm_size(comm, &size) != MPI_SUCCESS ||
+        (size_t)size < cp_cfg.min_ranks)
         return 0;
     return 1;
 }
@@ -223,7 +221,7 @@ static int compressed_allreduce(const void *sendbuf, void *recvbuf,
     if (s == NULL || s->is_inter)
         return -1;
     if (cp_cfg.state_key == CP_KEY_ORDER)
-        key = (uintptr_t)(s->clock % cp_cfg.step_calls);
+        key = (uintptr_t)(s->calls % cp_cfg.step_calls);
     else
         key = (uintptr_t)(sendbuf == MPI_IN_PLACE ? recvbuf : sendbuf);
     st = cp_comm_state_tensor(s, &cp_coll, key, count, &t);

@@ -1,0 +1,109 @@
+#include <stdlib.h>
+
+#include "plugin/tensor_table.h"
+#include "util/hd.h"
+#include "util/log.h"
+
+cp_status_t cp_tensor_table_init(cp_tensor_table_t *t, size_t max_entries,
+                                 cp_tensor_free_func_t free_fn)
+{
+    *t = (cp_tensor_table_t){.max_entries = max_entries, .nbuckets = 16,
+                             .free_fn = free_fn};
+    while (t->nbuckets < 2 * max_entries)
+        t->nbuckets *= 2;
+    t->entries = calloc(max_entries, sizeof(*t->entries));
+    t->heads = malloc(t->nbuckets * sizeof(*t->heads));
+    if (t->entries == NULL || t->heads == NULL) {
+        free(t->entries);
+        free(t->heads);
+        return CP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < t->nbuckets; i++)
+        t->heads[i] = -1;
+    return CP_OK;
+}
+
+void cp_tensor_table_fini(cp_tensor_table_t *t)
+{
+    for (size_t i = 0; t->entries && i < t->max_entries; i++)
+        if (t->entries[i].used)
+            t->free_fn(t->entries[i].tensor);
+    free(t->entries);
+    free(t->heads);
+    t->entries = NULL;
+    t->heads = NULL;
+}
+
+static size_t bucket_of(const cp_tensor_table_t *t, uintptr_t addr,
+                        size_t count, uint32_t kind)
+{
+    return cp_hash32((uint64_t)addr ^ ((uint64_t)kind << 56), count) &
+           (t->nbuckets - 1);
+}
+
+void *cp_tensor_table_find(cp_tensor_table_t *t, uintptr_t addr, size_t count,
+                           uint32_t kind)
+{
+    t->clock++;
+    for (int e = t->heads[bucket_of(t, addr, count, kind)]; e >= 0;
+         e = t->entries[e].next) {
+        cp_tensor_entry_t *x = &t->entries[e];
+        if (x->addr == addr && x->count == count && x->kind == kind) {
+            x->last_used = t->clock;
+            return x->tensor;
+        }
+    }
+    return NULL;
+}
+
+static void unlink_entry(cp_tensor_table_t *t, int e)
+{
+    cp_tensor_entry_t *x = &t->entries[e];
+    int *link = &t->heads[bucket_of(t, x->addr, x->count, x->kind)];
+    while (*link != e)
+        link = &t->entries[*link].next;
+    *link = x->next;
+    t->bytes -= x->bytes;
+    t->free_fn(x->tensor);
+    x->used = 0;
+    t->nused--;
+}
+
+/* A free entry; when full, the least recently used state is dropped. Which
+ * one is a local choice: it changes only this rank's error buffers, never
+ * what is sent or how much. */
+static int free_entry(cp_tensor_table_t *t)
+{
+    int victim = -1;
+    for (size_t i = 0; i < t->max_entries; i++) {
+        if (!t->entries[i].used)
+            return (int)i;
+        if (victim < 0 || t->entries[i].last_used < t->entries[victim].last_used)
+            victim = (int)i;
+    }
+    if (!t->warned_evict) {
+        cp_warn("more than COMMPRESS_MAX_TENSORS=%zu tensors on one "
+                "communicator: dropping the least recently used tensor's "
+                "error feedback (raise the limit, or use "
+                "COMMPRESS_STATE_KEY=order for fresh buffers each step)",
+                t->max_entries);
+        t->warned_evict = 1;
+    }
+    unlink_entry(t, victim);
+    return victim;
+}
+
+void cp_tensor_table_insert(cp_tensor_table_t *t, uintptr_t addr, size_t count,
+                            uint32_t kind, void *tensor, size_t bytes)
+{
+    size_t b = bucket_of(t, addr, count, kind);
+    int e = free_entry(t);
+    t->entries[e] = (cp_tensor_entry_t){.addr = addr, .count = count,
+                                        .kind = kind, .used = 1,
+                                        .next = t->heads[b],
+                                        .last_used = t->clock,
+                                        .tensor = tensor, .bytes = bytes};
+    t->heads[b] = e;
+    t->nused++;
+    t->bytes += bytes;
+}
