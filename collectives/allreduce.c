@@ -4,7 +4,7 @@
 #include <time.h>
 
 #include "collectives/allreduce.h"
-#include "util/hd.h"
+#include "compressors/codec_math.h"
 #include "util/log.h"
 
 double cp_now(void)
@@ -64,10 +64,8 @@ void cp_chunk_range(size_t count, int size, int j, size_t *off, size_t *len)
 
 uint64_t cp_call_seed(const cp_allreduce_args_t *a, int phase, int chunk)
 {
-    uint64_t s = a->cfg->seed ^ ((uint64_t)a->tp->rank << 40) ^
-                 ((uint64_t)phase << 56) ^ ((uint64_t)(uint32_t)chunk << 20);
-    return ((uint64_t)cp_hash32(s, a->tensor->steps) << 32) |
-           cp_hash32(s + 1, a->count);
+    return cp_seed_mix(a->cfg->seed, a->tp->rank, phase, chunk,
+                       a->tensor->steps, a->count);
 }
 
 cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg, size_t count,

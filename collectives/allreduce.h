@@ -15,6 +15,10 @@
 #include "compressors/compressor.h"
 #include "compressors/feedback.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     CP_ALGO_AUTO = 0,
     CP_ALGO_SPARSE = 1,   /* allgather of sparse messages */
@@ -110,5 +114,9 @@ int cp_slots_nonfinite(const unsigned char *slots, int n, size_t slot_size);
 void cp_chunk_range(size_t count, int size, int j, size_t *off, size_t *len);
 uint64_t cp_call_seed(const cp_allreduce_args_t *a, int phase, int chunk);
 double cp_now(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

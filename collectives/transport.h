@@ -1,6 +1,8 @@
 /* Byte-moving primitives the compressed collectives are written against.
  * An MPI transport (PMPI_*) exists now; NCCL's comes with the GPU path.
- * All buffers are host memory; sizes are bytes per rank. */
+ * Sizes are bytes per rank. Buffers live where the transport moves data
+ * from: host memory for MPI (calls complete before returning), device
+ * memory for NCCL (calls are enqueued on a stream and return at once). */
 #ifndef CP_TRANSPORT_H
 #define CP_TRANSPORT_H
 
@@ -8,6 +10,10 @@
 #include <stdint.h>
 
 #include "util/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     const char *name;
@@ -30,5 +36,9 @@ typedef struct {
     int rank;
     int size;
 } cp_transport_t;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -21,6 +21,10 @@
 
 #include "util/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     CP_ROUND_NEAREST = 0,
     CP_ROUND_STOCHASTIC = 1,
@@ -96,5 +100,9 @@ static inline float cp_get_f32(const void *p)
     memcpy(&v, p, 4);
     return v;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

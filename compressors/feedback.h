@@ -16,6 +16,10 @@
 
 #include "compressors/compressor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef size_t (*cp_fb_state_floats_func_t)(size_t n);
 /* Returns the vector to encode: g itself, or work[0..n) filled by the call.
  * Sets *nonfinite when that vector holds Inf or NaN. */
@@ -44,5 +48,9 @@ const char *cp_feedback_names(void);
 
 /* Shared by variants: nonzero if any of x[0..n) is Inf or NaN. */
 int cp_any_nonfinite(const float *x, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

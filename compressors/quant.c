@@ -7,7 +7,7 @@
 #include <math.h>
 
 #include "compressors/compressor.h"
-#include "util/hd.h"
+#include "compressors/codec_math.h"
 
 static size_t quant_nbuckets(const cp_params_t *p, size_t n)
 {
@@ -17,19 +17,6 @@ static size_t quant_nbuckets(const cp_params_t *p, size_t n)
 static size_t quant_max_size(const cp_params_t *p, size_t n)
 {
     return 8 * quant_nbuckets(p, n) + (n * (size_t)p->bits + 7) / 8;
-}
-
-/* Per-element quantizer, shared with the GPU kernels: floor((x - min) /
- * unit + r) clamped to [0, qmax]. Clamping first makes the value
- * non-negative, where truncation is floor, so the loop vectorizes without a
- * floorf call; a NaN fails the first comparison and becomes level 0. */
-CP_HD uint32_t cp_quant_level(float x, float min, float inv_unit, float r,
-                              float qmax)
-{
-    float t = (x - min) * inv_unit + r;
-    t = t > 0.0f ? t : 0.0f;
-    t = t < qmax ? t : qmax;
-    return (uint32_t)(int32_t)t; /* t <= 255: the signed conversion vectorizes */
 }
 
 /* Min and max of v[0..m), m >= 1. Eight independent lanes make the loop an
@@ -200,7 +187,7 @@ static cp_status_t quant_decode(const cp_params_t *p, const void *in, size_t len
             uint32_t q = (uint32_t)acc & qmax;
             acc >>= bits;
             nacc -= bits;
-            float d = alpha * (mn + (float)q * unit);
+            float d = alpha * cp_quant_value(q, mn, unit);
             out[lo + i] = (y ? y[lo + i] : 0.0f) + d;
         }
     }

@@ -5,7 +5,7 @@
 #include <math.h>
 
 #include "compressors/compressor.h"
-#include "util/hd.h"
+#include "compressors/codec_math.h"
 
 static size_t sign_max_size(const cp_params_t *p, size_t n)
 {
@@ -13,39 +13,94 @@ static size_t sign_max_size(const cp_params_t *p, size_t n)
     return 4 + (n + 7) / 8;
 }
 
+static size_t sumsq_blocks(size_t n)
+{
+    return (n + CP_SUMSQ_BLOCK - 1) / CP_SUMSQ_BLOCK;
+}
+
+static size_t sign_scratch_size(const cp_params_t *p, size_t n)
+{
+    (void)p;
+    return (sumsq_blocks(n) + 1) * sizeof(double);
+}
+
+static double fold_lanes(double *lane)
+{
+    for (int w = CP_SUMSQ_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            lane[l] += lane[l + w];
+    return lane[0];
+}
+
+/* One block of the fixed-order sum (codec_math.h): of squares of floats at
+ * level 0, of doubles above. */
+static double block_sumsq(const float *x, size_t m)
+{
+    double lane[CP_SUMSQ_LANES] = {0};
+    size_t k = 0;
+    for (; k + CP_SUMSQ_LANES <= m; k += CP_SUMSQ_LANES)
+        for (int l = 0; l < CP_SUMSQ_LANES; l++)
+            lane[l] += (double)x[k + l] * (double)x[k + l];
+    for (int l = 0; k + (size_t)l < m; l++)
+        lane[l] += (double)x[k + l] * (double)x[k + l];
+    return fold_lanes(lane);
+}
+
+static double block_sum(const double *x, size_t m)
+{
+    double lane[CP_SUMSQ_LANES] = {0};
+    for (size_t i = 0; i < m; i++)
+        lane[i % CP_SUMSQ_LANES] += x[i];
+    return fold_lanes(lane);
+}
+
+/* The whole sum of squares; partials holds sumsq_blocks(n) doubles. */
+static double sumsq_fixed(const float *x, size_t n, double *partials)
+{
+    size_t m = sumsq_blocks(n);
+    if (n == 0)
+        return 0.0;
+    for (size_t b = 0; b < m; b++) {
+        size_t lo = b * CP_SUMSQ_BLOCK;
+        partials[b] = block_sumsq(x + lo, n - lo < CP_SUMSQ_BLOCK ? n - lo
+                                                                  : CP_SUMSQ_BLOCK);
+    }
+    while (m > 1) { /* in place: block j reads from index j * BLOCK >= j */
+        size_t next = (m + CP_SUMSQ_BLOCK - 1) / CP_SUMSQ_BLOCK;
+        for (size_t j = 0; j < next; j++) {
+            size_t lo = j * CP_SUMSQ_BLOCK;
+            partials[j] = block_sum(partials + lo, m - lo < CP_SUMSQ_BLOCK
+                                                        ? m - lo
+                                                        : CP_SUMSQ_BLOCK);
+        }
+        m = next;
+    }
+    return partials[0];
+}
+
 static cp_status_t sign_encode(const cp_params_t *p, const float *x, size_t n,
                                void *out, size_t cap, size_t *len_p,
                                void *scratch)
 {
     unsigned char *bytes = (unsigned char *)out + 4;
-    double sumsq = 0.0;
     size_t nfull = n / 8;
-    (void)p;
-    (void)scratch;
 
     if (cap < sign_max_size(p, n))
         return CP_ERR_NOSPACE;
-    /* One pass: pack signs and accumulate the norm together. */
     for (size_t b = 0; b < nfull; b++) {
         const float *v = x + 8 * b;
         unsigned byte = 0;
-        float part = 0.0f;
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < 8; j++)
             byte |= (unsigned)(v[j] < 0.0f) << j; /* sign(0) = +1 */
-            part += v[j] * v[j];
-        }
         bytes[b] = (unsigned char)byte;
-        sumsq += part;
     }
     if (n % 8) {
         unsigned byte = 0;
-        for (size_t j = 0; j < n % 8; j++) {
-            float v = x[8 * nfull + j];
-            byte |= (unsigned)(v < 0.0f) << j;
-            sumsq += (double)v * v;
-        }
+        for (size_t j = 0; j < n % 8; j++)
+            byte |= (unsigned)(x[8 * nfull + j] < 0.0f) << j;
         bytes[nfull] = (unsigned char)byte;
     }
+    double sumsq = sumsq_fixed(x, n, scratch);
     cp_put_f32(out, n ? (float)sqrt(sumsq / (double)n) : 0.0f);
     *len_p = sign_max_size(p, n);
     return CP_OK;
@@ -107,7 +162,7 @@ static cp_status_t sign_decode(const cp_params_t *p, const void *in, size_t len,
 const cp_compressor_ops_t cp_compressor_sign = {
     .name = "sign",
     .max_size = sign_max_size,
-    .scratch_size = cp_scratch_none,
+    .scratch_size = sign_scratch_size,
     .encode = sign_encode,
     .decode = sign_decode,
 };

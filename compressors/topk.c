@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "compressors/compressor.h"
-#include "util/hd.h"
+#include "compressors/codec_math.h"
 
 #define TOPK_HDR 4
 
@@ -45,7 +45,7 @@ static size_t topk_scratch_size(const cp_params_t *p, size_t n)
     return topk_sample_count(p, n) * sizeof(float) + 2 * k * 8;
 }
 
-static inline uint32_t mag(float x) { return cp_f32_bits(x) & 0x7fffffffu; }
+static inline uint32_t mag(float x) { return cp_mag_bits(x); }
 
 /* Finds T, the k-th largest magnitude (as bits) among v[0..len), and how many
  * entries equal to T belong to the top k (the rest are strictly greater).

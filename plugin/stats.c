@@ -33,9 +33,13 @@ void cp_stats_add_passthrough(size_t bytes_dense)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
-void cp_stats_set_state_bytes(size_t bytes)
+static size_t cp_state_parts[2];
+
+void cp_stats_set_state_bytes_part(int part, size_t bytes)
 {
     pthread_mutex_lock(&cp_stats_lock);
+    cp_state_parts[part] = bytes;
+    bytes = cp_state_parts[0] + cp_state_parts[1];
     cp_stats.state_bytes = bytes;
     if (bytes > cp_stats.state_bytes_peak)
         cp_stats.state_bytes_peak = bytes;

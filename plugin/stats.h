@@ -10,7 +10,11 @@
 
 void cp_stats_add_compressed(const cp_coll_result_t *res);
 void cp_stats_add_passthrough(size_t bytes_dense);
-void cp_stats_set_state_bytes(size_t bytes);
+/* State is reported in parts (MPI communicators, NCCL communicators),
+ * each set as a whole by its owner. */
+enum { CP_STATS_PART_MPI = 0, CP_STATS_PART_NCCL = 1 };
+void cp_stats_set_state_bytes_part(int part, size_t bytes);
+#define cp_stats_set_state_bytes(b) cp_stats_set_state_bytes_part(CP_STATS_PART_MPI, (b))
 void cp_stats_get(commpress_stats_t *out);
 void cp_stats_reset(void);
 /* Writes the JSON file (path with %r replaced by rank); 0 on success. */

@@ -6,6 +6,10 @@
 
 #include "util/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     CP_LOG_NONE = 0,
     CP_LOG_WARN = 1,
@@ -30,5 +34,9 @@ void cp_log_printf(cp_log_level_t level, const char *fmt, ...)
         if (cp_log_get_level() >= CP_LOG_TRACE)                             \
             cp_log_printf(CP_LOG_TRACE, __VA_ARGS__);                       \
     } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -3,6 +3,10 @@
 #ifndef CP_STATUS_H
 #define CP_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CP_STATUS_MAP(X)                                                    \
     X(CP_OK, 0, "success")                                                  \
     X(CP_ERR_INVALID, -1, "invalid argument")                               \
@@ -43,5 +47,9 @@ const char *cp_status_string(cp_status_t status);
     } while (0)
 
 void cp_log_trace_error(const char *file, int line, cp_status_t st);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,0 +1,335 @@
+/* NCCL interception: ncclAllReduce of float32, float16 and bfloat16 with
+ * ncclSum or ncclAvg above the size threshold runs compressed on the GPU;
+ * everything else goes to the real NCCL unchanged, and NCCL's own errors are
+ * returned as they are. Also intercepted: group start/end (calls inside a
+ * group pass through: NCCL fuses them, commpress would not), communicator
+ * init (the configuration is checked across ranks), destroy and abort (the
+ * communicator's state is released). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include "collectives/allreduce_gpu.h"
+#include "collectives/nccl_real.h"
+#include "collectives/transport_nccl.h"
+#include "plugin/runtime.h"
+#include "plugin/stats.h"
+#include "plugin/tensor_table.h"
+#include "util/log.h"
+
+typedef struct cp_nccl_state {
+    ncclComm_t comm;
+    int device;
+    cp_nccl_ctx_t ctx;
+    cp_transport_t tp;
+    cp_gpu_ws_t ws;
+    cp_tensor_table_t tensors;
+    uint64_t calls;
+    cudaEvent_t done;         /* end of the last compressed call */
+    cudaStream_t last_stream;
+    struct cp_nccl_state *next;
+} cp_nccl_state_t;
+
+static pthread_mutex_t cp_nccl_lock = PTHREAD_MUTEX_INITIALIZER;
+static cp_nccl_state_t *cp_nccl_states;
+static __thread int cp_group_depth;
+static int cp_warned_capture;
+
+static void gpu_tensor_free(void *t) { cp_gpu_tensor_destroy(t); }
+
+static void nccl_state_bytes(void)
+{
+    size_t total = 0;
+    for (cp_nccl_state_t *s = cp_nccl_states; s; s = s->next)
+        total += s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
+    cp_stats_set_state_bytes_part(CP_STATS_PART_NCCL, total);
+}
+
+static cp_nccl_state_t *state_find(ncclComm_t comm)
+{
+    for (cp_nccl_state_t *s = cp_nccl_states; s; s = s->next)
+        if (s->comm == comm)
+            return s;
+    return NULL;
+}
+
+static cp_nccl_state_t *state_create(ncclComm_t comm)
+{
+    const cp_nccl_real_t *R = cp_nccl_real();
+    cp_nccl_state_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->comm = comm;
+    s->ctx.comm = comm;
+    if (R->CommCuDevice(comm, &s->device) != ncclSuccess ||
+        cp_transport_nccl_init(&s->tp, &s->ctx) != CP_OK ||
+        cp_tensor_table_init(&s->tensors, cp_runtime_config()->max_tensors,
+                             gpu_tensor_free) != CP_OK ||
+        cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming) !=
+            cudaSuccess) {
+        free(s);
+        return NULL;
+    }
+    s->next = cp_nccl_states;
+    cp_nccl_states = s;
+    return s;
+}
+
+static void state_release(ncclComm_t comm)
+{
+    pthread_mutex_lock(&cp_nccl_lock);
+    for (cp_nccl_state_t **p = &cp_nccl_states; *p; p = &(*p)->next) {
+        if ((*p)->comm != comm)
+            continue;
+        cp_nccl_state_t *s = *p;
+        *p = s->next;
+        int cur;
+        cudaGetDevice(&cur);
+        cudaSetDevice(s->device);
+        cp_tensor_table_fini(&s->tensors); /* cudaFree waits for the work */
+        cp_gpu_ws_free(&s->ws);
+        cudaEventDestroy(s->done);
+        cudaSetDevice(cur);
+        free(s);
+        break;
+    }
+    nccl_state_bytes();
+    pthread_mutex_unlock(&cp_nccl_lock);
+}
+
+static int dtype_of(ncclDataType_t t, cp_dtype_t *d, int *size)
+{
+    switch (t) {
+    case ncclFloat32: *d = CP_DT_F32; *size = 4; return 1;
+    case ncclFloat16: *d = CP_DT_F16; *size = 2; return 1;
+#if NCCL_MAJOR > 2 || (NCCL_MAJOR == 2 && NCCL_MINOR >= 10)
+    case ncclBfloat16: *d = CP_DT_BF16; *size = 2; return 1;
+#endif
+    default: return 0;
+    }
+}
+
+static size_t elem_size(ncclDataType_t t)
+{
+    switch (t) {
+    case ncclInt8: case ncclUint8: return 1;
+    case ncclFloat16: return 2;
+#if NCCL_MAJOR > 2 || (NCCL_MAJOR == 2 && NCCL_MINOR >= 10)
+    case ncclBfloat16: return 2;
+#endif
+    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
+    default: return 4;
+    }
+}
+
+/* Compressed allreduce; -1 sends the call to NCCL unchanged after all. */
+static int compressed(const void *sendbuff, void *recvbuff, size_t count,
+                      cp_dtype_t dt, int dsize, ncclRedOp_t op, ncclComm_t comm,
+                      cudaStream_t stream)
+{
+    const cp_coll_config_t *coll = cp_runtime_coll();
+    cp_nccl_state_t *s;
+    cp_gpu_tensor_t *t;
+    cp_coll_result_t res;
+    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    int cur, rc = -1;
+
+    pthread_mutex_lock(&cp_nccl_lock);
+    s = state_find(comm);
+    if (s == NULL)
+        s = state_create(comm);
+    pthread_mutex_unlock(&cp_nccl_lock);
+    if (s == NULL || (size_t)s->tp.size < cp_runtime_config()->min_ranks)
+        return -1;
+    cudaGetDevice(&cur);
+    if (cur != s->device)
+        cudaSetDevice(s->device);
+    cudaStreamIsCapturing(stream, &cap);
+    uint32_t kind = (uint32_t)dt + 1;
+    uintptr_t key = (uintptr_t)sendbuff;
+    if (cp_runtime_config()->state_key == CP_KEY_ORDER)
+        key = (uintptr_t)(s->calls % cp_runtime_config()->step_calls);
+    t = cp_tensor_table_find(&s->tensors, key, count, kind);
+    if (t == NULL) {
+        /* Allocating is not allowed while a stream is being captured: the
+         * first call of a tensor must come before the capture. */
+        if (cap != cudaStreamCaptureStatusNone) {
+            if (!cp_warned_capture++)
+                cp_warn("ncclAllReduce of a new tensor during CUDA graph "
+                        "capture: sent uncompressed (run one step before "
+                        "capturing)");
+            goto out;
+        }
+        if (cp_gpu_tensor_create(coll, count, s->tp.size, s->tp.rank, stream,
+                                 &t) != CP_OK)
+            goto out;
+        cp_tensor_table_insert(&s->tensors, key, count, kind, t,
+                               cp_gpu_tensor_bytes(t));
+    }
+    s->calls++;
+    /* Calls on one communicator may come on different streams: the
+     * workspace is shared, so order each call after the previous one. */
+    if (s->last_stream != NULL && s->last_stream != stream)
+        cudaStreamWaitEvent(stream, s->done, 0);
+    s->ctx.stream = stream;
+    cp_gpu_args_t a = {.send = sendbuff, .recv = recvbuff, .count = count,
+                       .dtype = dt, .avg = op == ncclAvg, .tensor = t,
+                       .cfg = coll, .ws = &s->ws, .tp = &s->tp,
+                       .stream = stream};
+    cp_status_t st = cp_gpu_allreduce(&a, &res);
+    cudaEventRecord(s->done, stream);
+    s->last_stream = stream;
+    if (st != CP_OK) {
+        cp_warn("compressed ncclAllReduce of %zu elements failed: %s", count,
+                cp_status_string(st));
+        rc = st == CP_ERR_TRANSPORT ? ncclSystemError : ncclUnhandledCudaError;
+        goto out;
+    }
+    cp_stats_add_compressed(&res);
+    pthread_mutex_lock(&cp_nccl_lock);
+    nccl_state_bytes();
+    pthread_mutex_unlock(&cp_nccl_lock);
+    (void)dsize;
+    rc = ncclSuccess;
+out:
+    if (cur != s->device)
+        cudaSetDevice(cur);
+    return rc;
+}
+
+ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
+                           ncclDataType_t datatype, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream)
+{
+    const cp_nccl_real_t *R = cp_nccl_real();
+    cp_dtype_t dt;
+    int dsize, n = 0;
+
+    if (R->AllReduce == NULL)
+        return ncclSystemError; /* no NCCL beneath us */
+    cp_runtime_load_or_exit();
+    const cp_config_t *cfg = cp_runtime_config();
+    if (cp_runtime_coll()->codec != &cp_compressor_none && cp_group_depth == 0 &&
+        (op == ncclSum || op == ncclAvg) && dtype_of(datatype, &dt, &dsize) &&
+        count > 0 && count * (size_t)dsize >= cfg->min_bytes &&
+        count <= (size_t)INT32_MAX) {
+        int rc = compressed(sendbuff, recvbuff, count, dt, dsize, op, comm,
+                            stream);
+        if (rc >= 0)
+            return (ncclResult_t)rc;
+    }
+    if (R->CommCount(comm, &n) == ncclSuccess && n > 1)
+        cp_stats_add_passthrough((size_t)(2.0 * (n - 1) / n * (double)count *
+                                          (double)elem_size(datatype)));
+    else
+        cp_stats_add_passthrough(0);
+    return R->AllReduce(sendbuff, recvbuff, count, datatype, op, comm, stream);
+}
+
+/* An entry point whose real function was not found fails, never crashes. */
+#define CP_REAL_OR_FAIL(f)                                                  \
+    do {                                                                    \
+        if (cp_nccl_real()->f == NULL)                                      \
+            return ncclSystemError;                                         \
+    } while (0)
+
+ncclResult_t ncclGroupStart(void)
+{
+    CP_REAL_OR_FAIL(GroupStart);
+    ncclResult_t r = cp_nccl_real()->GroupStart();
+    if (r == ncclSuccess)
+        cp_group_depth++;
+    return r;
+}
+
+ncclResult_t ncclGroupEnd(void)
+{
+    CP_REAL_OR_FAIL(GroupEnd);
+    if (cp_group_depth > 0)
+        cp_group_depth--;
+    return cp_nccl_real()->GroupEnd();
+}
+
+/* The configuration must be equal on every rank of a new communicator:
+ * one allreduce (max) of per-variable hashes h and ~h, as at MPI_Init. */
+static void check_config(ncclComm_t comm)
+{
+    uint64_t h[CP_CONFIG_MAX_FIELDS], v[2 * CP_CONFIG_MAX_FIELDS];
+    const char *names[CP_CONFIG_MAX_FIELDS];
+    cp_nccl_ctx_t ctx = {.comm = comm};
+    cp_transport_t tp;
+    size_t nf = cp_config_hashes(cp_runtime_config(), h, names);
+
+    if (cp_transport_nccl_init(&tp, &ctx) != CP_OK)
+        return;
+    cp_log_set_rank(tp.rank);
+    for (size_t i = 0; i < nf; i++) {
+        v[i] = h[i];
+        v[nf + i] = ~h[i];
+    }
+    if (tp.ops->allreduce_max_u64(tp.ctx, v, 2 * nf) != CP_OK) {
+        cp_warn("configuration check over NCCL failed; continuing unchecked");
+        return;
+    }
+    char line[1024] = "", one[1200];
+    size_t o = 0;
+    for (size_t i = 0; i < nf; i++)
+        if (v[i] != h[i] || v[nf + i] != ~h[i]) {
+            cp_config_format(cp_runtime_config(), names[i], one, sizeof(one));
+            o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s (rank 0 has %s)",
+                                  o ? ", " : "", names[i], one);
+            if (o >= sizeof(line))
+                o = sizeof(line) - 1;
+        }
+    if (o == 0)
+        return;
+    if (tp.rank == 0)
+        fprintf(stderr, "commpress: error: configuration differs across ranks "
+                        "in %s; every rank must run with the same COMMPRESS_* "
+                        "settings\n", line);
+    fflush(stderr);
+    exit(1);
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id,
+                              int rank)
+{
+    CP_REAL_OR_FAIL(CommInitRank);
+    cp_runtime_load_or_exit();
+    ncclResult_t r = cp_nccl_real()->CommInitRank(comm, nranks, id, rank);
+    if (r == ncclSuccess)
+        check_config(*comm);
+    return r;
+}
+
+ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks,
+                                    ncclUniqueId id, int rank,
+                                    ncclConfig_t *config)
+{
+    CP_REAL_OR_FAIL(CommInitRankConfig);
+    cp_runtime_load_or_exit();
+    ncclResult_t r =
+        cp_nccl_real()->CommInitRankConfig(comm, nranks, id, rank, config);
+    /* A non-blocking init returns ncclInProgress: not checked (docs/gpu.md). */
+    if (r == ncclSuccess)
+        check_config(*comm);
+    return r;
+}
+
+ncclResult_t ncclCommDestroy(ncclComm_t comm)
+{
+    CP_REAL_OR_FAIL(CommDestroy);
+    state_release(comm);
+    return cp_nccl_real()->CommDestroy(comm);
+}
+
+ncclResult_t ncclCommAbort(ncclComm_t comm)
+{
+    CP_REAL_OR_FAIL(CommAbort);
+    state_release(comm);
+    return cp_nccl_real()->CommAbort(comm);
+}
