@@ -7,10 +7,17 @@
 #include "collectives/transport_nccl.h"
 #include "util/log.h"
 
+static __thread ncclResult_t cp_nccl_last;
+
+ncclResult_t cp_transport_nccl_last_error(void) { return cp_nccl_last; }
+
+/* ncclInProgress is how non-blocking communicators accept work. The NCCL
+ * code of a failure is kept so the shim can return it unchanged. */
 static cp_status_t nccl_result(ncclResult_t r, const char *what)
 {
-    if (r == ncclSuccess)
+    if (r == ncclSuccess || r == ncclInProgress)
         return CP_OK;
+    cp_nccl_last = r;
     cp_warn("%s failed: NCCL error %d", what, (int)r);
     return CP_ERR_TRANSPORT;
 }

@@ -16,4 +16,7 @@ extern const cp_transport_ops_t cp_transport_nccl;
 
 cp_status_t cp_transport_nccl_init(cp_transport_t *tp, cp_nccl_ctx_t *ctx);
 
+/* The NCCL result of this thread's last failed transport call. */
+ncclResult_t cp_transport_nccl_last_error(void);
+
 #endif

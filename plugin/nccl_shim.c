@@ -186,7 +186,9 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     if (st != CP_OK) {
         cp_warn("compressed ncclAllReduce of %zu elements failed: %s", count,
                 cp_status_string(st));
-        rc = st == CP_ERR_TRANSPORT ? ncclSystemError : ncclUnhandledCudaError;
+        /* NCCL's own error unchanged; a CUDA failure as NCCL reports it. */
+        rc = st == CP_ERR_TRANSPORT ? (int)cp_transport_nccl_last_error()
+                                    : ncclUnhandledCudaError;
         goto out;
     }
     cp_stats_add_compressed(&res);
