@@ -46,6 +46,21 @@ __device__ __forceinline__ float ld_f32(const unsigned char *p)
     return __uint_as_float(ld_u32(p));
 }
 
+/* The block of `block` elements (out of `total`) that this warp owns:
+ * false when there is none (the whole warp returns together). */
+__device__ __forceinline__ bool warp_block(size_t total, size_t block,
+                                           size_t *b, size_t *lo, size_t *m,
+                                           int *lane)
+{
+    *b = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    *lane = threadIdx.x & 31;
+    if (*b >= (total + block - 1) / block)
+        return false;
+    *lo = *b * block;
+    *m = total - *lo < block ? total - *lo : block;
+    return true;
+}
+
 /* Whether a decode must not run: the flags of earlier kernels, or a header
  * length other than the expected one (seen alike by every thread). */
 __device__ __forceinline__ bool unusable(const unsigned char *slot,
@@ -153,13 +168,10 @@ __device__ __forceinline__ double warp_fold(double acc)
 
 __global__ void k_sumsq_level0(const float *x, size_t n, double *out)
 {
-    const size_t warp = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x & 31;
-    const size_t nb = (n + CP_SUMSQ_BLOCK - 1) / CP_SUMSQ_BLOCK;
-    if (warp >= nb)
-        return; /* warp-uniform */
-    const size_t lo = warp * CP_SUMSQ_BLOCK;
-    const size_t m = n - lo < CP_SUMSQ_BLOCK ? n - lo : CP_SUMSQ_BLOCK;
+    size_t warp, lo, m;
+    int lane;
+    if (!warp_block(n, CP_SUMSQ_BLOCK, &warp, &lo, &m, &lane))
+        return;
     double acc = 0.0;
     for (size_t i = lane; i < m; i += CP_SUMSQ_LANES)
         acc += (double)x[lo + i] * (double)x[lo + i];
@@ -170,13 +182,10 @@ __global__ void k_sumsq_level0(const float *x, size_t n, double *out)
 
 __global__ void k_sum_level(const double *in, size_t m, double *out)
 {
-    const size_t warp = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x & 31;
-    const size_t nb = (m + CP_SUMSQ_BLOCK - 1) / CP_SUMSQ_BLOCK;
-    if (warp >= nb)
+    size_t warp, lo, mm;
+    int lane;
+    if (!warp_block(m, CP_SUMSQ_BLOCK, &warp, &lo, &mm, &lane))
         return;
-    const size_t lo = warp * CP_SUMSQ_BLOCK;
-    const size_t mm = m - lo < CP_SUMSQ_BLOCK ? m - lo : CP_SUMSQ_BLOCK;
     double acc = 0.0;
     for (size_t i = lane; i < mm; i += CP_SUMSQ_LANES)
         acc += in[lo + i];
@@ -317,13 +326,11 @@ __global__ void k_quant_enc_warp(const float *x, size_t n, size_t bucket,
 {
     constexpr int per = 8 / BITS;
     const float qmax = (float)((1u << BITS) - 1u);
-    const size_t b = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x & 31;
-    const size_t nb = (n + bucket - 1) / bucket;
-    if (b >= nb)
+    size_t b, lo, m;
+    int lane;
+    if (!warp_block(n, bucket, &b, &lo, &m, &lane))
         return;
-    const size_t lo = b * bucket;
-    const size_t m = n - lo < bucket ? n - lo : bucket;
+    const size_t nb = (n + bucket - 1) / bucket;
     const float *v = x + lo;
     float mn = v[0], mx = v[0];
     for (size_t i = lane; i < m; i += 32) {
@@ -344,8 +351,7 @@ __global__ void k_quant_enc_warp(const float *x, size_t n, size_t bucket,
         st_u32(hdr, __float_as_uint(mn));
         st_u32(hdr + 4, __float_as_uint(unit));
     }
-    const size_t nbk = (n + bucket - 1) / bucket;
-    unsigned char *stream = slot + 8 + 8 * nbk + lo * BITS / 8;
+    unsigned char *stream = slot + 8 + 8 * nb + lo * BITS / 8;
     const uint64_t seed =
         stochastic ? cp_seed_mix(seed_base, rank, phase, chunk, *steps, count)
                    : 0;
@@ -374,13 +380,11 @@ __global__ void k_quant_dec_warp(const unsigned char *slot, uint32_t expect,
         return;
     constexpr int per = 8 / BITS;
     constexpr uint32_t qmax = (1u << BITS) - 1u;
-    const size_t b = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x & 31;
-    const size_t nb = (n + bucket - 1) / bucket;
-    if (b >= nb)
+    size_t b, lo, m;
+    int lane;
+    if (!warp_block(n, bucket, &b, &lo, &m, &lane))
         return;
-    const size_t lo = b * bucket;
-    const size_t m = n - lo < bucket ? n - lo : bucket;
+    const size_t nb = (n + bucket - 1) / bucket;
     const float mn = ld_f32(slot + 8 + 8 * b), unit = ld_f32(slot + 12 + 8 * b);
     const unsigned char *stream = slot + 8 + 8 * nb + lo * BITS / 8;
     for (size_t i = lane; i < m; i += 32) {

@@ -17,46 +17,14 @@
 #include "collectives/allreduce.h"
 #include "compressors/codec_math.h"
 #include "compressors/cuda/cp_cuda.h"
-
-static int npass, nfail;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            npass++;                                                        \
-        } else {                                                            \
-            nfail++;                                                        \
-            fprintf(stderr, "FAIL line %d: ", __LINE__);                    \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
-#define CU(call)                                                            \
-    do {                                                                    \
-        cudaError_t e_ = (call);                                            \
-        if (e_ != cudaSuccess) {                                            \
-            fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__,               \
-                    cudaGetErrorString(e_));                                \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "common/check.h"
 
 static cudaStream_t S;
 static int g_ties; /* coarse values: many equal magnitudes (top-k ties) */
 
 static float *gradient(size_t n, uint64_t seed)
 {
-    float *x = malloc((n ? n : 1) * 4);
-    for (size_t i = 0; i < n; i++) {
-        double u1 = (cp_hash32(seed, 2 * i) + 0.5) / 4294967296.0;
-        double u2 = cp_hash32(seed, 2 * i + 1) / 4294967296.0;
-        double z = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
-        if (cp_hash32(seed + 7, i) % 100 == 0)
-            z *= 30;
-        x[i] = (float)(z * 1e-3);
-        if (g_ties)
-            x[i] = roundf(x[i] * 400.0f) / 400.0f;
-    }
-    return x;
+    return cp_test_gradient(n, seed, g_ties, 1);
 }
 
 static void *dev(const void *h, size_t bytes)

@@ -21,28 +21,7 @@
 #include "compressors/codec_math.h"
 #include "include/commpress.h"
 #include "plugin/config.h"
-
-static int npass, nfail;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            npass++;                                                        \
-        } else {                                                            \
-            nfail++;                                                        \
-            fprintf(stderr, "FAIL line %d: ", __LINE__);                    \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
-#define CU(call)                                                            \
-    do {                                                                    \
-        cudaError_t e_ = (call);                                            \
-        if (e_ != cudaSuccess) {                                            \
-            fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__,               \
-                    cudaGetErrorString(e_));                                \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "common/check.h"
 
 static cudaStream_t S;
 static ncclComm_t comm;
@@ -61,13 +40,7 @@ static commpress_stats_t stats(void)
 
 static float *gradient(size_t n, uint64_t seed)
 {
-    float *x = malloc((n ? n : 1) * 4);
-    for (size_t i = 0; i < n; i++) {
-        double u1 = (cp_hash32(seed, 2 * i) + 0.5) / 4294967296.0;
-        double u2 = cp_hash32(seed, 2 * i + 1) / 4294967296.0;
-        x[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2) * 1e-3);
-    }
-    return x;
+    return cp_test_gradient(n, seed, 0, 0);
 }
 
 /* The CPU replica of the GPU pipeline for one rank. */

@@ -18,8 +18,9 @@
 #include <string.h>
 
 #include "include/commpress.h"
+#include "common/check.h"
 
-static int rank, nranks, npass, nfail;
+static int rank, nranks;
 
 /* The shim keys error-feedback state by buffer address (DESIGN.md item 7):
  * a buffer freed and reallocated at the same address would inherit the
@@ -37,17 +38,6 @@ static float *fresh(size_t n)
 }
 static void (*stats_fn)(commpress_stats_t *);
 
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            npass++;                                                        \
-        } else {                                                            \
-            nfail++;                                                        \
-            fprintf(stderr, "rank %d FAIL %s:%d: ", rank, __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
 
 static commpress_stats_t stats(void)
 {
@@ -468,6 +458,7 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    cp_test_rank = rank;
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     stats_fn = (void (*)(commpress_stats_t *))dlsym(RTLD_DEFAULT, "commpress_stats");
     if (stats_fn == NULL) {

@@ -11,20 +11,10 @@
 #include <string.h>
 
 #include "commpress.h"
+#include "common/check.h"
 
-static int rank, nranks, npass, nfail;
+static int rank, nranks;
 
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            npass++;                                                        \
-        } else {                                                            \
-            nfail++;                                                        \
-            fprintf(stderr, "rank %d FAIL line %d: ", rank, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
 
 static void fill(float *x, size_t n, unsigned seed)
 {
@@ -124,6 +114,7 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    cp_test_rank = rank;
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     /* The shim reads COMMPRESS_COMPRESSOR at MPI_Init; ctest runs this
      * program once per compressor. */
