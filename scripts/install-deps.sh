@@ -3,7 +3,7 @@
 # one 'apt-get update', then 'apt-get install -y' of the missing ones.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
-      libcriterion-dev libhwloc-dev)
+      libcriterion-dev libhwloc-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

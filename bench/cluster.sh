@@ -1,0 +1,80 @@
+#!/bin/bash
+# An emulated cluster on one machine: N hosts as network namespaces on a
+# bridge, every link shaped to RATE in both directions (tc tbf), a program
+# run across them with one MPI rank per host over TCP, and everything torn
+# down afterwards, also on failure or Ctrl-C.
+#
+#   bench/cluster.sh --hosts 4 --rate 1gbit [--latency 100ms] -- PROGRAM ARGS...
+#
+# COMMPRESS_* variables and LD_PRELOAD of the caller reach every rank. Needs
+# root (ip netns, tc). Uses only its own namespaces cpc1..cpcN, bridge cpcbr0
+# and addresses 10.215.0.0/24.
+set -euo pipefail
+hosts=4 rate=1gbit latency=100ms
+while [ $# -gt 0 ]; do
+  case $1 in
+    --hosts) hosts=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --latency) latency=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "cluster.sh: unknown option $1 (usage: --hosts N --rate R -- PROGRAM ARGS...)" >&2; exit 2 ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "cluster.sh: no program after --" >&2; exit 2; }
+[[ $hosts =~ ^[0-9]+$ ]] && [ "$hosts" -ge 1 ] && [ "$hosts" -le 64 ] ||
+  { echo "cluster.sh: --hosts must be 1..64" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "cluster.sh: needs root (ip netns, tc)" >&2; exit 2; }
+command -v tc >/dev/null || { echo "cluster.sh: tc not found (apt-get install iproute2)" >&2; exit 2; }
+
+BR=cpcbr0 NET=10.215.0
+state=$(mktemp -d /tmp/cpcluster.XXXXXX)
+
+down() {
+  for i in $(seq 1 "$hosts"); do
+    ip netns del "cpc$i" 2>/dev/null || true
+    ip link del "cpch$i" 2>/dev/null || true
+  done
+  ip link del $BR 2>/dev/null || true
+  rm -rf "$state"
+}
+trap down EXIT INT TERM
+
+down_quiet() { for i in $(seq 1 64); do ip netns del "cpc$i" 2>/dev/null || true; done; ip link del $BR 2>/dev/null || true; }
+down_quiet # leftovers of an earlier run that was killed hard
+mkdir -p "$state"
+ip link add $BR type bridge
+ip addr add $NET.254/24 dev $BR # mpirun, in the root namespace, reaches the hosts
+ip link set $BR up
+: > "$state/hosts"
+for i in $(seq 1 "$hosts"); do
+  ns=cpc$i
+  ip netns add $ns
+  ip link add cpch$i type veth peer name cpcp$i
+  ip link set cpcp$i netns $ns
+  ip link set cpch$i master $BR up
+  ip netns exec $ns ip addr add $NET.$i/24 dev cpcp$i
+  ip netns exec $ns ip link set cpcp$i up
+  ip netns exec $ns ip link set lo up
+  # Both directions of every link: into the bridge and out of it.
+  ip netns exec $ns tc qdisc add dev cpcp$i root tbf rate "$rate" burst 256kb latency "$latency"
+  tc qdisc add dev cpch$i root tbf rate "$rate" burst 256kb latency "$latency"
+  echo "$ns slots=1" >> "$state/hosts"
+done
+cat > "$state/rsh" <<'AGENT'
+#!/bin/bash
+h=$1; shift
+exec ip netns exec "$h" /bin/sh -c "$*"
+AGENT
+chmod +x "$state/rsh"
+echo "cluster.sh: $hosts hosts at $rate per link" >&2
+
+fwd=()
+for v in $(env | grep -o '^COMMPRESS_[A-Z0-9_]*' || true); do fwd+=(-x "$v"); done
+if [ -n "${LD_PRELOAD:-}" ]; then fwd+=(-x "LD_PRELOAD=$LD_PRELOAD"); unset LD_PRELOAD; fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+set +e
+mpirun --hostfile "$state/hosts" --mca plm_rsh_agent "$state/rsh" \
+  --mca btl tcp,self --mca btl_tcp_if_include $NET.0/24 --mca oob_tcp_if_include $NET.0/24 \
+  --map-by node -np "$hosts" "${fwd[@]}" "$@"
+rc=$?
+exit $rc

@@ -1,0 +1,264 @@
+/* commpress-bench: compressed allreduce against MPI's own, in the spirit of
+ * nccl-tests and the OSU benchmarks.
+ *
+ *   mpirun -np N build/commpress-bench [--min-count C] [--max-count C]
+ *       [--factor F] [--compressor SPEC]... [--warmup W] [--iters I]
+ *       [--json FILE]
+ *   build/commpress-bench --kernels [--count C] [--iters I] [--json FILE]
+ *
+ * SPEC is a compressor with optional settings: "topk:density=0.001",
+ * "quant:bits=4,rounding=stochastic", "sign", "fp16", "none" (plain
+ * PMPI_Allreduce). Without --compressor: none and every compressor at its
+ * defaults. Per size and setting: median time (the slowest rank's, per
+ * iteration), PMPI_Allreduce's median on the same data in the same run,
+ * speedup, algorithm bandwidth, bytes sent per rank, ratio, relative error
+ * against an exact (double) reduction of the same inputs, and whether every
+ * rank got identical bits. */
+#include <float.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commpress.h"
+
+#define MAX_SPECS 32
+
+static int rank, nranks;
+
+typedef struct {
+    char text[128];
+    commpress_config_t cfg;
+    int plain; /* "none": PMPI_Allreduce itself */
+} spec_t;
+
+static void die(const char *msg, const char *arg)
+{
+    if (rank == 0)
+        fprintf(stderr, "commpress-bench: %s%s\n", msg, arg ? arg : "");
+    MPI_Finalize();
+    exit(2);
+}
+
+/* "name[:key=value,...]" into a configuration. */
+static void parse_spec(const char *text, spec_t *s)
+{
+    char buf[128], *save = NULL;
+    snprintf(s->text, sizeof(s->text), "%s", text);
+    snprintf(buf, sizeof(buf), "%s", text);
+    commpress_config_default(&s->cfg);
+    char *name = strtok_r(buf, ":", &save), *rest = strtok_r(NULL, "", &save);
+    static const char *const names[] = {"none", "fp16", "bf16", "topk", "sign", "quant"};
+    int ok = 0;
+    for (int i = 0; i < 6; i++)
+        if (name && strcmp(name, names[i]) == 0) {
+            s->cfg.compressor = names[i];
+            ok = 1;
+        }
+    if (!ok)
+        die("unknown compressor in --compressor ", text);
+    s->plain = strcmp(s->cfg.compressor, "none") == 0;
+    for (char *kv = rest ? strtok_r(rest, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            die("expected key=value in --compressor ", text);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (!strcmp(kv, "density")) s->cfg.density = atof(v);
+        else if (!strcmp(kv, "bits")) s->cfg.bits = atoi(v);
+        else if (!strcmp(kv, "bucket")) s->cfg.bucket = (size_t)atol(v);
+        else if (!strcmp(kv, "rounding")) s->cfg.stochastic = !strcmp(v, "stochastic");
+        else if (!strcmp(kv, "feedback")) s->cfg.feedback = !strcmp(v, "none") ? "none" : "ef";
+        else if (!strcmp(kv, "select")) s->cfg.topk_select = !strcmp(v, "exact") ? "exact" : !strcmp(v, "sampled") ? "sampled" : "auto";
+        else die("unknown setting in --compressor ", text);
+    }
+}
+
+/* Normal values, 1% of them 30x larger, different on every rank. */
+static void fill(float *x, size_t n)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(rank + 1);
+    for (size_t i = 0; i < n; i += 2) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        double u1 = ((double)(s >> 40) + 0.5) / 16777216.0;
+        double u2 = (double)(s & 0xffffff) / 16777216.0;
+        double r = sqrt(-2 * log(u1)) * (((s >> 24) & 127) == 0 ? 30e-3 : 1e-3);
+        x[i] = (float)(r * cos(6.283185307179586 * u2));
+        if (i + 1 < n)
+            x[i + 1] = (float)(r * sin(6.283185307179586 * u2));
+    }
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof(double), cmp_d);
+    return t[n / 2];
+}
+
+static int identical(const float *r, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull, v[2];
+    const unsigned char *b = (const unsigned char *)r;
+    for (size_t i = 0; i < 4 * n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    v[0] = h, v[1] = ~h;
+    PMPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return v[0] == h && v[1] == ~h;
+}
+
+static double relerr(const float *r, const double *exact, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += (r[i] - exact[i]) * (r[i] - exact[i]);
+        den += exact[i] * exact[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* One timed call: the slowest rank's time. */
+static double timed(int plain, commpress_ctx_t *ctx, const float *x, float *r,
+                    size_t n)
+{
+    PMPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    if (plain)
+        PMPI_Allreduce(x, r, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    else if (commpress_allreduce(ctx, x, r, n, 1) != COMMPRESS_OK)
+        die("commpress_allreduce failed", NULL);
+    double t = MPI_Wtime() - t0;
+    PMPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return t;
+}
+
+int bench_kernels(int argc, char **argv); /* bench/kernels.c */
+
+int main(int argc, char **argv)
+{
+    size_t min_count = 1 << 10, max_count = 1 << 24;
+    double factor = 4;
+    int warmup = 2, iters = 10, nspec = 0;
+    const char *json = NULL;
+    spec_t specs[MAX_SPECS];
+
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--kernels")) {
+            int rc = rank == 0 ? bench_kernels(argc, argv) : 0;
+            MPI_Finalize();
+            return rc;
+        }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            die("missing value after ", a);
+        if (!strcmp(a, "--min-count")) min_count = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--max-count")) max_count = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--factor")) factor = atof(v);
+        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--iters")) iters = atoi(v);
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--compressor")) {
+            if (nspec == MAX_SPECS)
+                die("too many --compressor", NULL);
+            parse_spec(v, &specs[nspec++]);
+        } else
+            die("unknown option ", a);
+        i++;
+    }
+    if (min_count < 1 || max_count < min_count || max_count > (1u << 30) ||
+        !(factor > 1) || iters < 1 || warmup < 0)
+        die("invalid sweep: need 1 <= --min-count <= --max-count <= 2^30, --factor > 1, --iters >= 1", NULL);
+    if (nspec == 0) {
+        const char *dflt[] = {"none", "fp16", "bf16", "topk", "sign", "quant"};
+        for (int i = 0; i < 6; i++)
+            parse_spec(dflt[i], &specs[nspec++]);
+    }
+    FILE *jf = NULL;
+    if (rank == 0 && json && !(jf = fopen(json, "w")))
+        die("cannot write ", json);
+    if (jf)
+        fprintf(jf, "[");
+    if (rank == 0)
+        printf("%-26s %11s %5s %11s %11s %8s %9s %13s %9s %10s %5s\n", "compressor",
+               "count", "ranks", "time[s]", "mpi[s]", "speedup", "algbw", "bytes_sent", "ratio",
+               "relerr", "ident");
+    float *x = malloc(max_count * 4), *r = malloc(max_count * 4);
+    double *exact = malloc(max_count * 8), *t = malloc((size_t)iters * 8),
+           *tb = malloc((size_t)iters * 8);
+    int rows = 0;
+    for (size_t n = min_count; n <= max_count;) {
+        fill(x, n);
+        for (size_t i = 0; i < n; i++)
+            exact[i] = x[i];
+        PMPI_Allreduce(MPI_IN_PLACE, exact, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        for (int w = 0; w < warmup; w++)
+            timed(1, NULL, x, r, n);
+        for (int it = 0; it < iters; it++)
+            tb[it] = timed(1, NULL, x, r, n);
+        double base = median(tb, iters);
+        for (int sp = 0; sp < nspec; sp++) {
+            spec_t *s = &specs[sp];
+            commpress_ctx_t *ctx = NULL;
+            commpress_stats_t st0 = {0}, st1 = {0};
+            if (!s->plain && commpress_create(&s->cfg, MPI_COMM_WORLD, &ctx) != COMMPRESS_OK)
+                die("invalid settings in --compressor ", s->text);
+            /* First call on fresh state: its error is one step's. */
+            timed(s->plain, ctx, x, r, n);
+            double err = relerr(r, exact, n);
+            int same = identical(r, n);
+            for (int w = 1; w < warmup; w++)
+                timed(s->plain, ctx, x, r, n);
+            if (ctx)
+                commpress_ctx_stats(ctx, &st0);
+            for (int it = 0; it < iters; it++)
+                t[it] = timed(s->plain, ctx, x, r, n);
+            same = same && identical(r, n);
+            double bytes_plain = 2.0 * (nranks - 1) / nranks * 4.0 * (double)n, sent, ratio;
+            if (ctx) {
+                commpress_ctx_stats(ctx, &st1);
+                sent = (double)(st1.bytes_sent - st0.bytes_sent) / iters;
+                ratio = sent > 0 ? bytes_plain / sent : 0;
+                commpress_destroy(ctx);
+            } else {
+                sent = bytes_plain;
+                ratio = 1.0;
+            }
+            double tm = median(t, iters);
+            if (rank == 0) {
+                printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s\n",
+                       s->text, n, nranks, tm, base, base / tm, 4.0 * n / tm / 1e9, sent, ratio,
+                       err, same ? "yes" : "NO");
+                if (jf)
+                    fprintf(jf,
+                            "%s\n {\"compressor\": \"%s\", \"count\": %zu, \"ranks\": %d, "
+                            "\"time_s\": %.9f, \"baseline_time_s\": %.9f, \"speedup\": %.6f, "
+                            "\"algbw_gbs\": %.6f, \"bytes_sent\": %.0f, \"ratio\": %.6f, "
+                            "\"relerr\": %.6g, \"identical\": %s}",
+                            rows ? "," : "", s->text, n, nranks, tm, base, base / tm,
+                            4.0 * n / tm / 1e9, sent, ratio, err, same ? "true" : "false");
+            }
+            rows++;
+        }
+        size_t next = (size_t)((double)n * factor);
+        if (n == max_count)
+            break;
+        n = next > max_count || next <= n ? max_count : next;
+    }
+    if (jf) {
+        fprintf(jf, "\n]\n");
+        fclose(jf);
+    }
+    free(x), free(r), free(exact), free(t), free(tb);
+    MPI_Finalize();
+    return 0;
+}

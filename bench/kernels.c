@@ -1,0 +1,116 @@
+/* commpress-bench --kernels: encode and decode-accumulate throughput of
+ * every codec on one core (GB/s of fp32 input), next to a memcpy of the
+ * same bytes in the same run (buffers touched first; medians). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "compressors/compressor.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    const cp_compressor_ops_t *c;
+    cp_params_t p;
+    const float *x;
+    float *y;
+    void *msg, *scratch;
+    size_t n, cap, len;
+} kctx_t;
+
+static void k_memcpy(kctx_t *k) { memcpy(k->y, k->x, k->n * 4); }
+static void k_encode(kctx_t *k)
+{
+    k->c->encode(&k->p, k->x, k->n, k->msg, k->cap, &k->len, k->scratch);
+}
+static void k_decode(kctx_t *k)
+{
+    k->c->decode(&k->p, k->msg, k->len, 1.0f, k->y, k->y, k->n);
+}
+
+static double median_time(void (*f)(kctx_t *), kctx_t *k, int iters)
+{
+    double *t = malloc((size_t)iters * sizeof(double)), m;
+    f(k);
+    for (int i = 0; i < iters; i++) {
+        double t0 = now();
+        f(k);
+        t[i] = now() - t0;
+    }
+    qsort(t, (size_t)iters, sizeof(double), cmp_d);
+    m = t[iters / 2];
+    free(t);
+    return m;
+}
+
+int bench_kernels(int argc, char **argv)
+{
+    size_t n = 1 << 24;
+    int iters = 9;
+    const char *json = NULL;
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--count")) n = strtoull(argv[i + 1], NULL, 10);
+        if (!strcmp(argv[i], "--iters")) iters = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--json")) json = argv[i + 1];
+    }
+    if (n < 1 || iters < 1) {
+        fprintf(stderr, "commpress-bench --kernels: need --count >= 1, --iters >= 1\n");
+        return 2;
+    }
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    uint64_t s = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5) * 2e-3f;
+    }
+    memset(y, 0, n * 4);
+    kctx_t k = {.x = x, .y = y, .n = n};
+    double tm = median_time(k_memcpy, &k, iters), copy = n * 4 / tm / 1e9;
+    struct { const cp_compressor_ops_t *c; int bits; double density; const char *label; } cases[] = {
+        {&cp_compressor_fp16, 4, 0.01, "fp16"}, {&cp_compressor_bf16, 4, 0.01, "bf16"},
+        {&cp_compressor_sign, 4, 0.01, "sign"}, {&cp_compressor_quant, 8, 0.01, "quant:bits=8"},
+        {&cp_compressor_quant, 4, 0.01, "quant:bits=4"}, {&cp_compressor_quant, 2, 0.01, "quant:bits=2"},
+        {&cp_compressor_topk, 4, 0.01, "topk:density=0.01"}, {&cp_compressor_topk, 4, 0.001, "topk:density=0.001"}};
+    FILE *jf = json ? fopen(json, "w") : NULL;
+    printf("one core, %zu floats (%.0f MB), median of %d\n", n, n * 4 / 1e6, iters);
+    printf("%-20s %12s %8s %12s %8s\n", "codec", "encode GB/s", "x copy", "decode GB/s", "x copy");
+    printf("%-20s %12.2f %7.2fx %12s %8s\n", "memcpy", copy, 1.0, "-", "-");
+    if (jf)
+        fprintf(jf, "[{\"codec\": \"memcpy\", \"count\": %zu, \"gbs\": %.4f}", n, copy);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+        k.c = cases[c].c;
+        k.p = (cp_params_t){.density = cases[c].density, .topk_select = CP_TOPK_AUTO,
+                            .topk_sample_min = 1 << 18, .bits = cases[c].bits,
+                            .bucket = 512, .rounding = CP_ROUND_NEAREST, .seed = 1};
+        k.cap = k.c->max_size(&k.p, n);
+        k.msg = malloc(k.cap);
+        k.scratch = malloc(k.c->scratch_size(&k.p, n) + 1);
+        double te = median_time(k_encode, &k, iters), td = median_time(k_decode, &k, iters);
+        double eg = n * 4 / te / 1e9, dg = n * 4 / td / 1e9;
+        printf("%-20s %12.2f %7.2fx %12.2f %7.2fx\n", cases[c].label, eg, eg / copy, dg, dg / copy);
+        if (jf)
+            fprintf(jf, ",\n {\"codec\": \"%s\", \"count\": %zu, \"encode_gbs\": %.4f, "
+                        "\"encode_vs_memcpy\": %.4f, \"decode_gbs\": %.4f, \"decode_vs_memcpy\": %.4f}",
+                    cases[c].label, n, eg, eg / copy, dg, dg / copy);
+        free(k.msg);
+        free(k.scratch);
+    }
+    if (jf) {
+        fprintf(jf, "]\n");
+        fclose(jf);
+    }
+    free(x), free(y);
+    return 0;
+}

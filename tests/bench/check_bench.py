@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""Checks commpress-bench output: well-formed JSON with sane values.
+
+check_bench.py sweep FILE RANKS   rows of the allreduce sweep
+check_bench.py kernels FILE       rows of --kernels
+"""
+import json
+import sys
+
+FLT_EPSILON = 1.1920929e-07
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+def sweep(path, ranks):
+    rows = json.load(open(path))
+    check(isinstance(rows, list) and rows, "a non-empty list")
+    keys = {"compressor", "count", "ranks", "time_s", "baseline_time_s", "speedup",
+            "bytes_sent", "ratio", "relerr", "identical"}
+    names = set()
+    for r in rows:
+        check(keys <= set(r), f"keys missing in {r}")
+        name, n = r["compressor"], r["count"]
+        names.add(name.split(":")[0])
+        check(r["ranks"] == ranks, f"{name} {n}: ranks {r['ranks']}")
+        check(r["time_s"] > 0 and r["baseline_time_s"] > 0, f"{name} {n}: times")
+        check(abs(r["speedup"] - r["baseline_time_s"] / r["time_s"]) <= 1e-3 * r["speedup"],
+              f"{name} {n}: speedup is not baseline / time")
+        check(r["identical"] is True, f"{name} {n}: ranks got different bits")
+        plain = 2 * (ranks - 1) / ranks * 4 * n
+        check(abs(r["ratio"] - plain / r["bytes_sent"]) <= 1e-3 * r["ratio"],
+              f"{name} {n}: ratio is not plain bytes / bytes sent")
+        if name == "none":
+            check(r["ratio"] == 1, f"none {n}: ratio {r['ratio']}")
+            # fp32 sums against the exact (double) sum: at most (ranks - 1)
+            # roundings of eps/2 relative each, bounded by ranks * eps.
+            check(r["relerr"] <= ranks * FLT_EPSILON, f"none {n}: relerr {r['relerr']}")
+        else:
+            check(r["ratio"] > 1, f"{name} {n}: ratio {r['ratio']} <= 1")
+            check(0 <= r["relerr"] < 10, f"{name} {n}: relerr {r['relerr']}")
+    check({"none", "fp16", "bf16", "topk", "sign", "quant"} <= names,
+          f"default settings missing: {names}")
+
+
+def kernels(path):
+    rows = json.load(open(path))
+    check(rows[0]["codec"] == "memcpy" and rows[0]["gbs"] > 0, "memcpy row")
+    for r in rows[1:]:
+        for k in ("encode_gbs", "encode_vs_memcpy", "decode_gbs", "decode_vs_memcpy"):
+            check(r.get(k, 0) > 0, f"{r.get('codec')}: {k}")
+    check(len(rows) == 9, f"{len(rows)} rows")
+
+
+if sys.argv[1] == "sweep":
+    sweep(sys.argv[2], int(sys.argv[3]))
+else:
+    kernels(sys.argv[2])
+for f in failures:
+    print("FAIL", f)
+print(f"{0 if failures else 1} passed, {1 if failures else 0} failed")
+sys.exit(1 if failures else 0)
