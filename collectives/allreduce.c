@@ -14,6 +14,11 @@ double cp_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+size_t cp_ring_bytes(int n, double bytes)
+{
+    return n > 1 ? (size_t)(2.0 * (n - 1) / n * bytes) : 0;
+}
+
 size_t cp_slot_size(size_t payload_max)
 {
     return (CP_SLOT_HDR + payload_max + 7) & ~(size_t)7;
@@ -85,20 +90,27 @@ cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg, size_t count,
     return CP_ALGO_SPARSE;
 }
 
+void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
+                      int rank, size_t *worker, size_t *server)
+{
+    size_t off, len;
+    cp_chunk_range(count, size, rank, &off, &len);
+    *worker = cfg->feedback->state_floats(count);
+    *server = cp_allreduce_choose(cfg, count, size) == CP_ALGO_SPARSE
+                  ? 0
+                  : cfg->feedback->state_floats(len);
+}
+
 cp_status_t cp_tensor_create(const cp_coll_config_t *cfg, size_t count,
                              int size, int rank, cp_tensor_t **t_p)
 {
-    cp_algo_t algo = cp_allreduce_choose(cfg, count, size);
-    size_t off, len;
     cp_tensor_t *t = calloc(1, sizeof(*t));
 
     if (t == NULL)
         return CP_ERR_NOMEM;
-    cp_chunk_range(count, size, rank, &off, &len);
     t->count = count;
-    t->worker_floats = cfg->feedback->state_floats(count);
-    t->server_floats = algo == CP_ALGO_SPARSE ? 0
-                                              : cfg->feedback->state_floats(len);
+    cp_tensor_floats(cfg, count, size, rank, &t->worker_floats,
+                     &t->server_floats);
     t->worker = calloc(t->worker_floats ? t->worker_floats : 1, sizeof(float));
     t->server = calloc(t->server_floats ? t->server_floats : 1, sizeof(float));
     if (t->worker == NULL || t->server == NULL) {
@@ -169,7 +181,7 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
     if (a->tensor->count != a->count)
         return CP_ERR_INVALID;
     res->algo = cp_allreduce_choose(a->cfg, a->count, n);
-    res->bytes_dense = (size_t)(2.0 * (n - 1) / n * 4.0 * (double)a->count);
+    res->bytes_dense = cp_ring_bytes(n, 4.0 * (double)a->count);
     switch (res->algo) {
     case CP_ALGO_SPARSE:
         st = cp_allreduce_sparse(a, res);

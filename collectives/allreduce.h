@@ -81,6 +81,11 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
                                   const cp_compressor_ops_t *codec,
                                   cp_coll_result_t *res);
 
+/* Floats of feedback state a tensor needs: the whole tensor's (worker) and
+ * this rank's chunk's (server; none for the sparse algorithm). */
+void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
+                      int rank, size_t *worker, size_t *server);
+
 /* Tensor state: created zeroed for the algorithm cfg picks at (count, size). */
 cp_status_t cp_tensor_create(const cp_coll_config_t *cfg, size_t count,
                              int size, int rank, cp_tensor_t **t_p);
@@ -98,6 +103,8 @@ cp_status_t cp_workspace_get(cp_workspace_t *ws, int slot, size_t bytes,
 #define CP_SLOT_HDR 8
 #define CP_SLOT_NONFINITE 1u
 size_t cp_slot_size(size_t payload_max);
+/* Bytes one rank sends in a ring allreduce of `bytes`: 2 (n-1)/n bytes. */
+size_t cp_ring_bytes(int n, double bytes);
 /* Encodes x into a slot (header + payload + zero padding); with nonfinite
  * set, only the flag is sent. */
 cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,

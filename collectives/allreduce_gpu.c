@@ -12,16 +12,12 @@ cp_status_t cp_gpu_tensor_create(const cp_coll_config_t *cfg, size_t count,
                                  int size, int rank, cudaStream_t stream,
                                  cp_gpu_tensor_t **t_p)
 {
-    cp_algo_t algo = cp_allreduce_choose(cfg, count, size);
-    size_t off, len;
     cp_gpu_tensor_t *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return CP_ERR_NOMEM;
-    cp_chunk_range(count, size, rank, &off, &len);
     t->count = count;
-    t->worker_floats = cfg->feedback->state_floats(count);
-    t->server_floats =
-        algo == CP_ALGO_SPARSE ? 0 : cfg->feedback->state_floats(len);
+    cp_tensor_floats(cfg, count, size, rank, &t->worker_floats,
+                     &t->server_floats);
     if (cudaMalloc((void **)&t->worker, (t->worker_floats + 1) * 4) != cudaSuccess ||
         cudaMalloc((void **)&t->server, (t->server_floats + 1) * 4) != cudaSuccess ||
         cudaMalloc((void **)&t->steps, sizeof(uint64_t)) != cudaSuccess) {
@@ -220,8 +216,7 @@ cp_status_t cp_gpu_allreduce(const cp_gpu_args_t *a, cp_coll_result_t *res)
     if (a->dtype != CP_DT_F32)
         CP_CHECK(ws_get(a->ws, WS_OUT, a->count * 4, (void **)&out));
     res->algo = cp_allreduce_choose(a->cfg, a->count, n);
-    res->bytes_dense = (size_t)(2.0 * (n - 1) / n * (double)dtype_size(a->dtype) *
-                                (double)a->count);
+    res->bytes_dense = cp_ring_bytes(n, (double)dtype_size(a->dtype) * (double)a->count);
     if (res->algo == CP_ALGO_SPARSE)
         st = sparse(a, out, alpha, f, res);
     else

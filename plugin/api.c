@@ -6,6 +6,7 @@
 #include "include/commpress.h"
 #include "plugin/comm_state.h"
 #include "plugin/config.h"
+#include "util/hd.h"
 #include "util/log.h"
 
 struct commpress_ctx {
@@ -77,15 +78,12 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
 static uint64_t coll_hash(const cp_coll_config_t *o)
 {
     char buf[256];
-    uint64_t x = 0x84222325cbf29ce4ull;
-    int n = snprintf(buf, sizeof(buf), "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu",
+    snprintf(buf, sizeof(buf), "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu",
                      o->codec->name, o->feedback->name, o->params.density,
                      o->params.bits, o->params.bucket, (int)o->params.rounding,
                      (int)o->params.topk_select, o->params.topk_sample_min,
                      (int)o->algo, (unsigned long long)o->seed);
-    for (int i = 0; i < n; i++)
-        x = (x ^ (unsigned char)buf[i]) * 0x100000001b3ull;
-    return x;
+    return cp_fnv1a(buf, strlen(buf));
 }
 
 int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,

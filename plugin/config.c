@@ -254,14 +254,31 @@ size_t cp_config_hashes(const cp_config_t *cfg, uint64_t *h,
         if (!cp_fields[i].must_match)
             continue;
         format_value(cfg, &cp_fields[i], v, sizeof(v));
-        uint64_t x = 0x84222325cbf29ce4ull; /* FNV-1a over the canonical value */
-        for (const char *c = v; *c; c++)
-            x = (x ^ (unsigned char)*c) * 0x100000001b3ull;
-        h[n] = x;
+        h[n] = cp_fnv1a(v, strlen(v)); /* of the canonical value */
         names[n] = cp_fields[i].name;
         n++;
     }
     return n;
+}
+
+size_t cp_config_mismatches(const cp_config_t *cfg, const uint64_t *h,
+                            const char **names, size_t nf,
+                            const uint64_t *max_h, const uint64_t *max_not_h,
+                            char *line, size_t len)
+{
+    char one[1200];
+    size_t o = 0, count = 0;
+    line[0] = '\0';
+    for (size_t i = 0; i < nf; i++) {
+        if (max_h[i] == h[i] && max_not_h[i] == ~h[i])
+            continue;
+        count++;
+        cp_config_format(cfg, names[i], one, sizeof(one));
+        if (o < len)
+            o += (size_t)snprintf(line + o, len - o, "%s%s (rank 0 has %s)",
+                                  o ? ", " : "", names[i], one);
+    }
+    return count;
 }
 
 void cp_config_print(const cp_config_t *cfg, FILE *f, int md)

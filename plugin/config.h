@@ -42,6 +42,14 @@ void cp_config_defaults(cp_config_t *cfg);
  * number of fields. names[i] is the variable of hash i. */
 size_t cp_config_hashes(const cp_config_t *cfg, uint64_t *h,
                         const char **names);
+/* After a max-allreduce of the hashes h (giving max_h) and of ~h (giving
+ * max_not_h): the number of variables that differ across ranks, listed in
+ * line as "VAR (rank 0 has VAR=value), ..." (this rank's values). */
+size_t cp_config_mismatches(const cp_config_t *cfg, const uint64_t *h,
+                            const char **names, size_t nf,
+                            const uint64_t *max_h, const uint64_t *max_not_h,
+                            char *line, size_t len);
+
 /* "VAR=value" of field named `name`, for error messages. */
 void cp_config_format(const cp_config_t *cfg, const char *name, char *buf,
                       size_t len);

@@ -88,28 +88,17 @@ static void plugin_init(MPI_Comm comm)
             fprintf(stderr, "commpress: error: %s\n", err);
         die();
     }
-    if (rank == 0) {
-        char line[1024] = "", one[1200];
-        size_t o = 0;
-        for (size_t i = 0; i < nf; i++)
-            if (v[1 + i] != h[i] || v[1 + nf + i] != ~h[i]) {
-                cp_config_format(&cp_cfg, names[i], one, sizeof(one));
-                o += (size_t)snprintf(line + o, sizeof(line) - o,
-                                      "%s%s (rank 0 has %s)", o ? ", " : "",
-                                      names[i], one);
-                if (o >= sizeof(line))
-                    o = sizeof(line) - 1;
-            }
-        if (o)
+    char line[1024];
+    if (cp_config_mismatches(&cp_cfg, h, names, nf, v + 1, v + 1 + nf, line,
+                             sizeof(line))) {
+        if (rank == 0)
             fprintf(stderr,
                     "commpress: error: configuration differs across ranks "
                     "in %s; every rank must run with the same COMMPRESS_* "
                     "settings\n",
                     line);
+        die();
     }
-    for (size_t i = 0; i < nf; i++)
-        if (v[1 + i] != h[i] || v[1 + nf + i] != ~h[i])
-            die();
 
     cp_config_warn_unknown();
     if (rank == 0 && cp_coll.codec == &cp_compressor_none &&
@@ -204,7 +193,7 @@ static size_t ring_bytes(size_t count, int dtsize, MPI_Comm comm)
     int n = 1;
     if (comm != MPI_COMM_NULL)
         PMPI_Comm_size(comm, &n);
-    return n > 1 ? (size_t)(2.0 * (n - 1) / n * (double)count * dtsize) : 0;
+    return cp_ring_bytes(n, (double)count * dtsize);
 }
 
 /* Runs the compressed allreduce; returns -1 when the call must go to PMPI

@@ -224,11 +224,9 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
         if (rc >= 0)
             return (ncclResult_t)rc;
     }
-    if (R->CommCount(comm, &n) == ncclSuccess && n > 1)
-        cp_stats_add_passthrough((size_t)(2.0 * (n - 1) / n * (double)count *
-                                          (double)elem_size(datatype)));
-    else
-        cp_stats_add_passthrough(0);
+    if (R->CommCount(comm, &n) != ncclSuccess)
+        n = 1;
+    cp_stats_add_passthrough(cp_ring_bytes(n, (double)count * (double)elem_size(datatype)));
     return R->AllReduce(sendbuff, recvbuff, count, datatype, op, comm, stream);
 }
 
@@ -277,17 +275,9 @@ static void check_config(ncclComm_t comm)
         cp_warn("configuration check over NCCL failed; continuing unchecked");
         return;
     }
-    char line[1024] = "", one[1200];
-    size_t o = 0;
-    for (size_t i = 0; i < nf; i++)
-        if (v[i] != h[i] || v[nf + i] != ~h[i]) {
-            cp_config_format(cp_runtime_config(), names[i], one, sizeof(one));
-            o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s (rank 0 has %s)",
-                                  o ? ", " : "", names[i], one);
-            if (o >= sizeof(line))
-                o = sizeof(line) - 1;
-        }
-    if (o == 0)
+    char line[1024];
+    if (!cp_config_mismatches(cp_runtime_config(), h, names, nf, v, v + nf,
+                              line, sizeof(line)))
         return;
     if (tp.rank == 0)
         fprintf(stderr, "commpress: error: configuration differs across ranks "

@@ -96,6 +96,16 @@ CP_HD float cp_bf16_to_f32(uint16_t h)
     return cp_bits_f32((uint32_t)h << 16);
 }
 
+/* FNV-1a over bytes: configuration hashes compared across ranks. */
+CP_HD uint64_t cp_fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* Counter-based random numbers (a 32-bit integer hash of seed and index):
  * element i's random value does not depend on any other element, so CPU and
  * GPU, or any split of the work, draw the same numbers. */
