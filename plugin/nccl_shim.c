@@ -138,12 +138,16 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     int cur, rc = -1;
 
+    int nranks;
+    if (cp_nccl_real()->CommCount(comm, &nranks) != ncclSuccess ||
+        (size_t)nranks < cp_runtime_config()->min_ranks)
+        return -1; /* no state for communicators that never compress */
     pthread_mutex_lock(&cp_nccl_lock);
     s = state_find(comm);
     if (s == NULL)
         s = state_create(comm);
     pthread_mutex_unlock(&cp_nccl_lock);
-    if (s == NULL || (size_t)s->tp.size < cp_runtime_config()->min_ranks)
+    if (s == NULL)
         return -1;
     cudaGetDevice(&cur);
     if (cur != s->device)
@@ -154,7 +158,8 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     if (cp_runtime_config()->state_key == CP_KEY_ORDER)
         key = (uintptr_t)(s->calls % cp_runtime_config()->step_calls);
     t = cp_tensor_table_find(&s->tensors, key, count, kind);
-    if (t == NULL) {
+    const int created = t == NULL;
+    if (created) {
         /* Allocating is not allowed while a stream is being captured: the
          * first call of a tensor must come before the capture. */
         if (cap != cudaStreamCaptureStatusNone) {
@@ -192,9 +197,11 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
         goto out;
     }
     cp_stats_add_compressed(&res);
-    pthread_mutex_lock(&cp_nccl_lock);
-    nccl_state_bytes();
-    pthread_mutex_unlock(&cp_nccl_lock);
+    if (created) { /* state and workspace grow only with a new tensor */
+        pthread_mutex_lock(&cp_nccl_lock);
+        nccl_state_bytes();
+        pthread_mutex_unlock(&cp_nccl_lock);
+    }
     (void)dsize;
     rc = ncclSuccess;
 out:
