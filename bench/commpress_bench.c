@@ -14,13 +14,13 @@
  * speedup, algorithm bandwidth, bytes sent per rank, ratio, relative error
  * against an exact (double) reduction of the same inputs, and whether every
  * rank got identical bits. */
-#include <float.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "commpress.h"
 
 #define MAX_SPECS 32
@@ -73,33 +73,6 @@ static void parse_spec(const char *text, spec_t *s)
         else if (!strcmp(kv, "select")) s->cfg.topk_select = !strcmp(v, "exact") ? "exact" : !strcmp(v, "sampled") ? "sampled" : "auto";
         else die("unknown setting in --compressor ", text);
     }
-}
-
-/* Normal values, 1% of them 30x larger, different on every rank. */
-static void fill(float *x, size_t n)
-{
-    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(rank + 1);
-    for (size_t i = 0; i < n; i += 2) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        double u1 = ((double)(s >> 40) + 0.5) / 16777216.0;
-        double u2 = (double)(s & 0xffffff) / 16777216.0;
-        double r = sqrt(-2 * log(u1)) * (((s >> 24) & 127) == 0 ? 30e-3 : 1e-3);
-        x[i] = (float)(r * cos(6.283185307179586 * u2));
-        if (i + 1 < n)
-            x[i + 1] = (float)(r * sin(6.283185307179586 * u2));
-    }
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof(double), cmp_d);
-    return t[n / 2];
 }
 
 static int identical(const float *r, size_t n)
@@ -197,7 +170,7 @@ int main(int argc, char **argv)
            *tb = malloc((size_t)iters * 8);
     int rows = 0;
     for (size_t n = min_count; n <= max_count;) {
-        fill(x, n);
+        bench_fill(x, n, (uint64_t)rank);
         for (size_t i = 0; i < n; i++)
             exact[i] = x[i];
         PMPI_Allreduce(MPI_IN_PLACE, exact, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -205,7 +178,7 @@ int main(int argc, char **argv)
             timed(1, NULL, x, r, n);
         for (int it = 0; it < iters; it++)
             tb[it] = timed(1, NULL, x, r, n);
-        double base = median(tb, iters);
+        double base = bench_median(tb, iters);
         for (int sp = 0; sp < nspec; sp++) {
             spec_t *s = &specs[sp];
             commpress_ctx_t *ctx = NULL;
@@ -233,7 +206,7 @@ int main(int argc, char **argv)
                 sent = bytes_plain;
                 ratio = 1.0;
             }
-            double tm = median(t, iters);
+            double tm = bench_median(t, iters);
             if (rank == 0) {
                 printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s\n",
                        s->text, n, nranks, tm, base, base / tm, 4.0 * n / tm / 1e9, sent, ratio,

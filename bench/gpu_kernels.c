@@ -13,20 +13,16 @@
 #include <cuda_runtime_api.h>
 
 #include "collectives/allreduce.h"
+#include "bench/bench.h"
 #include "compressors/cuda/cp_cuda.h"
-
-static int cmp(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef void (*op_fn)(void *ctx, cudaStream_t s);
 
 static float time_ms(op_fn f, void *ctx, int iters, cudaStream_t s)
 {
     cudaEvent_t a, b;
-    float *t = malloc(iters * sizeof(float)), m;
+    double *t = malloc(iters * sizeof(double)), m;
+    float ms;
     cudaEventCreate(&a);
     cudaEventCreate(&b);
     f(ctx, s); /* warm-up */
@@ -35,10 +31,10 @@ static float time_ms(op_fn f, void *ctx, int iters, cudaStream_t s)
         f(ctx, s);
         cudaEventRecord(b, s);
         cudaEventSynchronize(b);
-        cudaEventElapsedTime(&t[i], a, b);
+        cudaEventElapsedTime(&ms, a, b);
+        t[i] = ms;
     }
-    qsort(t, iters, sizeof(float), cmp);
-    m = t[iters / 2];
+    m = bench_median(t, iters);
     free(t);
     cudaEventDestroy(a);
     cudaEventDestroy(b);
@@ -122,25 +118,20 @@ int main(int argc, char **argv)
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (jf)
         fprintf(jf, "[{\"codec\": \"copy\", \"count\": %zu, \"gbs\": %.3f, \"device\": \"%s\"}", n, copy_gbs, prop.name);
-    struct { const cp_compressor_ops_t *c; int bits; double density; const char *label; } cases[] = {
-        {&cp_compressor_fp16, 4, 0.01, "fp16"}, {&cp_compressor_bf16, 4, 0.01, "bf16"},
-        {&cp_compressor_sign, 4, 0.01, "sign"}, {&cp_compressor_quant, 8, 0.01, "quant:bits=8"},
-        {&cp_compressor_quant, 4, 0.01, "quant:bits=4"}, {&cp_compressor_quant, 2, 0.01, "quant:bits=2"},
-        {&cp_compressor_topk, 4, 0.01, "topk:density=0.01"}, {&cp_compressor_topk, 4, 0.001, "topk:density=0.001"}};
-    for (size_t k = 0; k < sizeof(cases) / sizeof(*cases); k++) {
-        c.c = cases[k].c;
-        c.p = (cp_params_t){.density = cases[k].density, .topk_select = CP_TOPK_EXACT,
-                            .bits = cases[k].bits, .bucket = 512, .rounding = CP_ROUND_NEAREST};
+    for (int k = 0; k < BENCH_NCASES; k++) {
+        c.c = bench_cases[k].codec;
+        c.p = (cp_params_t){.density = bench_cases[k].density, .topk_select = CP_TOPK_EXACT,
+                            .bits = bench_cases[k].bits, .bucket = 512, .rounding = CP_ROUND_NEAREST};
         c.slot = cp_slot_size(c.c->max_size(&c.p, n));
         cudaMalloc((void **)&c.dslot, c.slot);
         cudaMalloc(&c.scratch, cp_cuda_encode_scratch(c.c, &c.p, n) + 1);
         float e = time_ms(do_encode, &c, iters, s), d = time_ms(do_decode, &c, iters, s);
         double eg = n * 4 / (e * 1e6), dg = n * 4 / (d * 1e6);
-        printf("%-18s %12.1f %8.2fx %14.1f %8.2fx\n", cases[k].label, eg, eg / copy_gbs, dg, dg / copy_gbs);
+        printf("%-18s %12.1f %8.2fx %14.1f %8.2fx\n", bench_cases[k].label, eg, eg / copy_gbs, dg, dg / copy_gbs);
         if (jf)
             fprintf(jf, ",\n {\"codec\": \"%s\", \"count\": %zu, \"encode_gbs\": %.3f, \"encode_vs_copy\": %.4f, "
                         "\"decode_gbs\": %.3f, \"decode_vs_copy\": %.4f}",
-                    cases[k].label, n, eg, eg / copy_gbs, dg, dg / copy_gbs);
+                    bench_cases[k].label, n, eg, eg / copy_gbs, dg, dg / copy_gbs);
         cudaFree(c.dslot);
         cudaFree(c.scratch);
     }
