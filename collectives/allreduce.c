@@ -1,4 +1,5 @@
 /* Dispatch, per-tensor state and the workspace shared by the algorithms. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -73,17 +74,36 @@ uint64_t cp_call_seed(const cp_allreduce_args_t *a, int phase, int chunk)
                        a->tensor->steps, a->count);
 }
 
-cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg, size_t count,
-                              int size)
+cp_params_t cp_step_params(const cp_coll_config_t *cfg, uint64_t steps)
 {
+    cp_params_t p = cfg->params;
+    const double d0 = 0.25;
+    if (cfg->feedback == &cp_feedback_dgc && steps < cfg->warmup_steps &&
+        p.density < d0)
+        p.density = d0 * pow(p.density / d0,
+                             (double)steps / (double)cfg->warmup_steps);
+    return p;
+}
+
+cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size)
+{
+    cp_fb_params_t fp = cfg->fb;
+    fp.clip = cfg->fb.clip / sqrt((double)size);
+    return fp;
+}
+
+cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
+                              const cp_params_t *p, size_t count, int size)
+{
+    if (cfg->feedback == &cp_feedback_dgc && count < cfg->dense_below)
+        return CP_ALGO_DENSE;
     if (cfg->algo != CP_ALGO_AUTO)
         return cfg->algo;
     if (cfg->codec != &cp_compressor_topk)
         return CP_ALGO_TWOPHASE;
     /* Sparse allgather sends (n-1) messages; a ring allreduce 2(n-1)/n of
      * the dense tensor. Fill-in makes sparse lose once n k grows. */
-    double sparse = (double)cp_slot_size(cfg->codec->max_size(&cfg->params,
-                                                              count));
+    double sparse = (double)cp_slot_size(cfg->codec->max_size(p, count));
     double dense = 2.0 / (double)size * 4.0 * (double)count;
     if (sparse >= dense || count > UINT32_MAX)
         return CP_ALGO_DENSE;
@@ -94,11 +114,12 @@ void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
                       int rank, size_t *worker, size_t *server)
 {
     size_t off, len;
+    cp_params_t p = cp_step_params(cfg, 0);
     cp_chunk_range(count, size, rank, &off, &len);
     *worker = cfg->feedback->state_floats(count);
-    *server = cp_allreduce_choose(cfg, count, size) == CP_ALGO_SPARSE
+    *server = cp_allreduce_choose(cfg, &p, count, size) == CP_ALGO_SPARSE
                   ? 0
-                  : cfg->feedback->state_floats(len);
+                  : cfg->feedback->server->state_floats(len);
 }
 
 cp_status_t cp_tensor_create(const cp_coll_config_t *cfg, size_t count,
@@ -180,17 +201,18 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
     memset(res, 0, sizeof(*res));
     if (a->tensor->count != a->count)
         return CP_ERR_INVALID;
-    res->algo = cp_allreduce_choose(a->cfg, a->count, n);
+    const cp_params_t p = cp_step_params(a->cfg, a->tensor->steps);
+    res->algo = cp_allreduce_choose(a->cfg, &p, a->count, n);
     res->bytes_dense = cp_ring_bytes(n, 4.0 * (double)a->count);
     switch (res->algo) {
     case CP_ALGO_SPARSE:
-        st = cp_allreduce_sparse(a, res);
+        st = cp_allreduce_sparse(a, &p, res);
         break;
     case CP_ALGO_DENSE:
-        st = cp_allreduce_twophase(a, &cp_compressor_none, res);
+        st = cp_allreduce_twophase(a, &cp_compressor_none, &p, res);
         break;
     default:
-        st = cp_allreduce_twophase(a, a->cfg->codec, res);
+        st = cp_allreduce_twophase(a, a->cfg->codec, &p, res);
         break;
     }
     if (st == CP_OK && !res->nonfinite)

@@ -32,6 +32,10 @@ typedef struct {
     const cp_feedback_ops_t *feedback;
     cp_algo_t algo;
     uint64_t seed; /* base of the per-call seeds */
+    /* DGC (feedback dgc with the topk codec): */
+    cp_fb_params_t fb;     /* momentum; clip as configured (c, not c/sqrt n) */
+    uint64_t warmup_steps; /* density falls from 0.25 over this many steps */
+    size_t dense_below;    /* tensors of fewer elements always go dense */
 } cp_coll_config_t;
 
 /* State of one tensor (DESIGN.md, contract 7): worker and server error. Its
@@ -48,9 +52,10 @@ typedef struct {
 /* Scratch shared by all tensors of a communicator; grows to the largest
  * call and is then reused: no allocation on the hot path. */
 typedef struct {
-    void *buf[7];
-    size_t cap[7];
+    void *buf[8];
+    size_t cap[8];
 } cp_workspace_t;
+#define CP_WS_AUX 7 /* feedback aux (count floats), shared by the algorithms */
 
 typedef struct {
     cp_algo_t algo;        /* what ran */
@@ -70,16 +75,24 @@ typedef struct {
     const cp_transport_t *tp;
 } cp_allreduce_args_t;
 
-/* The algorithm a call would use; a function of (count, size, config) only. */
-cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg, size_t count,
-                              int size);
+/* Codec parameters of a tensor's step `steps`: the configured ones, except
+ * DGC's warm-up density 0.25 (D / 0.25)^(steps / W) for steps < W. Steps
+ * count completed clean steps, equal on all ranks. */
+cp_params_t cp_step_params(const cp_coll_config_t *cfg, uint64_t steps);
+/* Feedback parameters on a communicator of `size` ranks. */
+cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size);
+
+/* The algorithm a call would use; a function of (count, size, config and
+ * the step's params) only, so every rank picks the same. */
+cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
+                              const cp_params_t *p, size_t count, int size);
 
 cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res);
 cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
-                                cp_coll_result_t *res);
+                                const cp_params_t *p, cp_coll_result_t *res);
 cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
                                   const cp_compressor_ops_t *codec,
-                                  cp_coll_result_t *res);
+                                  const cp_params_t *p, cp_coll_result_t *res);
 
 /* Floats of feedback state a tensor needs: the whole tensor's (worker) and
  * this rank's chunk's (server; none for the sparse algorithm). */

@@ -6,16 +6,20 @@
 enum { WS_V, WS_SEND, WS_RECV, WS_SCRATCH };
 
 cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
+                                const cp_params_t *step_p,
                                 cp_coll_result_t *res)
 {
     const cp_coll_config_t *cfg = a->cfg;
     const cp_compressor_ops_t *codec = cfg->codec;
     const int n = a->tp->size;
     const float *g = a->send ? a->send : a->recv;
-    cp_params_t p = cfg->params;
+    const cp_feedback_ops_t *fb = cfg->feedback;
+    const cp_fb_params_t fp = cp_step_fb(cfg, n);
+    cp_params_t p = *step_p;
     const size_t slot = cp_slot_size(codec->max_size(&p, a->count));
     unsigned char *send, *recv;
     void *work, *scratch;
+    float *aux = NULL;
     const float *v;
     int bad;
     double t0 = cp_now();
@@ -25,8 +29,11 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, WS_RECV, slot * (size_t)n, (void **)&recv));
     CP_CHECK(cp_workspace_get(a->ws, WS_SCRATCH,
                               codec->scratch_size(&p, a->count), &scratch));
+    if (fb->uses_aux)
+        CP_CHECK(cp_workspace_get(a->ws, CP_WS_AUX, a->count * sizeof(float),
+                                  (void **)&aux));
     p.seed = cp_call_seed(a, 0, 0);
-    v = cfg->feedback->prepare(a->tensor->worker, g, work, a->count, &bad);
+    v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
     CP_CHECK(cp_slot_encode(codec, &p, v, a->count, bad, send, slot, scratch));
     res->compress_seconds += cp_now() - t0;
 
@@ -45,9 +52,8 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     for (int r = 0; r < n; r++)
         CP_CHECK(cp_slot_decode(codec, &p, recv + (size_t)r * slot, slot, 1.0f,
                                 r == 0 ? NULL : a->recv, a->recv, a->count));
-    CP_CHECK(cfg->feedback->commit(a->tensor->worker, v, codec, &p,
-                                   send + CP_SLOT_HDR, cp_get_u32(send + 4),
-                                   a->count));
+    CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, codec, &p,
+                        send + CP_SLOT_HDR, cp_get_u32(send + 4), a->count));
     res->compress_seconds += cp_now() - t0;
     return CP_OK;
 }

@@ -22,16 +22,18 @@ static cp_status_t fallback(const cp_allreduce_args_t *a, cp_coll_result_t *res)
 
 cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
                                   const cp_compressor_ops_t *codec,
+                                  const cp_params_t *step_p,
                                   cp_coll_result_t *res)
 {
     const cp_coll_config_t *cfg = a->cfg;
-    const cp_feedback_ops_t *fb = cfg->feedback;
+    const cp_feedback_ops_t *fb = cfg->feedback, *sfb = fb->server;
+    const cp_fb_params_t fp = cp_step_fb(cfg, a->tp->size);
     const int n = a->tp->size, me = a->tp->rank;
     const float *g = a->send ? a->send : a->recv;
-    cp_params_t p = cfg->params;
+    cp_params_t p = *step_p;
     size_t off, len, moff, mlen, maxlen;
     unsigned char *send1, *recv1, *recv2;
-    float *sum;
+    float *sum, *aux = NULL;
     void *work, *vs_work, *scratch;
     const float *v, *vs;
     int bad;
@@ -48,9 +50,12 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, WS_RECV2, slot * n, (void **)&recv2));
     CP_CHECK(cp_workspace_get(a->ws, WS_SCRATCH,
                               codec->scratch_size(&p, maxlen), &scratch));
+    if (fb->uses_aux)
+        CP_CHECK(cp_workspace_get(a->ws, CP_WS_AUX, a->count * sizeof(float),
+                                  (void **)&aux));
 
     /* Phase 1: worker feedback, encode n chunks. */
-    v = fb->prepare(a->tensor->worker, g, work, a->count, &bad);
+    v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
     for (int j = 0; j < n; j++) {
         cp_chunk_range(a->count, n, j, &off, &len);
         p.seed = cp_call_seed(a, 1, j);
@@ -67,7 +72,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     for (int r = 0; r < n; r++)
         CP_CHECK(cp_slot_decode(codec, &p, recv1 + (size_t)r * slot, slot, 1.0f,
                              r == 0 ? NULL : sum, sum, mlen));
-    vs = fb->prepare(a->tensor->server, sum, vs_work, mlen, &bad);
+    vs = sfb->prepare(&fp, a->tensor->server, sum, vs_work, NULL, mlen, &bad);
     p.seed = cp_call_seed(a, 2, me);
     unsigned char *send2 = recv1; /* phase 1 input is consumed */
     CP_CHECK(cp_slot_encode(codec, &p, vs, mlen, bad, send2, slot, scratch));
@@ -88,11 +93,11 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     for (int j = 0; j < n; j++) {
         const unsigned char *s = send1 + (size_t)j * slot;
         cp_chunk_range(a->count, n, j, &off, &len);
-        CP_CHECK(fb->commit(a->tensor->worker + fb->state_floats(off),
-                            v + off, codec, &p, s + CP_SLOT_HDR,
-                            cp_get_u32(s + 4), len));
+        CP_CHECK(fb->commit(&fp, a->tensor->worker + fb->state_floats(off),
+                            v + off, aux ? aux + off : NULL, codec, &p,
+                            s + CP_SLOT_HDR, cp_get_u32(s + 4), len));
     }
-    CP_CHECK(fb->commit(a->tensor->server, vs, codec, &p,
+    CP_CHECK(sfb->commit(&fp, a->tensor->server, vs, NULL, codec, &p,
                         recv2 + (size_t)me * slot + CP_SLOT_HDR,
                         cp_get_u32(recv2 + (size_t)me * slot + 4), mlen));
     res->compress_seconds += cp_now() - t0;

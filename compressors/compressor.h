@@ -74,6 +74,11 @@ extern const cp_compressor_ops_t cp_compressor_quant;
 /* k = ceil(density * n), at least 1, at most n. */
 size_t cp_topk_k(double density, size_t n);
 
+/* Validates a top-k message for a tensor of n elements and points idx at
+ * its k little-endian u32 indices (strictly increasing, all < n). */
+cp_status_t cp_topk_indices(const void *in, size_t len, size_t n,
+                            const unsigned char **idx_p, size_t *k_p);
+
 /* Lookup by name in the registry; NULL if unknown. */
 const cp_compressor_ops_t *cp_compressor_find(const char *name);
 /* "none|fp16|..." for error messages and docs. */

@@ -20,28 +20,48 @@
 extern "C" {
 #endif
 
+/* Per-call parameters of the variants that have any. */
+typedef struct {
+    float momentum; /* dgc: m in u <- m u + g */
+    double clip;    /* dgc: g is scaled to norm <= clip; 0 = off. The
+                       collectives pass the configured norm / sqrt(n). */
+} cp_fb_params_t;
+
 typedef size_t (*cp_fb_state_floats_func_t)(size_t n);
 /* Returns the vector to encode: g itself, or work[0..n) filled by the call.
- * Sets *nonfinite when that vector holds Inf or NaN. */
-typedef const float *(*cp_fb_prepare_func_t)(const float *state,
+ * Sets *nonfinite when that vector holds Inf or NaN. Variants with uses_aux
+ * also fill aux[0..n) with values commit needs (the input g may be gone by
+ * commit time: in-place calls overwrite it with the result). */
+typedef const float *(*cp_fb_prepare_func_t)(const cp_fb_params_t *fp,
+                                             const float *state,
                                              const float *g, float *work,
-                                             size_t n, int *nonfinite);
-/* v: what prepare returned; msg/len: the encoding of v that was sent. */
-typedef cp_status_t (*cp_fb_commit_func_t)(float *state, const float *v,
+                                             float *aux, size_t n,
+                                             int *nonfinite);
+/* v, aux: what prepare produced; msg/len: the encoding of v that was sent
+ * with codec (cp_compressor_none when the step went dense). */
+typedef cp_status_t (*cp_fb_commit_func_t)(const cp_fb_params_t *fp,
+                                           float *state, const float *v,
+                                           const float *aux,
                                            const cp_compressor_ops_t *codec,
                                            const cp_params_t *p,
                                            const void *msg, size_t len,
                                            size_t n);
 
-typedef struct {
+typedef struct cp_feedback_ops {
     const char *name;
     cp_fb_state_floats_func_t state_floats;
+    int uses_aux; /* prepare fills aux for commit */
+    /* The feedback the server side of the two-phase algorithm applies to
+     * its summed chunk: EF there too; none for DGC, whose momentum belongs
+     * to the worker only. */
+    const struct cp_feedback_ops *server;
     cp_fb_prepare_func_t prepare;
     cp_fb_commit_func_t commit;
 } cp_feedback_ops_t;
 
 extern const cp_feedback_ops_t cp_feedback_none;
 extern const cp_feedback_ops_t cp_feedback_ef;
+extern const cp_feedback_ops_t cp_feedback_dgc;
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name);
 const char *cp_feedback_names(void);

@@ -6,9 +6,11 @@
 
 static size_t ef_state_floats(size_t n) { return n; }
 
-static const float *ef_prepare(const float *e, const float *g, float *work,
+static const float *ef_prepare(const cp_fb_params_t *fp, const float *e,
+                               const float *g, float *work, float *aux,
                                size_t n, int *nonfinite)
 {
+    (void)fp, (void)aux;
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         float v = e[i] + g[i];
@@ -21,17 +23,20 @@ static const float *ef_prepare(const float *e, const float *g, float *work,
 
 /* e_new = v - D(sent): decode with alpha = -1 on top of v, straight into e.
  * The values subtracted are exactly those the receivers add. */
-static cp_status_t ef_commit(float *e, const float *v,
+static cp_status_t ef_commit(const cp_fb_params_t *fp, float *e,
+                             const float *v, const float *aux,
                              const cp_compressor_ops_t *codec,
                              const cp_params_t *p, const void *msg, size_t len,
                              size_t n)
 {
+    (void)fp, (void)aux;
     return codec->decode(p, msg, len, -1.0f, v, e, n);
 }
 
 const cp_feedback_ops_t cp_feedback_ef = {
     .name = "ef",
     .state_floats = ef_state_floats,
+    .server = &cp_feedback_ef,
     .prepare = ef_prepare,
     .commit = ef_commit,
 };

@@ -17,27 +17,30 @@ static size_t none_state_floats(size_t n)
     return 0;
 }
 
-static const float *none_prepare(const float *state, const float *g,
-                                 float *work, size_t n, int *nonfinite)
+static const float *none_prepare(const cp_fb_params_t *fp, const float *state,
+                                 const float *g, float *work, float *aux,
+                                 size_t n, int *nonfinite)
 {
-    (void)state;
+    (void)fp, (void)aux, (void)state;
     (void)work;
     *nonfinite = cp_any_nonfinite(g, n);
     return g;
 }
 
-static cp_status_t none_commit(float *state, const float *v,
+static cp_status_t none_commit(const cp_fb_params_t *fp, float *state,
+                               const float *v, const float *aux,
                                const cp_compressor_ops_t *codec,
                                const cp_params_t *p, const void *msg,
                                size_t len, size_t n)
 {
-    (void)state, (void)v, (void)codec, (void)p, (void)msg, (void)len, (void)n;
+    (void)fp, (void)aux, (void)state, (void)v, (void)codec, (void)p, (void)msg, (void)len, (void)n;
     return CP_OK;
 }
 
 const cp_feedback_ops_t cp_feedback_none = {
     .name = "none",
     .state_floats = none_state_floats,
+    .server = &cp_feedback_none,
     .prepare = none_prepare,
     .commit = none_commit,
 };

@@ -6,6 +6,7 @@
 static const cp_feedback_ops_t *const cp_feedbacks[] = {
     &cp_feedback_none,
     &cp_feedback_ef,
+    &cp_feedback_dgc,
 };
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name)
@@ -16,4 +17,4 @@ const cp_feedback_ops_t *cp_feedback_find(const char *name)
     return NULL;
 }
 
-const char *cp_feedback_names(void) { return "none | ef"; }
+const char *cp_feedback_names(void) { return "none | ef | dgc"; }

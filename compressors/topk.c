@@ -195,27 +195,42 @@ static cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
     return CP_OK;
 }
 
-static cp_status_t topk_decode(const cp_params_t *p, const void *in, size_t len,
-                               float alpha, const float *y, float *out,
-                               size_t n)
+cp_status_t cp_topk_indices(const void *in, size_t len, size_t n,
+                            const unsigned char **idx_p, size_t *k_p)
 {
     const unsigned char *b = in;
     size_t k;
-    (void)p;
 
     if (len < TOPK_HDR)
         return CP_ERR_MALFORMED;
     k = cp_get_u32(b);
     if (k > n || len != TOPK_HDR + 8 * k)
         return CP_ERR_MALFORMED;
-    const unsigned char *ib = b + TOPK_HDR, *vb = ib + 4 * k;
-    /* Validate everything before writing anything. */
+    const unsigned char *ib = b + TOPK_HDR;
     for (size_t j = 0; j < k; j++) {
         uint32_t i = cp_get_u32(ib + 4 * j);
-        if (i >= n || (j > 0 && i <= cp_get_u32(ib + 4 * (j - 1))) ||
-            cp_nonfinite(cp_get_f32(vb + 4 * j)))
+        if (i >= n || (j > 0 && i <= cp_get_u32(ib + 4 * (j - 1))))
             return CP_ERR_MALFORMED;
     }
+    *idx_p = ib;
+    *k_p = k;
+    return CP_OK;
+}
+
+static cp_status_t topk_decode(const cp_params_t *p, const void *in, size_t len,
+                               float alpha, const float *y, float *out,
+                               size_t n)
+{
+    const unsigned char *ib;
+    size_t k;
+    (void)p;
+
+    /* Validate everything before writing anything. */
+    CP_CHECK(cp_topk_indices(in, len, n, &ib, &k));
+    const unsigned char *vb = ib + 4 * k;
+    for (size_t j = 0; j < k; j++)
+        if (cp_nonfinite(cp_get_f32(vb + 4 * j)))
+            return CP_ERR_MALFORMED;
     cp_decode_base(y, out, n);
     for (size_t j = 0; j < k; j++)
         out[cp_get_u32(ib + 4 * j)] += alpha * cp_get_f32(vb + 4 * j);

@@ -21,16 +21,22 @@ extern "C" {
 #define COMMPRESS_OK 0
 
 typedef struct {
-    const char *compressor; /* none | fp16 | bf16 | topk | sign | quant */
+    const char *compressor; /* none | fp16 | bf16 | topk | sign | quant | dgc */
     double density;         /* topk: fraction kept, (0, 1] */
     int bits;               /* quant: 1..8 */
     size_t bucket;          /* quant: elements per bucket */
     int stochastic;         /* quant: 1 = stochastic rounding */
-    const char *feedback;   /* none | ef; NULL = ef for topk/sign/quant */
+    const char *feedback;   /* none | ef; NULL = ef for topk/sign/quant, and
+                               DGC's own for dgc (which accepts only NULL) */
     const char *topk_select;/* auto | exact | sampled; NULL = auto */
     size_t topk_sample_min; /* auto: sampled from this many elements */
     const char *algorithm;  /* auto | sparse | twophase | dense; NULL = auto */
     uint64_t seed;
+    /* dgc (docs/dgc.md): the optimizer must run without momentum. */
+    double dgc_momentum;       /* [0, 1) */
+    double dgc_clip;           /* local clipping norm; 0 = off */
+    uint64_t dgc_warmup_steps; /* density 0.25 -> density over these steps */
+    size_t dgc_dense_below;    /* smaller tensors go dense */
 } commpress_config_t;
 
 /* Fills the documented defaults (those of the environment variables). */

@@ -26,6 +26,10 @@ void commpress_config_default(commpress_config_t *c)
     c->bits = d.bits;
     c->bucket = d.bucket;
     c->topk_sample_min = d.topk_sample_min;
+    c->dgc_momentum = d.dgc_momentum;
+    c->dgc_clip = d.dgc_clip;
+    c->dgc_warmup_steps = d.dgc_warmup_steps;
+    c->dgc_dense_below = d.dgc_dense_below;
 }
 
 const char *commpress_strerror(int status)
@@ -50,9 +54,14 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     static const char *const algo[] = {"auto", "sparse", "twophase", "dense"};
     int f, s, a;
 
+    const int dgc = c->compressor && strcmp(c->compressor, "dgc") == 0;
     memset(o, 0, sizeof(*o));
-    o->codec = c->compressor ? cp_compressor_find(c->compressor) : NULL;
+    o->codec = c->compressor ? cp_compressor_find(dgc ? "topk" : c->compressor)
+                             : NULL;
     f = pick(c->feedback, fb, 2, -2);
+    if (dgc && (f != -2 || !(c->dgc_momentum >= 0.0 && c->dgc_momentum < 1.0) ||
+                !(c->dgc_clip >= 0.0)))
+        return CP_ERR_INVALID;
     s = pick(c->topk_select, sel, 3, 0);
     a = pick(c->algorithm, algo, 4, 0);
     if (o->codec == NULL || f == -1 || s < 0 || a < 0 ||
@@ -62,7 +71,8 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     if (f == -2)
         f = (o->codec == &cp_compressor_topk || o->codec == &cp_compressor_sign ||
              o->codec == &cp_compressor_quant) ? 1 : 0;
-    o->feedback = f == 1 ? &cp_feedback_ef : &cp_feedback_none;
+    o->feedback = dgc ? &cp_feedback_dgc
+                : f == 1 ? &cp_feedback_ef : &cp_feedback_none;
     o->params.density = c->density;
     o->params.bits = c->bits;
     o->params.bucket = c->bucket;
@@ -71,18 +81,24 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     o->params.topk_sample_min = c->topk_sample_min;
     o->algo = (cp_algo_t)a;
     o->seed = c->seed;
+    o->fb.momentum = (float)c->dgc_momentum;
+    o->fb.clip = c->dgc_clip;
+    o->warmup_steps = c->dgc_warmup_steps;
+    o->dense_below = c->dgc_dense_below;
     return CP_OK;
 }
 
 /* Hash of the resolved configuration, to be compared across ranks. */
 static uint64_t coll_hash(const cp_coll_config_t *o)
 {
-    char buf[256];
-    snprintf(buf, sizeof(buf), "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu",
-                     o->codec->name, o->feedback->name, o->params.density,
-                     o->params.bits, o->params.bucket, (int)o->params.rounding,
-                     (int)o->params.topk_select, o->params.topk_sample_min,
-                     (int)o->algo, (unsigned long long)o->seed);
+    char buf[384];
+    snprintf(buf, sizeof(buf),
+             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu",
+             o->codec->name, o->feedback->name, o->params.density,
+             o->params.bits, o->params.bucket, (int)o->params.rounding,
+             (int)o->params.topk_select, o->params.topk_sample_min,
+             (int)o->algo, (unsigned long long)o->seed, (double)o->fb.momentum,
+             o->fb.clip, (unsigned long long)o->warmup_steps, o->dense_below);
     return cp_fnv1a(buf, strlen(buf));
 }
 

@@ -20,13 +20,14 @@ typedef struct {
     size_t offset;
     const char *const *choices; /* F_ENUM: NULL-terminated */
     double lo, hi;              /* numeric range, inclusive unless noted */
-    int lo_open;                /* lo excluded */
+    int open;                   /* OPEN_LO: lo excluded; OPEN_HI: hi */
     int must_match;             /* part of the cross-rank hash */
     const char *doc;
 } cp_field_t;
 
-static const char *const compressor_choices[] = {"none", "fp16", "bf16", "topk",
-                                                 "sign", "quant", NULL};
+static const char *const compressor_choices[] = {
+    "none", "fp16", "bf16", "topk", "sign", "quant", "dgc", NULL};
+enum { CP_COMPRESSOR_DGC = 6 };
 static const char *const rounding_choices[] = {"nearest", "stochastic", NULL};
 static const char *const feedback_choices[] = {"auto", "none", "ef", NULL};
 static const char *const select_choices[] = {"auto", "exact", "sampled", NULL};
@@ -37,11 +38,12 @@ static const char *const debug_choices[] = {"NONE", "WARN", "INFO", "TRACE",
                                             NULL};
 
 #define OFF(m) offsetof(cp_config_t, m)
+enum { OPEN_LO = 1, OPEN_HI = 2 };
 static const cp_field_t cp_fields[] = {
     {"COMMPRESS_COMPRESSOR", "none", F_ENUM, OFF(compressor),
      compressor_choices, 0, 0, 0, 1,
      "Compressor for MPI_FLOAT/MPI_SUM allreduce. none: exact pass-through."},
-    {"COMMPRESS_DENSITY", "0.01", F_DOUBLE, OFF(density), NULL, 0, 1, 1, 1,
+    {"COMMPRESS_DENSITY", "0.01", F_DOUBLE, OFF(density), NULL, 0, 1, OPEN_LO, 1,
      "topk: fraction of entries sent, k = ceil(density * count)."},
     {"COMMPRESS_BITS", "4", F_INT, OFF(bits), NULL, 1, 8, 0, 1,
      "quant: bits per element."},
@@ -51,7 +53,23 @@ static const cp_field_t cp_fields[] = {
      0, 0, 0, 1, "quant: nearest, or stochastic (unbiased)."},
     {"COMMPRESS_FEEDBACK", "auto", F_ENUM, OFF(feedback), feedback_choices, 0,
      0, 0, 1,
-     "Error feedback. auto: ef for topk, sign, quant; none for fp16, bf16."},
+     "Error feedback. auto: ef for topk, sign, quant; none for fp16, bf16; "
+     "dgc keeps its own (momentum correction) and accepts only auto."},
+    {"COMMPRESS_DGC_MOMENTUM", "0.9", F_DOUBLE, OFF(dgc_momentum), NULL, 0, 1,
+     OPEN_HI, 1,
+     "dgc: momentum m of the momentum correction u <- m u + g. The "
+     "application's optimizer must then run WITHOUT momentum."},
+    {"COMMPRESS_DGC_CLIP", "0", F_DOUBLE, OFF(dgc_clip), NULL, 0, 1e30, 0, 1,
+     "dgc: local gradient clipping norm c; each rank scales a tensor's "
+     "gradient to norm <= c / sqrt(ranks). 0: off."},
+    {"COMMPRESS_DGC_WARMUP_STEPS", "0", F_SIZE, OFF(dgc_warmup_steps), NULL, 0,
+     1e12, 0, 1,
+     "dgc: steps (per tensor) over which the density falls exponentially "
+     "from 0.25 to COMMPRESS_DENSITY. 0: no warm-up."},
+    {"COMMPRESS_DGC_DENSE_BELOW", "16384", F_SIZE, OFF(dgc_dense_below), NULL,
+     0, 1e18, 0, 1,
+     "dgc: tensors of fewer elements are sent dense (still with DGC's "
+     "momentum). Biases and norms are small; the shim sees only sizes."},
     {"COMMPRESS_TOPK_SELECT", "auto", F_ENUM, OFF(topk_select),
      select_choices, 0, 0, 0, 1,
      "topk selection: exact (radix select), sampled (DGC threshold), or auto "
@@ -106,8 +124,9 @@ static void accepted_text(const cp_field_t *f, char *buf, size_t len)
         choices_text(f, buf, len);
         break;
     case F_DOUBLE:
-        snprintf(buf, len, "a number in %c%g, %g]", f->lo_open ? '(' : '[',
-                 f->lo, f->hi);
+        snprintf(buf, len, "a number in %c%g, %g%c",
+                 f->open & OPEN_LO ? '(' : '[', f->lo, f->hi,
+                 f->open & OPEN_HI ? ')' : ']');
         break;
     case F_INT:
     case F_SIZE:
@@ -139,7 +158,8 @@ static int parse_field(const cp_field_t *f, const char *s, cp_config_t *cfg)
         errno = 0;
         d = strtod(s, &end);
         if (errno || end == s || *end || !isfinite(d) || d > f->hi ||
-            d < f->lo || (f->lo_open && d == f->lo))
+            d < f->lo || ((f->open & OPEN_LO) && d == f->lo) ||
+            ((f->open & OPEN_HI) && d == f->hi))
             return -1;
         *(double *)dst = d;
         return 0;
@@ -194,6 +214,14 @@ cp_status_t cp_config_parse_env(cp_config_t *cfg, char *err, size_t errlen)
                      v, acc);
             return CP_ERR_CONFIG;
         }
+    }
+    if (cfg->compressor == CP_COMPRESSOR_DGC && cfg->feedback != 0) {
+        snprintf(err, errlen,
+                 "COMMPRESS_FEEDBACK='%s' is invalid with "
+                 "COMMPRESS_COMPRESSOR=dgc; accepted: auto (DGC's momentum "
+                 "correction is its error feedback)",
+                 feedback_choices[cfg->feedback]);
+        return CP_ERR_CONFIG;
     }
     if (cfg->state_key == CP_KEY_ORDER && cfg->step_calls == 0) {
         snprintf(err, errlen,
@@ -335,15 +363,18 @@ const char *cp_config_compressor_name(const cp_config_t *cfg)
 void cp_config_to_coll(const cp_config_t *cfg, cp_coll_config_t *coll)
 {
     const char *name = cp_config_compressor_name(cfg);
+    const int dgc = cfg->compressor == CP_COMPRESSOR_DGC;
     memset(coll, 0, sizeof(*coll));
-    coll->codec = cp_compressor_find(name);
+    coll->codec = cp_compressor_find(dgc ? "topk" : name);
     coll->params.density = cfg->density;
     coll->params.topk_select = (cp_topk_select_t)cfg->topk_select;
     coll->params.topk_sample_min = cfg->topk_sample_min;
     coll->params.bits = cfg->bits;
     coll->params.bucket = cfg->bucket;
     coll->params.rounding = (cp_rounding_t)cfg->rounding;
-    if (cfg->feedback == 0) /* auto */
+    if (dgc)
+        coll->feedback = &cp_feedback_dgc;
+    else if (cfg->feedback == 0) /* auto */
         coll->feedback = (coll->codec == &cp_compressor_topk ||
                           coll->codec == &cp_compressor_sign ||
                           coll->codec == &cp_compressor_quant)
@@ -353,4 +384,8 @@ void cp_config_to_coll(const cp_config_t *cfg, cp_coll_config_t *coll)
         coll->feedback = cp_feedback_find(feedback_choices[cfg->feedback]);
     coll->algo = (cp_algo_t)cfg->algo;
     coll->seed = cfg->seed;
+    coll->fb.momentum = (float)cfg->dgc_momentum;
+    coll->fb.clip = cfg->dgc_clip;
+    coll->warmup_steps = cfg->dgc_warmup_steps;
+    coll->dense_below = cfg->dgc_dense_below;
 }

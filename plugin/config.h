@@ -19,6 +19,10 @@ typedef struct {
     size_t bucket;
     int rounding;            /* cp_rounding_t */
     int feedback;            /* 0 auto, 1 none, 2 ef */
+    double dgc_momentum;
+    double dgc_clip;         /* 0: off */
+    size_t dgc_warmup_steps;
+    size_t dgc_dense_below;
     int topk_select;         /* cp_topk_select_t */
     size_t topk_sample_min;
     int algo;                /* cp_algo_t */

@@ -101,6 +101,20 @@ static void state_release(ncclComm_t comm)
     pthread_mutex_unlock(&cp_nccl_lock);
 }
 
+/* The configuration, with what the GPU path cannot run refused at once:
+ * DGC's momentum correction exists on the CPU (MPI) path only. */
+static void nccl_load_or_exit(void)
+{
+    cp_runtime_load_or_exit();
+    if (cp_runtime_coll()->feedback == &cp_feedback_dgc) {
+        fprintf(stderr, "commpress: error: COMMPRESS_COMPRESSOR='dgc' is "
+                        "invalid with NCCL (DGC runs on the MPI path only); "
+                        "accepted: none | fp16 | bf16 | topk | sign | quant\n");
+        fflush(stderr);
+        exit(1);
+    }
+}
+
 static int dtype_of(ncclDataType_t t, cp_dtype_t *d, int *size)
 {
     switch (t) {
@@ -220,7 +234,7 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
 
     if (R->AllReduce == NULL)
         return ncclSystemError; /* no NCCL beneath us */
-    cp_runtime_load_or_exit();
+    nccl_load_or_exit();
     const cp_config_t *cfg = cp_runtime_config();
     if (cp_runtime_coll()->codec != &cp_compressor_none && cp_group_depth == 0 &&
         (op == ncclSum || op == ncclAvg) && dtype_of(datatype, &dt, &dsize) &&
@@ -298,7 +312,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id,
                               int rank)
 {
     CP_REAL_OR_FAIL(CommInitRank);
-    cp_runtime_load_or_exit();
+    nccl_load_or_exit();
     ncclResult_t r = cp_nccl_real()->CommInitRank(comm, nranks, id, rank);
     if (r == ncclSuccess)
         check_config(*comm);
@@ -310,7 +324,7 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks,
                                     ncclConfig_t *config)
 {
     CP_REAL_OR_FAIL(CommInitRankConfig);
-    cp_runtime_load_or_exit();
+    nccl_load_or_exit();
     ncclResult_t r =
         cp_nccl_real()->CommInitRankConfig(comm, nranks, id, rank, config);
     /* A non-blocking init returns ncclInProgress: not checked (docs/gpu.md). */

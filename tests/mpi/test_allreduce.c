@@ -55,10 +55,11 @@ static uint64_t splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* Normal values with a heavy tail, different on every rank. */
-static void fill(float *x, size_t n, uint64_t seed)
+/* Normal values with a heavy tail, different on every rank; fill_as makes
+ * rank r's values anywhere (for replicas). */
+static void fill_as(float *x, size_t n, uint64_t seed, int r)
 {
-    uint64_t s = seed * 1000003 + (uint64_t)rank * 7919;
+    uint64_t s = seed * 1000003 + (uint64_t)r * 7919;
     for (size_t i = 0; i < n; i++) {
         double u1 = ((double)(splitmix(&s) >> 11) + 0.5) / 9007199254740992.0;
         double u2 = (double)(splitmix(&s) >> 11) / 9007199254740992.0;
@@ -68,6 +69,7 @@ static void fill(float *x, size_t n, uint64_t seed)
         x[i] = (float)(z * 1e-3);
     }
 }
+static void fill(float *x, size_t n, uint64_t seed) { fill_as(x, n, seed, rank); }
 
 static uint64_t hash(const void *p, size_t bytes)
 {
@@ -233,6 +235,87 @@ static void test_topk_exact_sum(size_t n)
     CHECK(memcmp(r, ref, n * 4) == 0, "topk count %zu: not the rank-order sum of exact top-k (%s)",
           n, dense ? "dense" : "sparse");
     free(r), free(mine), free(all), free(ref), free(ord);
+}
+
+/* COMMPRESS_COMPRESSOR=dgc with exact selection: every step equals, bit for
+ * bit, a replica of ALGORITHMS.md's DGC run here for every rank: clip to
+ * c / sqrt(n), u <- m u + g, v <- v + u, exact top-k of |v| at the warm-up
+ * density 0.25 (D / 0.25)^(t / W), rank-order sum, u and v zeroed where
+ * sent. A step goes dense (all of v sent, v <- 0, u kept) for tensors below
+ * COMMPRESS_DGC_DENSE_BELOW or when a sparse message would not pay. */
+static void test_dgc(size_t n, int steps)
+{
+    const double D = atof(env("COMMPRESS_DENSITY", "0.01"));
+    const float m = (float)atof(env("COMMPRESS_DGC_MOMENTUM", "0.9"));
+    const double clip = atof(env("COMMPRESS_DGC_CLIP", "0")) / sqrt(nranks);
+    const double W = atof(env("COMMPRESS_DGC_WARMUP_STEPS", "0"));
+    const size_t below = (size_t)atol(env("COMMPRESS_DGC_DENSE_BELOW", "16384"));
+    float *buf = fresh(n), *g = malloc(n * 4), *ref = malloc(n * 4);
+    float *u = calloc(n * nranks, 4), *v = calloc(n * nranks, 4);
+    size_t *ord = malloc(n * sizeof(size_t));
+    int ndense = 0, nsparse = 0;
+
+    for (int t = 0; t < steps; t++) {
+        double d = t < W && D < 0.25 ? 0.25 * pow(D / 0.25, t / W) : D;
+        size_t k = (size_t)ceil(d * (double)n);
+        k = k < 1 ? 1 : k > n ? n : k;
+        size_t slot = (8 + 4 + 8 * k + 7) / 8 * 8;
+        int dense = n < below || (double)slot >= 8.0 * (double)n / nranks;
+        ndense += dense, nsparse += !dense;
+        for (int q = 0; q < nranks; q++) {
+            float *uq = u + (size_t)q * n, *vq = v + (size_t)q * n;
+            double ss = 0;
+            fill_as(g, n, 500 + (uint64_t)t, q);
+            if (q == rank)
+                memcpy(buf, g, n * 4);
+            for (size_t i = 0; i < n; i++)
+                ss += (double)g[i] * g[i];
+            float s = clip > 0 && sqrt(ss) > clip ? (float)(clip / sqrt(ss)) : 1.0f;
+            for (size_t i = 0; i < n; i++) {
+                uq[i] = m * uq[i] + s * g[i];
+                vq[i] = vq[i] + uq[i];
+                ord[i] = i;
+            }
+            sort_x = vq;
+            if (!dense)
+                qsort(ord, n, sizeof(size_t), cmp_idx);
+            for (size_t j = 0; j < (dense ? n : k); j++) {
+                size_t i = ord[j];
+                ref[i] = q == 0 ? vq[i] : ref[i] + vq[i];
+            }
+            if (q == 0 && !dense) /* positions nobody sent stay 0 */
+                for (size_t j = k; j < n; j++)
+                    ref[ord[j]] = 0.0f;
+            for (size_t j = 0; j < (dense ? n : k); j++) {
+                vq[ord[j]] = 0.0f;
+                if (!dense)
+                    uq[ord[j]] = 0.0f;
+            }
+        }
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += buf[i] != ref[i];
+        CHECK(bad == 0, "dgc count %zu step %d (%s, k %zu): %zu elements differ "
+              "from the replica", n, t, dense ? "dense" : "sparse", k, bad);
+        CHECK(identical(buf, n * 4, MPI_COMM_WORLD), "dgc count %zu step %d: "
+              "ranks differ", n, t);
+    }
+    if (rank == 0)
+        printf("dgc count %zu: %d dense and %d sparse steps match the replica\n",
+               n, ndense, nsparse);
+    free(g), free(ref), free(u), free(v), free(ord);
+}
+
+static void dgc_mode(void)
+{
+    commpress_stats_t s0 = stats();
+    test_dgc(1000, 4);  /* below COMMPRESS_DGC_DENSE_BELOW: dense */
+    test_dgc(40000, 8); /* warm-up, then sparse */
+    commpress_stats_t s1 = stats();
+    CHECK(s1.calls_compressed - s0.calls_compressed == 12,
+          "%llu dgc calls compressed, expected 12",
+          s1.calls_compressed - s0.calls_compressed);
 }
 
 /* Error feedback: a fixed input repeated T times; the running mean of the
@@ -469,6 +552,8 @@ int main(int argc, char **argv)
         passthrough_mode();
     else if (argc > 1 && strcmp(argv[1], "order") == 0)
         order_mode();
+    else if (argc > 1 && strcmp(argv[1], "dgc") == 0)
+        dgc_mode();
     else
         compress_mode();
     int v[2] = {npass, nfail};

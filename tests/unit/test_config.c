@@ -44,6 +44,33 @@ Test(config, defaults)
     cr_assert_eq(coll.feedback, &cp_feedback_none);
 }
 
+Test(config, dgc_is_topk_with_its_own_feedback)
+{
+    cp_config_t c;
+    cp_coll_config_t coll;
+    char err[512];
+    clear_env();
+    setenv("COMMPRESS_COMPRESSOR", "dgc", 1);
+    setenv("COMMPRESS_DGC_MOMENTUM", "0.5", 1);
+    setenv("COMMPRESS_DGC_CLIP", "2.5", 1);
+    setenv("COMMPRESS_DGC_WARMUP_STEPS", "100", 1);
+    setenv("COMMPRESS_DGC_DENSE_BELOW", "7", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK, "%s", err);
+    cp_config_to_coll(&c, &coll);
+    cr_assert_eq(coll.codec, &cp_compressor_topk);
+    cr_assert_eq(coll.feedback, &cp_feedback_dgc);
+    cr_assert_eq(coll.fb.momentum, 0.5f);
+    cr_assert_eq(coll.fb.clip, 2.5);
+    cr_assert_eq(coll.warmup_steps, 100);
+    cr_assert_eq(coll.dense_below, 7);
+    /* Another feedback on top of DGC's own is refused. */
+    setenv("COMMPRESS_FEEDBACK", "ef", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_ERR_CONFIG);
+    cr_assert_str_eq(err, "COMMPRESS_FEEDBACK='ef' is invalid with "
+                          "COMMPRESS_COMPRESSOR=dgc; accepted: auto (DGC's "
+                          "momentum correction is its error feedback)");
+}
+
 static void expect_error(const char *var, const char *val, const char *msg)
 {
     cp_config_t c;
@@ -57,7 +84,11 @@ static void expect_error(const char *var, const char *val, const char *msg)
 Test(config, invalid_values_named_with_what_is_accepted)
 {
     expect_error("COMMPRESS_COMPRESSOR", "zip",
-                 "COMMPRESS_COMPRESSOR='zip' is invalid; accepted: none | fp16 | bf16 | topk | sign | quant");
+                 "COMMPRESS_COMPRESSOR='zip' is invalid; accepted: none | fp16 | bf16 | topk | sign | quant | dgc");
+    expect_error("COMMPRESS_DGC_MOMENTUM", "1",
+                 "COMMPRESS_DGC_MOMENTUM='1' is invalid; accepted: a number in [0, 1)");
+    expect_error("COMMPRESS_DGC_CLIP", "-1",
+                 "COMMPRESS_DGC_CLIP='-1' is invalid; accepted: a number in [0, 1e+30]");
     expect_error("COMMPRESS_DENSITY", "0", "COMMPRESS_DENSITY='0' is invalid; accepted: a number in (0, 1]");
     expect_error("COMMPRESS_DENSITY", "1.5", "COMMPRESS_DENSITY='1.5' is invalid; accepted: a number in (0, 1]");
     expect_error("COMMPRESS_DENSITY", "0.1x", "COMMPRESS_DENSITY='0.1x' is invalid; accepted: a number in (0, 1]");

@@ -5,6 +5,8 @@
 #include "compressors/feedback.h"
 #include "testutil.h"
 
+static const cp_fb_params_t fp0 = {0.9f, 0.0};
+
 static const cp_compressor_ops_t *codecs[] = {
     &cp_compressor_none, &cp_compressor_fp16, &cp_compressor_bf16,
     &cp_compressor_topk, &cp_compressor_sign, &cp_compressor_quant};
@@ -25,12 +27,12 @@ Test(feedback, ef_keeps_what_was_not_sent)
             int bad = 1;
             size_t len;
             memcpy(e_old, e, n * sizeof(float));
-            const float *v = cp_feedback_ef.prepare(e, g, work, n, &bad);
+            const float *v = cp_feedback_ef.prepare(&fp0, e, g, work, NULL, n, &bad);
             cr_assert_eq(bad, 0);
             cr_assert_eq(memcmp(e, e_old, n * sizeof(float)), 0, "prepare changed state");
             unsigned char *m = tu_encode(codecs[c], &p, v, n, &len);
             cr_assert_eq(codecs[c]->decode(&p, m, len, 1.0f, NULL, d, n), CP_OK);
-            cr_assert_eq(cp_feedback_ef.commit(e, v, codecs[c], &p, m, len, n), CP_OK);
+            cr_assert_eq(cp_feedback_ef.commit(&fp0, e, v, NULL, codecs[c], &p, m, len, n), CP_OK);
             for (size_t i = 0; i < n; i++) {
                 float lhs = e[i] + d[i];
                 float rhs = e_old[i] + g[i];
@@ -56,10 +58,10 @@ Test(feedback, ef_topk_exact)
     float *g = tu_gradient(n, 1), d[1000];
     int bad;
     size_t len;
-    const float *v = cp_feedback_ef.prepare(e, g, work, n, &bad);
+    const float *v = cp_feedback_ef.prepare(&fp0, e, g, work, NULL, n, &bad);
     unsigned char *m = tu_encode(&cp_compressor_topk, &p, v, n, &len);
     cp_compressor_topk.decode(&p, m, len, 1.0f, NULL, d, n);
-    cp_feedback_ef.commit(e, v, &cp_compressor_topk, &p, m, len, n);
+    cp_feedback_ef.commit(&fp0, e, v, NULL, &cp_compressor_topk, &p, m, len, n);
     size_t zeros = 0;
     for (size_t i = 0; i < n; i++) {
         if (d[i] != 0.0f) {
@@ -75,21 +77,24 @@ Test(feedback, ef_topk_exact)
 
 Test(feedback, nonfinite_detected_state_untouched)
 {
-    const cp_feedback_ops_t *fbs[] = {&cp_feedback_none, &cp_feedback_ef};
+    const cp_feedback_ops_t *fbs[] = {&cp_feedback_none, &cp_feedback_ef,
+                                      &cp_feedback_dgc};
     float vals[] = {NAN, INFINITY, -INFINITY};
-    for (int f = 0; f < 2; f++)
+    for (int f = 0; f < 3; f++)
         for (int k = 0; k < 3; k++) {
-            float e[64] = {0}, g[64], work[64];
+            float e[128] = {0}, g[64], work[64], aux[64];
             int bad = 0;
+            for (int i = 0; i < 128; i++)
+                e[i] = 0.5f;
             for (int i = 0; i < 64; i++)
-                g[i] = (float)i, e[i] = 0.5f;
+                g[i] = (float)i;
             g[37] = vals[k];
-            fbs[f]->prepare(e, g, work, 64, &bad);
+            fbs[f]->prepare(&fp0, e, g, work, aux, 64, &bad);
             cr_assert_eq(bad, 1);
-            for (int i = 0; i < 64; i++)
+            for (int i = 0; i < 128; i++)
                 cr_assert_eq(e[i], 0.5f);
             g[37] = 1.0f;
-            fbs[f]->prepare(e, g, work, 64, &bad);
+            fbs[f]->prepare(&fp0, e, g, work, aux, 64, &bad);
             cr_assert_eq(bad, 0);
         }
 }

@@ -1,0 +1,93 @@
+/* DGC's momentum correction, local clipping and momentum factor masking
+ * (Lin et al., ICLR 2018; ALGORITHMS.md, "DGC"), per rank and tensor:
+ *   g <- g * min(1, clip / ||g||)            (clip = c / sqrt(n); 0 = off)
+ *   u <- m u + g;  v <- v + u;               (momentum correction)
+ *   send C(v);                               (top-k of |v|)
+ *   u[sent] <- 0;  v[sent] <- 0              (factor masking)
+ * The receivers apply the summed update with plain SGD: the momentum lives
+ * here, the application's optimizer must run without it.
+ *
+ * A dense send (the identity codec: small tensors and steps where sparse
+ * would cost more) delivers all of v. Then v <- 0 and u is kept: that is
+ * momentum SGD exactly, and masking u would throw the momentum away with
+ * nothing stale to guard against.
+ *
+ * State: (u, v) interleaved per element, 2 n floats, so a chunk [off, off+m)
+ * starts at 2 off. prepare leaves u' in aux for commit. */
+#include <math.h>
+
+#include "compressors/feedback.h"
+#include "util/hd.h"
+
+static size_t dgc_state_floats(size_t n) { return 2 * n; }
+
+/* Scale that brings ||g|| down to clip (1 when clipping is off, the norm
+ * is within bounds, or not finite: the caller's check then catches it). */
+static float dgc_clip_scale(const float *g, size_t n, double clip)
+{
+    double ss = 0.0;
+    if (clip <= 0.0)
+        return 1.0f;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)g[i] * (double)g[i];
+    double norm = sqrt(ss);
+    return norm > clip && isfinite(norm) ? (float)(clip / norm) : 1.0f;
+}
+
+static const float *dgc_prepare(const cp_fb_params_t *fp, const float *st,
+                                const float *g, float *work, float *aux,
+                                size_t n, int *nonfinite)
+{
+    const float m = fp->momentum, s = dgc_clip_scale(g, n, fp->clip);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float u = m * st[2 * i] + s * g[i];
+        float v = st[2 * i + 1] + u;
+        aux[i] = u;
+        work[i] = v;
+        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+    }
+    *nonfinite = bad != 0;
+    return work;
+}
+
+static cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st,
+                              const float *v, const float *aux,
+                              const cp_compressor_ops_t *codec,
+                              const cp_params_t *p, const void *msg,
+                              size_t len, size_t n)
+{
+    const unsigned char *idx;
+    size_t k;
+    (void)fp, (void)p;
+
+    if (codec == &cp_compressor_none) { /* everything went: v is delivered */
+        for (size_t i = 0; i < n; i++) {
+            st[2 * i] = aux[i];
+            st[2 * i + 1] = 0.0f;
+        }
+        return CP_OK;
+    }
+    if (codec != &cp_compressor_topk)
+        return CP_ERR_INVALID;
+    CP_CHECK(cp_topk_indices(msg, len, n, &idx, &k));
+    for (size_t i = 0; i < n; i++) {
+        st[2 * i] = aux[i];
+        st[2 * i + 1] = v[i];
+    }
+    for (size_t j = 0; j < k; j++) {
+        size_t i = cp_get_u32(idx + 4 * j);
+        st[2 * i] = 0.0f;
+        st[2 * i + 1] = 0.0f;
+    }
+    return CP_OK;
+}
+
+const cp_feedback_ops_t cp_feedback_dgc = {
+    .name = "dgc",
+    .state_floats = dgc_state_floats,
+    .uses_aux = 1,
+    .server = &cp_feedback_none,
+    .prepare = dgc_prepare,
+    .commit = dgc_commit,
+};
