@@ -107,3 +107,16 @@ cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot)
     tp->size = size;
     return CP_OK;
 }
+
+cp_status_t cp_mpi_agree(MPI_Comm comm, int valid, uint64_t hash)
+{
+    uint64_t v[3] = {!valid, valid ? hash : 0, valid ? ~hash : ~(uint64_t)0};
+    if (PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_UINT64_T, MPI_MAX, comm) !=
+        MPI_SUCCESS)
+        return CP_ERR_TRANSPORT;
+    if (!valid || v[0])
+        return CP_ERR_INVALID;
+    if (v[1] != hash || v[2] != ~hash)
+        return CP_ERR_MISMATCH;
+    return CP_OK;
+}

@@ -10,4 +10,9 @@ extern const cp_transport_ops_t cp_transport_mpi;
 /* Fills tp for comm; tp->ctx points at *comm_slot, which must outlive tp. */
 cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot);
 
+/* Collective agreement before anyone allocates: CP_ERR_INVALID on every
+ * rank if any rank passes valid = 0, CP_ERR_MISMATCH if the hashes of the
+ * ranks' configurations differ (one PMPI_Allreduce of 3 words). */
+cp_status_t cp_mpi_agree(MPI_Comm comm, int valid, uint64_t hash);
+
 #endif

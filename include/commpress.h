@@ -82,6 +82,60 @@ void commpress_stats(commpress_stats_t *out);
 /* Statistics of the explicit calls made through ctx (same fields). */
 void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out);
 
+/* 1-bit Adam (Tang et al., 2021; docs/onebit_adam.md) over any
+ * communicator. Steps below freeze_step are Adam with an exact gradient
+ * allreduce (identical bits on every rank); from then on the variance is
+ * frozen and the momentum is averaged by a two-phase 1-bit compressed
+ * allreduce with worker and server error feedback. No bias correction:
+ *   x <- x - lr (m / (sqrt(v) + eps) + weight_decay x). */
+typedef struct {
+    double lr;            /* default 1e-3 */
+    double beta1, beta2;  /* default 0.9, 0.999; each in [0, 1) */
+    double eps;           /* default 1e-8; > 0 */
+    double weight_decay;  /* default 0 */
+    uint64_t freeze_step; /* default 100000 (DeepSpeed's); steps of warm-up */
+} commpress_onebit_adam_config_t;
+
+typedef struct commpress_onebit_adam commpress_onebit_adam_t;
+
+void commpress_onebit_adam_config_default(commpress_onebit_adam_config_t *c);
+/* Collective over comm (which it duplicates): every rank passes the same
+ * configuration and count, or all get COMMPRESS_ERR_INVALID/_MISMATCH. */
+int commpress_onebit_adam_create(const commpress_onebit_adam_config_t *cfg,
+                                 MPI_Comm comm, size_t count,
+                                 commpress_onebit_adam_t **opt_p);
+void commpress_onebit_adam_destroy(commpress_onebit_adam_t *opt);
+/* Collective: one step over params[0..count) with this rank's gradient.
+ * Inf/NaN in any rank's gradient (or momentum) skips the step everywhere:
+ * parameters and state stay as they were, the return is -9
+ * (COMMPRESS_ERR_NONFINITE), as a loss scaler expects. */
+int commpress_onebit_adam_step(commpress_onebit_adam_t *opt, float *params,
+                               const float *grads, size_t count);
+/* Learning rate for the following steps (schedules); not part of the
+ * saved state. */
+int commpress_onebit_adam_set_lr(commpress_onebit_adam_t *opt, double lr);
+uint64_t commpress_onebit_adam_steps(const commpress_onebit_adam_t *opt);
+/* The complete state of this rank (step, m, v, worker and server error),
+ * so that a resumed run continues bit for bit as if uninterrupted. Each
+ * rank saves and loads its own. save with buf == NULL gives the size. */
+int commpress_onebit_adam_save(const commpress_onebit_adam_t *opt, void *buf,
+                               size_t cap, size_t *len);
+/* Rejects (COMMPRESS_ERR_MALFORMED, state unchanged) a buffer that is
+ * truncated, corrupt, or from another count, rank, communicator size or
+ * freeze_step. Local: not collective. */
+int commpress_onebit_adam_load(commpress_onebit_adam_t *opt, const void *buf,
+                               size_t len);
+
+typedef struct {
+    unsigned long long steps, steps_compressed, steps_skipped;
+    unsigned long long bytes_sent;  /* by this rank, all steps */
+    unsigned long long bytes_dense; /* a ring allreduce of the fp32 gradient
+                                       every step would have sent */
+    double ratio;                   /* bytes_dense / bytes_sent */
+} commpress_onebit_adam_stats_t;
+void commpress_onebit_adam_stats(const commpress_onebit_adam_t *opt,
+                                 commpress_onebit_adam_stats_t *out);
+
 #ifdef __cplusplus
 }
 #endif

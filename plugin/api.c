@@ -108,20 +108,9 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
     commpress_ctx_t *ctx;
     cp_coll_config_t coll;
     cp_status_t st = to_coll(cfg, &coll);
-    uint64_t v[3];
 
     /* Agree on validity and configuration before anyone allocates. */
-    uint64_t h = st == CP_OK ? coll_hash(&coll) : 0;
-    v[0] = st != CP_OK;
-    v[1] = h;
-    v[2] = ~h;
-    if (PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_UINT64_T, MPI_MAX, comm) !=
-        MPI_SUCCESS)
-        return CP_ERR_TRANSPORT;
-    if (st != CP_OK || v[0])
-        return CP_ERR_INVALID;
-    if (v[1] != h || v[2] != ~h)
-        return CP_ERR_MISMATCH;
+    CP_CHECK(cp_mpi_agree(comm, st == CP_OK, st == CP_OK ? coll_hash(&coll) : 0));
 
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL)

@@ -16,7 +16,8 @@ extern "C" {
     X(CP_ERR_TRANSPORT, -5, "transport (MPI/NCCL) call failed")             \
     X(CP_ERR_UNSUPPORTED, -6, "unsupported operation")                      \
     X(CP_ERR_CONFIG, -7, "invalid configuration")                           \
-    X(CP_ERR_MISMATCH, -8, "configuration differs across ranks")
+    X(CP_ERR_MISMATCH, -8, "configuration differs across ranks")           \
+    X(CP_ERR_NONFINITE, -9, "non-finite values on some rank: step skipped")
 
 typedef enum {
 #define CP_STATUS_ENUM(name, value, text) name = value,

@@ -1,0 +1,295 @@
+/* 1-bit Adam (Tang et al., 2021; ALGORITHMS.md, "1-bit Adam") on the
+ * library's own collectives:
+ *  - warm-up (step < freeze_step): g = exact allreduce average (the dense
+ *    two-phase algorithm: deterministic, identical bits everywhere);
+ *    m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
+ *  - compression stage: v frozen; m_i <- b1 m + (1-b1) g_i locally, then
+ *    m <- (two-phase sign-compressed allreduce of m_i with worker and
+ *    server error feedback) / n;
+ *  - always x <- x - lr (m / (sqrt(v) + eps) + wd x).
+ * The saved state holds everything a step reads (DeepSpeed drops its error
+ * buffers on reload; here they travel with the checkpoint). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/allreduce.h"
+#include "collectives/transport_mpi.h"
+#include "include/commpress.h"
+#include "util/hd.h"
+
+struct commpress_onebit_adam {
+    commpress_onebit_adam_config_t cfg;
+    MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's */
+    cp_transport_t tp;
+    cp_workspace_t ws;
+    cp_coll_config_t dense, onebit;
+    cp_tensor_t *t_dense, *t_onebit; /* worker/server error in t_onebit */
+    size_t count;
+    uint64_t step;
+    float *m, *v, *buf;
+    commpress_onebit_adam_stats_t stats;
+};
+
+void commpress_onebit_adam_config_default(commpress_onebit_adam_config_t *c)
+{
+    c->lr = 1e-3;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->freeze_step = 100000;
+}
+
+static int config_valid(const commpress_onebit_adam_config_t *c, size_t count)
+{
+    return c != NULL && count > 0 && count <= UINT32_MAX && isfinite(c->lr) &&
+           c->lr >= 0 && c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 &&
+           c->beta2 < 1 && c->eps > 0 && isfinite(c->eps) &&
+           isfinite(c->weight_decay) && c->weight_decay >= 0;
+}
+
+static uint64_t config_hash(const commpress_onebit_adam_config_t *c,
+                            size_t count)
+{
+    char b[256];
+    int n = snprintf(b, sizeof(b), "%.17g|%.17g|%.17g|%.17g|%.17g|%llu|%zu",
+                     c->lr, c->beta1, c->beta2, c->eps, c->weight_decay,
+                     (unsigned long long)c->freeze_step, count);
+    return cp_fnv1a(b, (size_t)n);
+}
+
+void commpress_onebit_adam_destroy(commpress_onebit_adam_t *o)
+{
+    if (o == NULL)
+        return;
+    cp_tensor_destroy(o->t_dense);
+    cp_tensor_destroy(o->t_onebit);
+    cp_workspace_free(&o->ws);
+    free(o->m), free(o->v), free(o->buf);
+    if (o->comm != MPI_COMM_NULL)
+        PMPI_Comm_free(&o->comm);
+    free(o);
+}
+
+int commpress_onebit_adam_create(const commpress_onebit_adam_config_t *cfg,
+                                 MPI_Comm comm, size_t count,
+                                 commpress_onebit_adam_t **opt_p)
+{
+    const int valid = config_valid(cfg, count);
+    commpress_onebit_adam_t *o;
+    cp_status_t st;
+
+    if (opt_p == NULL)
+        return CP_ERR_INVALID;
+    *opt_p = NULL;
+    CP_CHECK(cp_mpi_agree(comm, valid, valid ? config_hash(cfg, count) : 0));
+    o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return CP_ERR_NOMEM;
+    o->cfg = *cfg;
+    o->count = count;
+    o->comm = MPI_COMM_NULL;
+    cp_workspace_init(&o->ws);
+    if (PMPI_Comm_dup(comm, &o->comm) != MPI_SUCCESS) {
+        o->comm = MPI_COMM_NULL;
+        st = CP_ERR_TRANSPORT;
+        goto fail;
+    }
+    CP_CHECK_GOTO(cp_transport_mpi_init(&o->tp, &o->comm), st, fail);
+    /* Warm-up: uncompressed and deterministic. Compression stage: sign
+     * codec, EF on both sides of the two-phase algorithm. */
+    o->dense.codec = &cp_compressor_none;
+    o->dense.feedback = &cp_feedback_none;
+    o->dense.algo = CP_ALGO_DENSE;
+    o->onebit.codec = &cp_compressor_sign;
+    o->onebit.feedback = &cp_feedback_ef;
+    o->onebit.algo = CP_ALGO_TWOPHASE;
+    CP_CHECK_GOTO(cp_tensor_create(&o->dense, count, o->tp.size, o->tp.rank,
+                                   &o->t_dense), st, fail);
+    CP_CHECK_GOTO(cp_tensor_create(&o->onebit, count, o->tp.size, o->tp.rank,
+                                   &o->t_onebit), st, fail);
+    o->m = calloc(count, sizeof(float));
+    o->v = calloc(count, sizeof(float));
+    o->buf = malloc(count * sizeof(float));
+    if (o->m == NULL || o->v == NULL || o->buf == NULL) {
+        st = CP_ERR_NOMEM;
+        goto fail;
+    }
+    *opt_p = o;
+    return CP_OK;
+fail:
+    commpress_onebit_adam_destroy(o);
+    return st;
+}
+
+static void account(commpress_onebit_adam_t *o, const cp_coll_result_t *res)
+{
+    o->stats.bytes_sent += res->bytes_sent + (res->nonfinite ? res->bytes_dense : 0);
+    o->stats.bytes_dense += res->bytes_dense;
+}
+
+int commpress_onebit_adam_step(commpress_onebit_adam_t *o, float *params,
+                               const float *grads, size_t count)
+{
+    const size_t n = count;
+    cp_coll_result_t res;
+
+    if (o == NULL || params == NULL || grads == NULL || count != o->count)
+        return CP_ERR_INVALID;
+    const float b1 = (float)o->cfg.beta1, c1 = (float)(1.0 - o->cfg.beta1);
+    const float b2 = (float)o->cfg.beta2, c2 = (float)(1.0 - o->cfg.beta2);
+    const float inv = 1.0f / (float)o->tp.size;
+    const int warm = o->step < o->cfg.freeze_step;
+    float *buf = o->buf;
+
+    if (warm) {
+        cp_allreduce_args_t a = {.send = grads, .recv = buf, .count = n,
+                                 .tensor = o->t_dense, .cfg = &o->dense,
+                                 .ws = &o->ws, .tp = &o->tp};
+        CP_CHECK(cp_allreduce(&a, &res));
+    } else {
+        for (size_t i = 0; i < n; i++)
+            buf[i] = b1 * o->m[i] + c1 * grads[i];
+        cp_allreduce_args_t a = {.send = NULL, .recv = buf, .count = n,
+                                 .tensor = o->t_onebit, .cfg = &o->onebit,
+                                 .ws = &o->ws, .tp = &o->tp};
+        CP_CHECK(cp_allreduce(&a, &res));
+    }
+    account(o, &res);
+    if (res.nonfinite) { /* every rank saw the flag: nobody moves */
+        o->stats.steps_skipped++;
+        return CP_ERR_NONFINITE;
+    }
+    if (warm) {
+        for (size_t i = 0; i < n; i++) {
+            float g = buf[i] * inv;
+            o->m[i] = b1 * o->m[i] + c1 * g;
+            o->v[i] = b2 * o->v[i] + c2 * (g * g);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            o->m[i] = buf[i] * inv;
+        o->stats.steps_compressed++;
+    }
+    const float lr = (float)o->cfg.lr, wd = (float)o->cfg.weight_decay;
+    const float eps = (float)o->cfg.eps;
+    for (size_t i = 0; i < n; i++) {
+        float upd = o->m[i] / (sqrtf(o->v[i]) + eps) + wd * params[i];
+        params[i] -= lr * upd;
+    }
+    o->step++;
+    o->stats.steps++;
+    return CP_OK;
+}
+
+int commpress_onebit_adam_set_lr(commpress_onebit_adam_t *o, double lr)
+{
+    if (o == NULL || !isfinite(lr) || lr < 0)
+        return CP_ERR_INVALID;
+    o->cfg.lr = lr;
+    return CP_OK;
+}
+
+uint64_t commpress_onebit_adam_steps(const commpress_onebit_adam_t *o)
+{
+    return o ? o->step : 0;
+}
+
+void commpress_onebit_adam_stats(const commpress_onebit_adam_t *o,
+                                 commpress_onebit_adam_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (o == NULL)
+        return;
+    *out = o->stats;
+    out->ratio = o->stats.bytes_sent
+                     ? (double)o->stats.bytes_dense / (double)o->stats.bytes_sent
+                     : 0.0;
+}
+
+/* Saved state, host byte order (a checkpoint moves between runs, not
+ * between architectures):
+ *   "CPOBADAM" u32 version u32 size u32 rank u32 0
+ *   u64 count u64 freeze_step u64 step u64 onebit_steps u64 dense_steps
+ *   u64 worker_floats u64 server_floats
+ *   f32 m[count] f32 v[count] f32 worker[] f32 server[]
+ *   u64 FNV-1a of everything before it */
+#define OBA_MAGIC "CPOBADAM"
+#define OBA_VERSION 1u
+#define OBA_HDR (8 + 4 * 4 + 7 * 8)
+
+static size_t state_size(const commpress_onebit_adam_t *o)
+{
+    return OBA_HDR +
+           4 * (2 * o->count + o->t_onebit->worker_floats +
+                o->t_onebit->server_floats) +
+           8;
+}
+
+static unsigned char *put(unsigned char *p, const void *src, size_t bytes)
+{
+    memcpy(p, src, bytes);
+    return p + bytes;
+}
+
+int commpress_onebit_adam_save(const commpress_onebit_adam_t *o, void *buf,
+                               size_t cap, size_t *len)
+{
+    if (o == NULL || len == NULL)
+        return CP_ERR_INVALID;
+    *len = state_size(o);
+    if (buf == NULL)
+        return CP_OK;
+    if (cap < *len)
+        return CP_ERR_NOSPACE;
+    const cp_tensor_t *t = o->t_onebit;
+    uint32_t h32[4] = {OBA_VERSION, (uint32_t)o->tp.size, (uint32_t)o->tp.rank, 0};
+    uint64_t h64[7] = {o->count, o->cfg.freeze_step, o->step, t->steps,
+                       o->t_dense->steps, t->worker_floats, t->server_floats};
+    unsigned char *p = buf;
+    p = put(p, OBA_MAGIC, 8);
+    p = put(p, h32, sizeof(h32));
+    p = put(p, h64, sizeof(h64));
+    p = put(p, o->m, 4 * o->count);
+    p = put(p, o->v, 4 * o->count);
+    p = put(p, t->worker, 4 * t->worker_floats);
+    p = put(p, t->server, 4 * t->server_floats);
+    uint64_t h = cp_fnv1a(buf, (size_t)(p - (unsigned char *)buf));
+    put(p, &h, 8);
+    return CP_OK;
+}
+
+int commpress_onebit_adam_load(commpress_onebit_adam_t *o, const void *buf,
+                               size_t len)
+{
+    const unsigned char *b = buf;
+    uint32_t h32[4];
+    uint64_t h64[7], h;
+
+    if (o == NULL || buf == NULL)
+        return CP_ERR_INVALID;
+    /* Everything is checked before anything is written. */
+    if (len != state_size(o) || memcmp(b, OBA_MAGIC, 8) != 0)
+        return CP_ERR_MALFORMED;
+    memcpy(h32, b + 8, sizeof(h32));
+    memcpy(h64, b + 8 + sizeof(h32), sizeof(h64));
+    memcpy(&h, b + len - 8, 8);
+    const cp_tensor_t *t = o->t_onebit;
+    if (h != cp_fnv1a(b, len - 8) || h32[0] != OBA_VERSION ||
+        h32[1] != (uint32_t)o->tp.size || h32[2] != (uint32_t)o->tp.rank ||
+        h64[0] != o->count || h64[1] != o->cfg.freeze_step ||
+        h64[5] != t->worker_floats || h64[6] != t->server_floats)
+        return CP_ERR_MALFORMED;
+    const unsigned char *p = b + OBA_HDR;
+    memcpy(o->m, p, 4 * o->count), p += 4 * o->count;
+    memcpy(o->v, p, 4 * o->count), p += 4 * o->count;
+    memcpy(o->t_onebit->worker, p, 4 * t->worker_floats);
+    p += 4 * t->worker_floats;
+    memcpy(o->t_onebit->server, p, 4 * t->server_floats);
+    o->step = h64[2];
+    o->t_onebit->steps = h64[3];
+    o->t_dense->steps = h64[4];
+    return CP_OK;
+}
