@@ -13,7 +13,21 @@ Ranks and world size come from Open MPI's environment (run under mpirun or
 bench/cluster.sh). Rank 0 writes JSON (--out) with the settings, the log
 (step, wall time, loss, test accuracy) and a summary, and a CSV beside it.
 Data: Debian's dataset-fashion-mnist (IDX files). Model: an MLP
-784-2048-1024-10 (3.7M parameters), SGD with momentum 0.9.
+784-2048-1024-10 (3.7M parameters), SGD with momentum 0.9 by default.
+
+Optimizers (--mode mpi):
+    --optimizer sgd       SGD, --momentum (0.9); with COMMPRESS_COMPRESSOR=dgc
+                          pass --momentum 0: DGC carries the momentum
+    --optimizer adam      torch.optim.Adam on the allreduced gradient
+    --optimizer onebit-adam
+                          commpress.OneBitAdam (python/commpress): it
+                          communicates itself (exact average until
+                          --freeze-step, then the 1-bit momentum allreduce)
+--bucket per-tensor allreduces each gradient on its own (DGC then sees
+layers, and biases go dense); fused (default) packs them into one buffer.
+--save-at N --ckpt PATH.%r saves model and optimizer state at step N (one
+file per rank); --resume PATH.%r continues from it; --final-params F.npy
+writes the final parameters (rank 0) for a bit-for-bit comparison.
 """
 import os
 
@@ -26,6 +40,8 @@ import gzip
 import json
 import struct
 import time
+
+import sys  # noqa: E402
 
 import numpy as np
 import torch
@@ -52,9 +68,10 @@ def load_idx(name):
                      "(apt-get install dataset-fashion-mnist)")
 
 
-def model():
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 2048), nn.ReLU(),
-                         nn.Linear(2048, 1024), nn.ReLU(), nn.Linear(1024, 10))
+def model(act="relu"):
+    A = {"relu": nn.ReLU, "gelu": nn.GELU}[act]
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 2048), A(),
+                         nn.Linear(2048, 1024), A(), nn.Linear(1024, 10))
 
 
 def evaluate(net, x, y):
@@ -66,6 +83,34 @@ def evaluate(net, x, y):
     return correct / len(x)
 
 
+def comm_stats(opt):
+    """What was saved: the preloaded shim's statistics, or 1-bit Adam's."""
+    if hasattr(opt, "stats"):
+        s = opt.stats()
+        return {"onebit_adam": s, "ratio": s["ratio"]}
+    import ctypes
+    try:
+        f = ctypes.CDLL(None).commpress_stats
+    except AttributeError:
+        return {}
+    names = ["calls_compressed", "calls_passthrough", "calls_nonfinite",
+             "bytes_uncompressed", "bytes_sent", "bytes_passthrough", "ratio",
+             "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
+             "bytes_uncompressed_sparse", "bytes_sent_sparse"]
+
+    class Stats(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_double if n in ("ratio", "compress_seconds")
+                     else ctypes.c_ulonglong) for n in names]
+    st = Stats()
+    f(ctypes.byref(st))
+    d = {n: getattr(st, n) for n in names}
+    total = d["bytes_sent"] + d["bytes_passthrough"]
+    d["ratio_all"] = (d["bytes_uncompressed"] + d["bytes_passthrough"]) / total if total else 0
+    d["ratio_sparse"] = (d["bytes_uncompressed_sparse"] / d["bytes_sent_sparse"]
+                         if d["bytes_sent_sparse"] else 0)
+    return {"commpress_stats": d, "ratio": d["ratio_all"]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", default="mpi", choices=["mpi", "ddp", "ddp-fp16", "ddp-powersgd"])
@@ -75,6 +120,18 @@ def main():
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--master", default="10.215.0.1:29517",
                     help="rank 0's address for gloo (bench/cluster.sh: 10.215.0.1)")
+    ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "onebit-adam"])
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--freeze-step", type=int, default=100000,
+                    help="onebit-adam: warm-up steps before compression")
+    ap.add_argument("--act", default="relu", choices=["relu", "gelu"])
+    ap.add_argument("--beta2", type=float, default=0.999, help="adam, onebit-adam")
+    ap.add_argument("--eps", type=float, default=1e-8, help="adam, onebit-adam")
+    ap.add_argument("--bucket", default="fused", choices=["fused", "per-tensor"])
+    ap.add_argument("--save-at", type=int, default=0)
+    ap.add_argument("--ckpt", default=None, help="checkpoint path; %%r is the rank")
+    ap.add_argument("--resume", default=None, help="checkpoint to resume from; %%r is the rank")
+    ap.add_argument("--final-params", default=None)
     ap.add_argument("--label", default=None)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -82,31 +139,41 @@ def main():
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", 0))
     world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", 1))
     torch.manual_seed(1234)  # identical initial weights on every rank
-    net = model()
+    net = model(args.act)
     nparams = sum(p.numel() for p in net.parameters())
 
     if args.mode == "mpi":
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-        # One fused buffer for all gradients, allocated once (Horovod's
-        # fusion buffer): the same address every step.
-        fused = torch.zeros(nparams)
-        fused_np = fused.numpy()
         grads_of = [p for p in net.parameters()]
+        if args.optimizer == "onebit-adam":
+            sync = None  # the optimizer communicates
+        elif args.bucket == "per-tensor":
+            # Each gradient in place in its own buffer: p.grad lives for the
+            # whole run (zero_grad keeps it), so its address keys its state.
+            def sync():
+                for p in grads_of:
+                    comm.Allreduce(MPI.IN_PLACE, p.grad.numpy(), op=MPI.SUM)
+                    p.grad.div_(world)
+        else:
+            # One fused buffer for all gradients, allocated once (Horovod's
+            # fusion buffer): the same address every step.
+            fused = torch.zeros(nparams)
+            fused_np = fused.numpy()
 
-        def sync():
-            off = 0
-            for p in grads_of:
-                n = p.numel()
-                fused[off:off + n].copy_(p.grad.view(-1))
-                off += n
-            comm.Allreduce(MPI.IN_PLACE, fused_np, op=MPI.SUM)
-            fused.div_(world)
-            off = 0
-            for p in grads_of:
-                n = p.numel()
-                p.grad.view(-1).copy_(fused[off:off + n])
-                off += n
+            def sync():
+                off = 0
+                for p in grads_of:
+                    n = p.numel()
+                    fused[off:off + n].copy_(p.grad.view(-1))
+                    off += n
+                comm.Allreduce(MPI.IN_PLACE, fused_np, op=MPI.SUM)
+                fused.div_(world)
+                off = 0
+                for p in grads_of:
+                    n = p.numel()
+                    p.grad.view(-1).copy_(fused[off:off + n])
+                    off += n
         trained = net
     else:
         import torch.distributed as dist
@@ -141,7 +208,26 @@ def main():
     xtr = (xtr - 0.2860) / 0.3530
     xte = (xte - 0.2860) / 0.3530
     gen = torch.Generator().manual_seed(99)
-    opt = torch.optim.SGD(trained.parameters(), lr=args.lr, momentum=0.9)
+    if args.optimizer == "sgd":
+        opt = torch.optim.SGD(trained.parameters(), lr=args.lr, momentum=args.momentum)
+    elif args.optimizer == "adam":
+        opt = torch.optim.Adam(trained.parameters(), lr=args.lr, betas=(0.9, args.beta2),
+                               eps=args.eps)
+    else:
+        if args.mode != "mpi":
+            raise SystemExit("train_fmnist: onebit-adam needs --mode mpi")
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "..", "python"))
+        from commpress import OneBitAdam
+        opt = OneBitAdam(trained.parameters(), comm=comm, lr=args.lr,
+                         betas=(0.9, args.beta2), eps=args.eps,
+                         freeze_step=args.freeze_step)
+    start_step = 0
+    if args.resume:
+        ck = torch.load(args.resume.replace("%r", str(rank)))
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        start_step = ck["step"]
     log, step_times = [], []
     t_start = time.perf_counter()
     perm = torch.randperm(len(xtr), generator=gen)
@@ -152,6 +238,8 @@ def main():
         # Every rank draws the same global batch and takes its own slice.
         idx = perm[pos + rank * args.batch: pos + (rank + 1) * args.batch]
         pos += args.batch * world
+        if step <= start_step:
+            continue  # resumed: replay the data order only
         t0 = time.perf_counter()
         opt.zero_grad()
         loss = F.cross_entropy(trained(xtr[idx]), ytr[idx])
@@ -160,6 +248,9 @@ def main():
             sync()
         opt.step()
         step_times.append(time.perf_counter() - t0)
+        if args.save_at and step == args.save_at:
+            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step},
+                       args.ckpt.replace("%r", str(rank)))
         if step % args.eval_every == 0 or step == args.steps:
             acc = evaluate(net, xte, yte) if rank == 0 else None
             log.append({"step": step, "wall_s": time.perf_counter() - t_start,
@@ -179,8 +270,15 @@ def main():
                "median_step_s": steady[len(steady) // 2],
                "final_test_acc": log[-1]["test_acc"], "total_s": time.perf_counter() - t_start,
                "log": log}
+        out.update(optimizer=args.optimizer, momentum=args.momentum, bucket=args.bucket,
+                   act=args.act, beta2=args.beta2, eps=args.eps,
+                   freeze_step=args.freeze_step, resumed_from=start_step)
+        out.update(comm_stats(opt))
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
+        if args.final_params:
+            np.save(args.final_params,
+                    torch.cat([p.detach().view(-1) for p in net.parameters()]).numpy())
         with open(os.path.splitext(args.out)[0] + ".csv", "w") as f:
             f.write("step,wall_s,loss,test_acc\n")
             for r in log:

@@ -75,6 +75,12 @@ typedef struct {
     double compress_seconds;
     unsigned long long state_bytes;
     unsigned long long state_bytes_peak;
+    /* The part of the compressed calls that ran the sparse (top-k/DGC)
+     * allgather: its ratio is the compression of the sparsified tensors
+     * alone, without the tensors sent dense. */
+    unsigned long long calls_sparse;
+    unsigned long long bytes_uncompressed_sparse;
+    unsigned long long bytes_sent_sparse;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);

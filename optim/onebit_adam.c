@@ -7,6 +7,7 @@
  *    m <- (two-phase sign-compressed allreduce of m_i with worker and
  *    server error feedback) / n;
  *  - always x <- x - lr (m / (sqrt(v) + eps) + wd x).
+ * Elements whose frozen v is exactly 0 keep m = 0 (the momentum mask).
  * The saved state holds everything a step reads (DeepSpeed drops its error
  * buffers on reload; here they travel with the checkpoint). */
 #include <math.h>
@@ -169,8 +170,13 @@ int commpress_onebit_adam_step(commpress_onebit_adam_t *o, float *params,
             o->v[i] = b2 * o->v[i] + c2 * (g * g);
         }
     } else {
+        /* Momentum mask (DeepSpeed asks users for one; here it is derived):
+         * an element whose frozen variance is exactly 0 never had a
+         * gradient in the warm-up (a dead unit, a padding row). 1-bit
+         * compression cannot send its zero momentum: it would get +-scale
+         * and an update of scale / eps. It keeps m = 0 instead. */
         for (size_t i = 0; i < n; i++)
-            o->m[i] = buf[i] * inv;
+            o->m[i] = o->v[i] == 0.0f ? 0.0f : buf[i] * inv;
         o->stats.steps_compressed++;
     }
     const float lr = (float)o->cfg.lr, wd = (float)o->cfg.weight_decay;

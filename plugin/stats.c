@@ -19,6 +19,11 @@ void cp_stats_add_compressed(const cp_coll_result_t *res)
     } else {
         cp_stats.bytes_uncompressed += res->bytes_dense;
         cp_stats.bytes_sent += res->bytes_sent;
+        if (res->algo == CP_ALGO_SPARSE) {
+            cp_stats.calls_sparse++;
+            cp_stats.bytes_uncompressed_sparse += res->bytes_dense;
+            cp_stats.bytes_sent_sparse += res->bytes_sent;
+        }
     }
     cp_stats.calls_compressed++;
     cp_stats.compress_seconds += res->compress_seconds;
@@ -92,7 +97,8 @@ int cp_stats_write_json(const char *tmpl, int rank)
             "\"bytes_uncompressed\": %llu, \"bytes_sent\": %llu, "
             "\"bytes_passthrough\": %llu, \"ratio\": %.6g, "
             "\"compress_seconds\": %.6f, \"state_bytes\": %llu, "
-            "\"state_bytes_peak\": %llu}\n",
+            "\"state_bytes_peak\": %llu, \"calls_sparse\": %llu, "
+            "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -100,7 +106,10 @@ int cp_stats_write_json(const char *tmpl, int rank)
             (unsigned long long)s.bytes_sent,
             (unsigned long long)s.bytes_passthrough, s.ratio,
             s.compress_seconds, (unsigned long long)s.state_bytes,
-            (unsigned long long)s.state_bytes_peak);
+            (unsigned long long)s.state_bytes_peak,
+            (unsigned long long)s.calls_sparse,
+            (unsigned long long)s.bytes_uncompressed_sparse,
+            (unsigned long long)s.bytes_sent_sparse);
     return fclose(f) == 0 ? 0 : -1;
 }
 

@@ -28,13 +28,19 @@ for comp in topk sign quant fp16; do
   echo "== $comp, 3 ranks, ASan/UBSan/LSan"
   COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_allreduce compress | tail -1
 done
+echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
+COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
+  COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
+  run 3 build-asan/tests/test_allreduce dgc | tail -1
+run 2 build-asan/tests/test_onebit_adam | tail -1
+run 4 build-asan/tests/test_onebit_adam | tail -1
 COMMPRESS_COMPRESSOR=topk run 2 build-asan/tests/test_allreduce passthrough | tail -1
 COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=order COMMPRESS_STEP_CALLS=2 \
   run 3 build-asan/tests/test_allreduce order | tail -1
 echo "== valgrind on the unit tests"
 scripts/build.sh >/dev/null
 ulog=$(mktemp)
-for u in cast sign quant topk feedback config fuzz_decode; do
+for u in cast sign quant topk feedback dgc config fuzz_decode; do
   t=build/tests/test_$u
   valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
     "$t" --no-early-exit --jobs 1 >/dev/null 2>"$ulog" || { cat "$ulog"; exit 1; }
@@ -58,5 +64,17 @@ if awk -v re="$ours" '/definitely lost|Invalid (read|write)|uninitialised/ {n = 
   echo "valgrind found a problem in commpress (above)"; exit 1
 fi
 echo "valgrind: no error or definite leak in commpress"
+rm -rf "$vg"
+echo "== valgrind on both ranks of 1-bit Adam (debug build)"
+vg=$(mktemp -d)
+tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
+  --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_onebit_adam | tail -1
+ours='\((status|log|registry|none|sign|feedback_[a-z0-9]+|allreduce[a-z_]*|transport_mpi|onebit_adam|test_onebit_adam)\.c:'
+if awk -v re="$ours" '/definitely lost|Invalid (read|write)|uninitialised/ {n = 5; hdr = $0; next}
+     n > 0 { n--; if ($0 ~ re) { print hdr; print; found = 1 } }
+     END { exit !found }' "$vg"/rank.*; then
+  echo "valgrind found a problem in commpress (above)"; exit 1
+fi
+echo "valgrind: no error or definite leak in 1-bit Adam"
 rm -rf "$vg"
 echo "memory checks passed"

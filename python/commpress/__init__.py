@@ -1,0 +1,20 @@
+"""commpress from Python: ctypes bindings to libcommpress.so (no compiling).
+
+    from mpi4py import MPI
+    from commpress import OneBitAdam          # torch.optim.Optimizer
+    opt = OneBitAdam(model.parameters(), comm=MPI.COMM_WORLD, lr=1e-3,
+                     freeze_step=1000)
+
+OneBitAdamFlat is the same optimizer on flat numpy arrays (no torch).
+See docs/onebit_adam.md."""
+from ._lib import CommpressError, lib, strerror  # noqa: F401
+from .onebit_adam import OneBitAdamFlat  # noqa: F401
+
+NONFINITE = -9
+
+
+def __getattr__(name):
+    if name == "OneBitAdam":  # imports torch only when asked for
+        from . import onebit_adam
+        return onebit_adam.OneBitAdam
+    raise AttributeError(name)
