@@ -46,6 +46,19 @@ for u in cast sign quant topk feedback dgc config fuzz_decode; do
     "$t" --no-early-exit --jobs 1 >/dev/null 2>"$ulog" || { cat "$ulog"; exit 1; }
   echo "$(basename "$t"): clean"
 done
+# A report is ours when one of the four frames nearest the allocation or
+# the faulting access is in one of our source files (given as a regex of
+# their names): Open MPI's reports pass through our MPI_Init/MPI_Finalize
+# wrappers deeper in the stack.
+check_ours() {
+  local re="\\($2\\.c:"
+  if awk -v re="$re" '/definitely lost|Invalid (read|write)|uninitialised/ {n = 5; hdr = $0; next}
+       n > 0 { n--; if ($0 ~ re) { print hdr; print; found = 1 } }
+       END { exit !found }' "$1"/rank.*; then
+    echo "valgrind found a problem in commpress (above)"; exit 1
+  fi
+  echo "valgrind: no error or definite leak in commpress"
+}
 echo "== valgrind on both ranks of a 2-rank run (topk, order keying; debug build)"
 cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-O1 -g" >/dev/null
 cmake --build build-debug -j"$(nproc)" >/dev/null
@@ -54,27 +67,12 @@ COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=order COMMPR
   LD_PRELOAD=$PWD/build-debug/libcommpress.so tests/mpi/mpirun.sh 2 valgrind -q \
   --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
   --log-file="$vg/rank.%p" build-debug/tests/test_allreduce order | tail -1
-# A report is ours when one of the four frames nearest the allocation or
-# the faulting access is in a commpress source file (Open MPI's reports pass
-# through our MPI_Init/MPI_Finalize wrappers deeper in the stack).
-ours='\((status|log|registry|none|cast|topk|sign|quant|feedback_[a-z0-9]+|allreduce[a-z_]*|transport_mpi|config|comm_state|stats|api|mpi_allreduce|test_allreduce)\.c:'
-if awk -v re="$ours" '/definitely lost|Invalid (read|write)|uninitialised/ {n = 5; hdr = $0; next}
-     n > 0 { n--; if ($0 ~ re) { print hdr; print; found = 1 } }
-     END { exit !found }' "$vg"/rank.*; then
-  echo "valgrind found a problem in commpress (above)"; exit 1
-fi
-echo "valgrind: no error or definite leak in commpress"
+check_ours "$vg" '(status|log|registry|none|cast|topk|sign|quant|feedback_[a-z0-9]+|allreduce[a-z_]*|transport_mpi|config|comm_state|stats|api|mpi_allreduce|test_allreduce)'
 rm -rf "$vg"
 echo "== valgrind on both ranks of 1-bit Adam (debug build)"
 vg=$(mktemp -d)
 tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
   --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_onebit_adam | tail -1
-ours='\((status|log|registry|none|sign|feedback_[a-z0-9]+|allreduce[a-z_]*|transport_mpi|onebit_adam|test_onebit_adam)\.c:'
-if awk -v re="$ours" '/definitely lost|Invalid (read|write)|uninitialised/ {n = 5; hdr = $0; next}
-     n > 0 { n--; if ($0 ~ re) { print hdr; print; found = 1 } }
-     END { exit !found }' "$vg"/rank.*; then
-  echo "valgrind found a problem in commpress (above)"; exit 1
-fi
-echo "valgrind: no error or definite leak in 1-bit Adam"
+check_ours "$vg" '(status|log|registry|none|sign|feedback_[a-z0-9]+|allreduce[a-z_]*|transport_mpi|onebit_adam|test_onebit_adam)'
 rm -rf "$vg"
 echo "memory checks passed"

@@ -19,6 +19,7 @@
 
 #include "include/commpress.h"
 #include "common/check.h"
+#include "common/mpi_check.h"
 
 static int rank, nranks;
 
@@ -70,23 +71,6 @@ static void fill_as(float *x, size_t n, uint64_t seed, int r)
     }
 }
 static void fill(float *x, size_t n, uint64_t seed) { fill_as(x, n, seed, rank); }
-
-static uint64_t hash(const void *p, size_t bytes)
-{
-    const unsigned char *b = p;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < bytes; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* True on every rank iff all ranks hold the same bits. */
-static int identical(const void *p, size_t bytes, MPI_Comm comm)
-{
-    uint64_t h = hash(p, bytes), v[2] = {h, ~h};
-    PMPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, comm);
-    return v[0] == h && v[1] == ~h;
-}
 
 /* Exact sum and sum of magnitudes, in double. */
 static void exact(const float *x, size_t n, double *sum, double *abs_sum)
@@ -171,7 +155,7 @@ static void test_count(const char *comp, size_t n)
     CHECK(after.calls_compressed == before.calls_compressed + 2,
           "%s count %zu: compressed %llu -> %llu", comp, n,
           before.calls_compressed, after.calls_compressed);
-    CHECK(identical(recv, n * 4, MPI_COMM_WORLD), "%s count %zu: ranks differ", comp, n);
+    CHECK(cp_test_identical(recv, n * 4, MPI_COMM_WORLD), "%s count %zu: ranks differ", comp, n);
     CHECK(memcmp(recv, inplace, n * 4) == 0, "%s count %zu: in-place differs", comp, n);
     size_t bad = 0, first = n;
     for (size_t i = 0; i < n; i++) {
@@ -298,7 +282,7 @@ static void test_dgc(size_t n, int steps)
             bad += buf[i] != ref[i];
         CHECK(bad == 0, "dgc count %zu step %d (%s, k %zu): %zu elements differ "
               "from the replica", n, t, dense ? "dense" : "sparse", k, bad);
-        CHECK(identical(buf, n * 4, MPI_COMM_WORLD), "dgc count %zu step %d: "
+        CHECK(cp_test_identical(buf, n * 4, MPI_COMM_WORLD), "dgc count %zu step %d: "
               "ranks differ", n, t);
     }
     if (rank == 0)
@@ -382,7 +366,7 @@ static void test_nonfinite(const char *comp, size_t n, float poison)
     CHECK(memcmp(ra[0], rb[0], n * 4) == 0, "%s: step 0 differs", comp);
     CHECK(memcmp(ra[2], rb[2], n * 4) == 0, "%s %g: step after the bad one differs", comp, poison);
     CHECK(memcmp(ra[3], rb[3], n * 4) == 0, "%s %g: second step after differs", comp, poison);
-    CHECK(identical(ra[3], n * 4, MPI_COMM_WORLD), "ranks differ");
+    CHECK(cp_test_identical(ra[3], n * 4, MPI_COMM_WORLD), "ranks differ");
     for (int t = 0; t < 4; t++)
         free(g[t]), free(ra[t]), free(rb[t]);
     free(plain);
@@ -402,7 +386,7 @@ static void test_subcomm(void)
     commpress_stats_t b = stats();
     MPI_Allreduce(x, r, (int)n, MPI_FLOAT, MPI_SUM, sub);
     commpress_stats_t a = stats();
-    CHECK(identical(r, n * 4, sub), "sub-communicator ranks differ");
+    CHECK(cp_test_identical(r, n * 4, sub), "sub-communicator ranks differ");
     if (subsize > 1) {
         CHECK(a.calls_compressed == b.calls_compressed + 1, "sub-communicator call not compressed");
         CHECK(a.state_bytes > b.state_bytes, "no state for the sub-communicator");
@@ -556,12 +540,8 @@ int main(int argc, char **argv)
         dgc_mode();
     else
         compress_mode();
-    int v[2] = {npass, nfail};
-    PMPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (rank == 0)
-        printf("%d passed, %d failed\n", v[0], v[1]);
-    MPI_Finalize();
+    int rc = cp_test_finish();
     for (int i = 0; i < nkept; i++)
         free(kept[i]);
-    return v[1] ? 1 : 0;
+    return rc;
 }

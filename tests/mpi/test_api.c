@@ -12,6 +12,7 @@
 
 #include "commpress.h"
 #include "common/check.h"
+#include "common/mpi_check.h"
 
 static int rank, nranks;
 
@@ -121,10 +122,5 @@ int main(int argc, char **argv)
     same_as_shim(getenv("COMMPRESS_COMPRESSOR"));
     invalid_and_mismatch();
     single_rank();
-    int v[2] = {npass, nfail};
-    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (rank == 0)
-        printf("%d passed, %d failed\n", v[0], v[1]);
-    MPI_Finalize();
-    return v[1] ? 1 : 0;
+    return cp_test_finish();
 }

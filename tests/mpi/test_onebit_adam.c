@@ -14,6 +14,7 @@
 
 #include "include/commpress.h"
 #include "common/check.h"
+#include "common/mpi_check.h"
 
 static int rank, nranks;
 
@@ -43,22 +44,6 @@ static void grad_as(const float *x, float *g, size_t n, int r, int t)
     uint64_t s = (uint64_t)t * 7919 + (uint64_t)r * 104729 + 1;
     for (size_t i = 0; i < n; i++)
         g[i] = x[i] - target(i, r) + 0.05f * unif(&s);
-}
-
-static uint64_t fnv(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
-static int identical(const void *p, size_t bytes, MPI_Comm comm)
-{
-    uint64_t h[2] = {fnv(p, bytes), ~fnv(p, bytes)};
-    MPI_Allreduce(MPI_IN_PLACE, h, 2, MPI_UINT64_T, MPI_MAX, comm);
-    return h[0] == fnv(p, bytes) && h[1] == ~fnv(p, bytes);
 }
 
 static commpress_onebit_adam_config_t config(uint64_t freeze)
@@ -104,7 +89,7 @@ static void test_warmup_transcription(void)
             bad += x[i] != rx[i];
         CHECK(bad == 0, "warm-up step %d: %zu parameters differ from Adam", t, bad);
     }
-    CHECK(identical(x, n * 4, MPI_COMM_WORLD), "ranks differ after warm-up");
+    CHECK(cp_test_identical(x, n * 4, MPI_COMM_WORLD), "ranks differ after warm-up");
     commpress_onebit_adam_destroy(o);
     free(x), free(g), free(gq), free(rx), free(m), free(v), free(sum);
 }
@@ -171,7 +156,7 @@ static void test_converges_and_saves_traffic(void)
     CHECK(s.steps == (unsigned)T && s.steps_compressed == (unsigned)T - 60,
           "steps %llu compressed %llu", s.steps, s.steps_compressed);
     CHECK(s.ratio >= 4.0, "traffic ratio %.2f < 4", s.ratio);
-    CHECK(identical(x, n * 4, MPI_COMM_WORLD), "ranks differ");
+    CHECK(cp_test_identical(x, n * 4, MPI_COMM_WORLD), "ranks differ");
     commpress_onebit_adam_destroy(o);
     commpress_onebit_adam_destroy(a);
     free(x), free(xa), free(opt);
@@ -299,10 +284,5 @@ int main(int argc, char **argv)
     test_save_resume(half, rank);
     MPI_Comm_free(&half);
 
-    int v[2] = {npass, nfail};
-    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (rank == 0)
-        printf("%d passed, %d failed\n", v[0], v[1]);
-    MPI_Finalize();
-    return v[1] ? 1 : 0;
+    return cp_test_finish();
 }

@@ -145,9 +145,7 @@ Test(dgc, commit_rejects_bad_input)
         cr_assert_eq(st[i], 0.0f);
 }
 
-/* Warm-up: 0.25 (D / 0.25)^(t / W) for t < W, then D; no warm-up for other
- * feedback or W = 0. */
-Test(dgc, warmup_schedule)
+static cp_coll_config_t dgc_config(void)
 {
     cp_coll_config_t c;
     memset(&c, 0, sizeof(c));
@@ -155,6 +153,14 @@ Test(dgc, warmup_schedule)
     c.feedback = &cp_feedback_dgc;
     c.params = tu_params();
     c.params.density = 0.001;
+    return c;
+}
+
+/* Warm-up: 0.25 (D / 0.25)^(t / W) for t < W, then D; no warm-up for other
+ * feedback or W = 0. */
+Test(dgc, warmup_schedule)
+{
+    cp_coll_config_t c = dgc_config();
     c.warmup_steps = 4;
     /* Geometric: step 2 of 4 is the geometric mean of 0.25 and D. */
     const double want[] = {0.25, 0.25 * pow(0.004, 0.25), sqrt(0.25 * 0.001),
@@ -181,12 +187,7 @@ Test(dgc, warmup_schedule)
  * split over the ranks. */
 Test(dgc, small_tensors_dense_and_clip_split)
 {
-    cp_coll_config_t c;
-    memset(&c, 0, sizeof(c));
-    c.codec = &cp_compressor_topk;
-    c.feedback = &cp_feedback_dgc;
-    c.params = tu_params();
-    c.params.density = 0.001;
+    cp_coll_config_t c = dgc_config();
     c.dense_below = 1000;
     c.algo = CP_ALGO_SPARSE;
     c.fb.clip = 2.0;
