@@ -83,16 +83,13 @@ def evaluate(net, x, y):
     return correct / len(x)
 
 
-def comm_stats(opt):
-    """What was saved: the preloaded shim's statistics, or 1-bit Adam's."""
-    if hasattr(opt, "stats"):
-        s = opt.stats()
-        return {"onebit_adam": s, "ratio": s["ratio"]}
+def shim_stats():
+    """The preloaded shim's statistics (None without the shim)."""
     import ctypes
     try:
         f = ctypes.CDLL(None).commpress_stats
     except AttributeError:
-        return {}
+        return None
     names = ["calls_compressed", "calls_passthrough", "calls_nonfinite",
              "bytes_uncompressed", "bytes_sent", "bytes_passthrough", "ratio",
              "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
@@ -103,12 +100,32 @@ def comm_stats(opt):
                      else ctypes.c_ulonglong) for n in names]
     st = Stats()
     f(ctypes.byref(st))
-    d = {n: getattr(st, n) for n in names}
+    return {n: getattr(st, n) for n in names}
+
+
+def ratios(d):
+    """Ratios of a stats dict (or of the difference of two)."""
     total = d["bytes_sent"] + d["bytes_passthrough"]
     d["ratio_all"] = (d["bytes_uncompressed"] + d["bytes_passthrough"]) / total if total else 0
     d["ratio_sparse"] = (d["bytes_uncompressed_sparse"] / d["bytes_sent_sparse"]
                          if d["bytes_sent_sparse"] else 0)
-    return {"commpress_stats": d, "ratio": d["ratio_all"]}
+    return d
+
+
+def comm_stats(opt, at_warmup):
+    """What was saved: 1-bit Adam's statistics, or the preloaded shim's, in
+    all and (DGC) since the end of its warm-up."""
+    if hasattr(opt, "stats"):
+        s = opt.stats()
+        return {"onebit_adam": s, "ratio": s["ratio"]}
+    d = shim_stats()
+    if d is None:
+        return {}
+    out = {"commpress_stats": ratios(dict(d)), "ratio": ratios(dict(d))["ratio_all"]}
+    if at_warmup is not None:
+        after = {k: d[k] - at_warmup[k] for k in d if isinstance(d[k], int)}
+        out["commpress_stats_after_warmup"] = ratios(after)
+    return out
 
 
 def main():
@@ -229,6 +246,10 @@ def main():
         opt.load_state_dict(ck["opt"])
         start_step = ck["step"]
     log, step_times = [], []
+    # DGC: the shim's counters at the end of the warm-up, to report the
+    # compression at the final density on its own.
+    warm = int(os.environ.get("COMMPRESS_DGC_WARMUP_STEPS", "0") or 0)
+    at_warmup = None
     t_start = time.perf_counter()
     perm = torch.randperm(len(xtr), generator=gen)
     pos = 0
@@ -248,6 +269,8 @@ def main():
             sync()
         opt.step()
         step_times.append(time.perf_counter() - t0)
+        if warm and step == warm:
+            at_warmup = shim_stats()
         if args.save_at and step == args.save_at:
             torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step},
                        args.ckpt.replace("%r", str(rank)))
@@ -273,7 +296,7 @@ def main():
         out.update(optimizer=args.optimizer, momentum=args.momentum, bucket=args.bucket,
                    act=args.act, beta2=args.beta2, eps=args.eps,
                    freeze_step=args.freeze_step, resumed_from=start_step)
-        out.update(comm_stats(opt))
+        out.update(comm_stats(opt, at_warmup))
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
         if args.final_params:
