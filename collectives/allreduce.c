@@ -93,9 +93,11 @@ cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size)
 }
 
 cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
-                              const cp_params_t *p, size_t count, int size)
+                              const cp_params_t *p, uint64_t steps,
+                              size_t count, int size)
 {
-    if (cfg->feedback == &cp_feedback_dgc && count < cfg->dense_below)
+    if ((cfg->feedback == &cp_feedback_dgc && count < cfg->dense_below) ||
+        (cfg->feedback->dense_first && steps == 0))
         return CP_ALGO_DENSE;
     if (cfg->algo != CP_ALGO_AUTO)
         return cfg->algo;
@@ -110,6 +112,19 @@ cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
     return CP_ALGO_SPARSE;
 }
 
+cp_status_t cp_feedback_buffers(const cp_feedback_ops_t *fb, cp_workspace_t *ws,
+                                size_t count, float **aux, float **tmp)
+{
+    *aux = *tmp = NULL;
+    if (fb->uses_aux)
+        CP_CHECK(cp_workspace_get(ws, CP_WS_AUX, count * sizeof(float),
+                                  (void **)aux));
+    if (fb->uses_tmp)
+        CP_CHECK(cp_workspace_get(ws, CP_WS_TMP, count * sizeof(float),
+                                  (void **)tmp));
+    return CP_OK;
+}
+
 void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
                       int rank, size_t *worker, size_t *server)
 {
@@ -117,7 +132,9 @@ void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
     cp_params_t p = cp_step_params(cfg, 0);
     cp_chunk_range(count, size, rank, &off, &len);
     *worker = cfg->feedback->state_floats(count);
-    *server = cp_allreduce_choose(cfg, &p, count, size) == CP_ALGO_SPARSE
+    /* Server state exists unless every step can only be sparse. */
+    *server = cp_allreduce_choose(cfg, &p, 1, count, size) == CP_ALGO_SPARSE &&
+                      !cfg->feedback->dense_first
                   ? 0
                   : cfg->feedback->server->state_floats(len);
 }
@@ -202,7 +219,7 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
     if (a->tensor->count != a->count)
         return CP_ERR_INVALID;
     const cp_params_t p = cp_step_params(a->cfg, a->tensor->steps);
-    res->algo = cp_allreduce_choose(a->cfg, &p, a->count, n);
+    res->algo = cp_allreduce_choose(a->cfg, &p, a->tensor->steps, a->count, n);
     res->bytes_dense = cp_ring_bytes(n, 4.0 * (double)a->count);
     switch (res->algo) {
     case CP_ALGO_SPARSE:
@@ -215,7 +232,10 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
         st = cp_allreduce_twophase(a, a->cfg->codec, &p, res);
         break;
     }
-    if (st == CP_OK && !res->nonfinite)
+    if (st == CP_OK && !res->nonfinite) {
+        if (a->cfg->feedback->finish)
+            a->cfg->feedback->finish(a->tensor->worker, a->recv, a->count);
         a->tensor->steps++;
+    }
     return st;
 }

@@ -52,10 +52,12 @@ typedef struct {
 /* Scratch shared by all tensors of a communicator; grows to the largest
  * call and is then reused: no allocation on the hot path. */
 typedef struct {
-    void *buf[8];
-    size_t cap[8];
+    void *buf[9];
+    size_t cap[9];
 } cp_workspace_t;
-#define CP_WS_AUX 7 /* feedback aux (count floats), shared by the algorithms */
+/* Feedback buffers of count floats, shared by the algorithms. */
+#define CP_WS_AUX 7
+#define CP_WS_TMP 8
 
 typedef struct {
     cp_algo_t algo;        /* what ran */
@@ -82,10 +84,15 @@ cp_params_t cp_step_params(const cp_coll_config_t *cfg, uint64_t steps);
 /* Feedback parameters on a communicator of `size` ranks. */
 cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size);
 
-/* The algorithm a call would use; a function of (count, size, config and
- * the step's params) only, so every rank picks the same. */
+/* The algorithm step `steps` of a tensor uses; a function of (count, size,
+ * config, step) only, so every rank picks the same. */
 cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
-                              const cp_params_t *p, size_t count, int size);
+                              const cp_params_t *p, uint64_t steps,
+                              size_t count, int size);
+/* Feedback buffers for a call of count elements: aux and tmp (NULL when the
+ * variant does not use them). */
+cp_status_t cp_feedback_buffers(const cp_feedback_ops_t *fb, cp_workspace_t *ws,
+                                size_t count, float **aux, float **tmp);
 
 cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res);
 cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,

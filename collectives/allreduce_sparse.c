@@ -19,7 +19,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     const size_t slot = cp_slot_size(codec->max_size(&p, a->count));
     unsigned char *send, *recv;
     void *work, *scratch;
-    float *aux = NULL;
+    float *aux, *tmp;
     const float *v;
     int bad;
     double t0 = cp_now();
@@ -29,9 +29,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, WS_RECV, slot * (size_t)n, (void **)&recv));
     CP_CHECK(cp_workspace_get(a->ws, WS_SCRATCH,
                               codec->scratch_size(&p, a->count), &scratch));
-    if (fb->uses_aux)
-        CP_CHECK(cp_workspace_get(a->ws, CP_WS_AUX, a->count * sizeof(float),
-                                  (void **)&aux));
+    CP_CHECK(cp_feedback_buffers(fb, a->ws, a->count, &aux, &tmp));
     p.seed = cp_call_seed(a, 0, 0);
     v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
     CP_CHECK(cp_slot_encode(codec, &p, v, a->count, bad, send, slot, scratch));
@@ -52,7 +50,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     for (int r = 0; r < n; r++)
         CP_CHECK(cp_slot_decode(codec, &p, recv + (size_t)r * slot, slot, 1.0f,
                                 r == 0 ? NULL : a->recv, a->recv, a->count));
-    CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, codec, &p,
+    CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, tmp, codec, &p,
                         send + CP_SLOT_HDR, cp_get_u32(send + 4), a->count));
     res->compress_seconds += cp_now() - t0;
     return CP_OK;

@@ -33,7 +33,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     cp_params_t p = *step_p;
     size_t off, len, moff, mlen, maxlen;
     unsigned char *send1, *recv1, *recv2;
-    float *sum, *aux = NULL;
+    float *sum, *aux, *tmp;
     void *work, *vs_work, *scratch;
     const float *v, *vs;
     int bad;
@@ -50,9 +50,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, WS_RECV2, slot * n, (void **)&recv2));
     CP_CHECK(cp_workspace_get(a->ws, WS_SCRATCH,
                               codec->scratch_size(&p, maxlen), &scratch));
-    if (fb->uses_aux)
-        CP_CHECK(cp_workspace_get(a->ws, CP_WS_AUX, a->count * sizeof(float),
-                                  (void **)&aux));
+    CP_CHECK(cp_feedback_buffers(fb, a->ws, a->count, &aux, &tmp));
 
     /* Phase 1: worker feedback, encode n chunks. */
     v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
@@ -94,10 +92,11 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
         const unsigned char *s = send1 + (size_t)j * slot;
         cp_chunk_range(a->count, n, j, &off, &len);
         CP_CHECK(fb->commit(&fp, a->tensor->worker + fb->state_floats(off),
-                            v + off, aux ? aux + off : NULL, codec, &p,
+                            v + off, aux ? aux + off : NULL,
+                            tmp ? tmp + off : NULL, codec, &p,
                             s + CP_SLOT_HDR, cp_get_u32(s + 4), len));
     }
-    CP_CHECK(sfb->commit(&fp, a->tensor->server, vs, NULL, codec, &p,
+    CP_CHECK(sfb->commit(&fp, a->tensor->server, vs, NULL, NULL, codec, &p,
                         recv2 + (size_t)me * slot + CP_SLOT_HDR,
                         cp_get_u32(recv2 + (size_t)me * slot + 4), mlen));
     res->compress_seconds += cp_now() - t0;

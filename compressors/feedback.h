@@ -25,6 +25,7 @@ typedef struct {
     float momentum; /* dgc: m in u <- m u + g */
     double clip;    /* dgc: g is scaled to norm <= clip; 0 = off. The
                        collectives pass the configured norm / sqrt(n). */
+    float eta;      /* econtrol: feedback strength */
 } cp_fb_params_t;
 
 typedef size_t (*cp_fb_state_floats_func_t)(size_t n);
@@ -38,30 +39,41 @@ typedef const float *(*cp_fb_prepare_func_t)(const cp_fb_params_t *fp,
                                              float *aux, size_t n,
                                              int *nonfinite);
 /* v, aux: what prepare produced; msg/len: the encoding of v that was sent
- * with codec (cp_compressor_none when the step went dense). */
+ * with codec (cp_compressor_none when the step went dense); tmp: n floats
+ * of scratch for variants with uses_tmp (NULL otherwise). */
 typedef cp_status_t (*cp_fb_commit_func_t)(const cp_fb_params_t *fp,
                                            float *state, const float *v,
-                                           const float *aux,
+                                           const float *aux, float *tmp,
                                            const cp_compressor_ops_t *codec,
                                            const cp_params_t *p,
                                            const void *msg, size_t len,
                                            size_t n);
+/* Variants whose result is an aggregated estimator (EF21, EControl): out
+ * holds the sum over ranks of what was sent (identical on every rank);
+ * finish adds it to the estimator Hbar kept in state and replaces out by
+ * Hbar. Runs on the whole tensor, after commit, on clean steps only. */
+typedef void (*cp_fb_finish_func_t)(float *state, float *out, size_t n);
 
 typedef struct cp_feedback_ops {
     const char *name;
     cp_fb_state_floats_func_t state_floats;
     int uses_aux; /* prepare fills aux for commit */
+    int uses_tmp; /* commit needs tmp */
+    int dense_first; /* a tensor's first step goes uncompressed */
     /* The feedback the server side of the two-phase algorithm applies to
      * its summed chunk: EF there too; none for DGC, whose momentum belongs
      * to the worker only. */
     const struct cp_feedback_ops *server;
     cp_fb_prepare_func_t prepare;
     cp_fb_commit_func_t commit;
+    cp_fb_finish_func_t finish; /* NULL: the result is the decoded sum */
 } cp_feedback_ops_t;
 
 extern const cp_feedback_ops_t cp_feedback_none;
 extern const cp_feedback_ops_t cp_feedback_ef;
 extern const cp_feedback_ops_t cp_feedback_dgc;
+extern const cp_feedback_ops_t cp_feedback_ef21;
+extern const cp_feedback_ops_t cp_feedback_econtrol;
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name);
 const char *cp_feedback_names(void);

@@ -52,14 +52,14 @@ static const float *dgc_prepare(const cp_fb_params_t *fp, const float *st,
 }
 
 static cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st,
-                              const float *v, const float *aux,
+                              const float *v, const float *aux, float *tmp,
                               const cp_compressor_ops_t *codec,
                               const cp_params_t *p, const void *msg,
                               size_t len, size_t n)
 {
     const unsigned char *idx;
     size_t k;
-    (void)fp, (void)p;
+    (void)fp, (void)p, (void)tmp;
 
     if (codec == &cp_compressor_none) { /* everything went: v is delivered */
         for (size_t i = 0; i < n; i++) {

@@ -24,12 +24,12 @@ static const float *ef_prepare(const cp_fb_params_t *fp, const float *e,
 /* e_new = v - D(sent): decode with alpha = -1 on top of v, straight into e.
  * The values subtracted are exactly those the receivers add. */
 static cp_status_t ef_commit(const cp_fb_params_t *fp, float *e,
-                             const float *v, const float *aux,
+                             const float *v, const float *aux, float *tmp,
                              const cp_compressor_ops_t *codec,
                              const cp_params_t *p, const void *msg, size_t len,
                              size_t n)
 {
-    (void)fp, (void)aux;
+    (void)fp, (void)aux, (void)tmp;
     return codec->decode(p, msg, len, -1.0f, v, e, n);
 }
 

@@ -28,12 +28,12 @@ static const float *none_prepare(const cp_fb_params_t *fp, const float *state,
 }
 
 static cp_status_t none_commit(const cp_fb_params_t *fp, float *state,
-                               const float *v, const float *aux,
+                               const float *v, const float *aux, float *tmp,
                                const cp_compressor_ops_t *codec,
                                const cp_params_t *p, const void *msg,
                                size_t len, size_t n)
 {
-    (void)fp, (void)aux, (void)state, (void)v, (void)codec, (void)p, (void)msg, (void)len, (void)n;
+    (void)fp, (void)aux, (void)tmp, (void)state, (void)v, (void)codec, (void)p, (void)msg, (void)len, (void)n;
     return CP_OK;
 }
 

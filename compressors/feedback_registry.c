@@ -7,6 +7,8 @@ static const cp_feedback_ops_t *const cp_feedbacks[] = {
     &cp_feedback_none,
     &cp_feedback_ef,
     &cp_feedback_dgc,
+    &cp_feedback_ef21,
+    &cp_feedback_econtrol,
 };
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name)
@@ -17,4 +19,4 @@ const cp_feedback_ops_t *cp_feedback_find(const char *name)
     return NULL;
 }
 
-const char *cp_feedback_names(void) { return "none | ef | dgc"; }
+const char *cp_feedback_names(void) { return "none | ef | dgc | ef21 | econtrol"; }

@@ -26,8 +26,9 @@ typedef struct {
     int bits;               /* quant: 1..8 */
     size_t bucket;          /* quant: elements per bucket */
     int stochastic;         /* quant: 1 = stochastic rounding */
-    const char *feedback;   /* none | ef; NULL = ef for topk/sign/quant, and
-                               DGC's own for dgc (which accepts only NULL) */
+    const char *feedback;   /* none | ef | ef21 | econtrol; NULL = ef for
+                               topk/sign/quant, and DGC's own for dgc (which
+                               accepts only NULL) */
     const char *topk_select;/* auto | exact | sampled; NULL = auto */
     size_t topk_sample_min; /* auto: sampled from this many elements */
     const char *algorithm;  /* auto | sparse | twophase | dense; NULL = auto */
@@ -37,6 +38,7 @@ typedef struct {
     double dgc_clip;           /* local clipping norm; 0 = off */
     uint64_t dgc_warmup_steps; /* density 0.25 -> density over these steps */
     size_t dgc_dense_below;    /* smaller tensors go dense */
+    double econtrol_eta;       /* econtrol: feedback strength, [0, 1]; 0.01 */
 } commpress_config_t;
 
 /* Fills the documented defaults (those of the environment variables). */

@@ -30,6 +30,7 @@ void commpress_config_default(commpress_config_t *c)
     c->dgc_clip = d.dgc_clip;
     c->dgc_warmup_steps = d.dgc_warmup_steps;
     c->dgc_dense_below = d.dgc_dense_below;
+    c->econtrol_eta = d.econtrol_eta;
 }
 
 const char *commpress_strerror(int status)
@@ -49,7 +50,7 @@ static int pick(const char *v, const char *const *names, int n, int dflt)
 
 static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
 {
-    static const char *const fb[] = {"none", "ef"};
+    static const char *const fb[] = {"none", "ef", "ef21", "econtrol"};
     static const char *const sel[] = {"auto", "exact", "sampled"};
     static const char *const algo[] = {"auto", "sparse", "twophase", "dense"};
     int f, s, a;
@@ -58,7 +59,7 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     memset(o, 0, sizeof(*o));
     o->codec = c->compressor ? cp_compressor_find(dgc ? "topk" : c->compressor)
                              : NULL;
-    f = pick(c->feedback, fb, 2, -2);
+    f = pick(c->feedback, fb, 4, -2);
     if (dgc && (f != -2 || !(c->dgc_momentum >= 0.0 && c->dgc_momentum < 1.0) ||
                 !(c->dgc_clip >= 0.0)))
         return CP_ERR_INVALID;
@@ -66,13 +67,13 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     a = pick(c->algorithm, algo, 4, 0);
     if (o->codec == NULL || f == -1 || s < 0 || a < 0 ||
         !(c->density > 0.0 && c->density <= 1.0) || c->bits < 1 ||
+        !(c->econtrol_eta >= 0.0 && c->econtrol_eta <= 1.0) ||
         c->bits > 8 || c->bucket < 1)
         return CP_ERR_INVALID;
     if (f == -2)
         f = (o->codec == &cp_compressor_topk || o->codec == &cp_compressor_sign ||
              o->codec == &cp_compressor_quant) ? 1 : 0;
-    o->feedback = dgc ? &cp_feedback_dgc
-                : f == 1 ? &cp_feedback_ef : &cp_feedback_none;
+    o->feedback = dgc ? &cp_feedback_dgc : cp_feedback_find(fb[f]);
     o->params.density = c->density;
     o->params.bits = c->bits;
     o->params.bucket = c->bucket;
@@ -83,6 +84,7 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     o->seed = c->seed;
     o->fb.momentum = (float)c->dgc_momentum;
     o->fb.clip = c->dgc_clip;
+    o->fb.eta = (float)c->econtrol_eta;
     o->warmup_steps = c->dgc_warmup_steps;
     o->dense_below = c->dgc_dense_below;
     return CP_OK;
@@ -93,12 +95,13 @@ static uint64_t coll_hash(const cp_coll_config_t *o)
 {
     char buf[384];
     snprintf(buf, sizeof(buf),
-             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu",
+             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu|%.9g",
              o->codec->name, o->feedback->name, o->params.density,
              o->params.bits, o->params.bucket, (int)o->params.rounding,
              (int)o->params.topk_select, o->params.topk_sample_min,
              (int)o->algo, (unsigned long long)o->seed, (double)o->fb.momentum,
-             o->fb.clip, (unsigned long long)o->warmup_steps, o->dense_below);
+             o->fb.clip, (unsigned long long)o->warmup_steps, o->dense_below,
+             (double)o->fb.eta);
     return cp_fnv1a(buf, strlen(buf));
 }
 

@@ -29,7 +29,8 @@ static const char *const compressor_choices[] = {
     "none", "fp16", "bf16", "topk", "sign", "quant", "dgc", NULL};
 enum { CP_COMPRESSOR_DGC = 6 };
 static const char *const rounding_choices[] = {"nearest", "stochastic", NULL};
-static const char *const feedback_choices[] = {"auto", "none", "ef", NULL};
+static const char *const feedback_choices[] = {"auto", "none", "ef", "ef21",
+                                               "econtrol", NULL};
 static const char *const select_choices[] = {"auto", "exact", "sampled", NULL};
 static const char *const algo_choices[] = {"auto", "sparse", "twophase",
                                            "dense", NULL};
@@ -54,7 +55,11 @@ static const cp_field_t cp_fields[] = {
     {"COMMPRESS_FEEDBACK", "auto", F_ENUM, OFF(feedback), feedback_choices, 0,
      0, 0, 1,
      "Error feedback. auto: ef for topk, sign, quant; none for fp16, bf16; "
-     "dgc keeps its own (momentum correction) and accepts only auto."},
+     "dgc keeps its own (momentum correction) and accepts only auto. ef21 "
+     "and econtrol return the aggregated estimator (docs/feedback.md; MPI "
+     "path only)."},
+    {"COMMPRESS_ECONTROL_ETA", "0.01", F_DOUBLE, OFF(econtrol_eta), NULL, 0, 1,
+     0, 1, "econtrol: feedback strength eta of the error term."},
     {"COMMPRESS_DGC_MOMENTUM", "0.9", F_DOUBLE, OFF(dgc_momentum), NULL, 0, 1,
      OPEN_HI, 1,
      "dgc: momentum m of the momentum correction u <- m u + g. The "
@@ -386,6 +391,7 @@ void cp_config_to_coll(const cp_config_t *cfg, cp_coll_config_t *coll)
     coll->seed = cfg->seed;
     coll->fb.momentum = (float)cfg->dgc_momentum;
     coll->fb.clip = cfg->dgc_clip;
+    coll->fb.eta = (float)cfg->econtrol_eta;
     coll->warmup_steps = cfg->dgc_warmup_steps;
     coll->dense_below = cfg->dgc_dense_below;
 }

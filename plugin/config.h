@@ -18,7 +18,8 @@ typedef struct {
     int bits;
     size_t bucket;
     int rounding;            /* cp_rounding_t */
-    int feedback;            /* 0 auto, 1 none, 2 ef */
+    int feedback;            /* 0 auto, 1 none, 2 ef, 3 ef21, 4 econtrol */
+    double econtrol_eta;
     double dgc_momentum;
     double dgc_clip;         /* 0: off */
     size_t dgc_warmup_steps;

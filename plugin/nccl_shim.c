@@ -102,11 +102,20 @@ static void state_release(ncclComm_t comm)
 }
 
 /* The configuration, with what the GPU path cannot run refused at once:
- * DGC's momentum correction exists on the CPU (MPI) path only. */
+ * DGC, EF21 and EControl exist on the CPU (MPI) path only. */
 static void nccl_load_or_exit(void)
 {
+    const cp_feedback_ops_t *fb;
     cp_runtime_load_or_exit();
-    if (cp_runtime_coll()->feedback == &cp_feedback_dgc) {
+    fb = cp_runtime_coll()->feedback;
+    if (fb == &cp_feedback_ef21 || fb == &cp_feedback_econtrol) {
+        fprintf(stderr, "commpress: error: COMMPRESS_FEEDBACK='%s' is invalid "
+                        "with NCCL (it runs on the MPI path only); accepted: "
+                        "auto | none | ef\n", fb->name);
+        fflush(stderr);
+        exit(1);
+    }
+    if (fb == &cp_feedback_dgc) {
         fprintf(stderr, "commpress: error: COMMPRESS_COMPRESSOR='dgc' is "
                         "invalid with NCCL (DGC runs on the MPI path only); "
                         "accepted: none | fp16 | bf16 | topk | sign | quant\n");

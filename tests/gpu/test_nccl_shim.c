@@ -69,7 +69,7 @@ static void ref_step(ref_t *r, const float *g, float *out, float alpha)
 {
     const size_t n = r->n;
     const int ef = coll.feedback != &cp_feedback_none;
-    cp_algo_t algo = cp_allreduce_choose(&coll, &coll.params, n, 1);
+    cp_algo_t algo = cp_allreduce_choose(&coll, &coll.params, 0, n, 1);
     const cp_compressor_ops_t *c =
         algo == CP_ALGO_DENSE ? &cp_compressor_none : coll.codec;
     cp_params_t p = coll.params;

@@ -208,7 +208,9 @@ static void test_topk_exact_sum(size_t n)
     sort_x = x;
     qsort(ord, n, sizeof(size_t), cmp_idx);
     size_t slot = (8 + 4 + 8 * k + 7) / 8 * 8;
-    int dense = (double)slot >= 8.0 * (double)n / nranks;
+    /* EControl sends a tensor's first step dense. */
+    int dense = (double)slot >= 8.0 * (double)n / nranks ||
+                strcmp(env("COMMPRESS_FEEDBACK", ""), "econtrol") == 0;
     for (size_t j = 0; j < (dense ? n : k); j++)
         mine[ord[j]] = x[ord[j]];
     PMPI_Allgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
@@ -289,6 +291,102 @@ static void test_dgc(size_t n, int steps)
         printf("dgc count %zu: %d dense and %d sparse steps match the replica\n",
                n, ndense, nsparse);
     free(g), free(ref), free(u), free(v), free(ord);
+}
+
+/* COMMPRESS_FEEDBACK=ef21|econtrol with topk (exact selection, sparse):
+ * every step equals a replica of the formulas (SUM form) computed for all
+ * ranks, bit for bit: w = g - h; Delta = topk(eta e + w) (EF21: eta e
+ * absent); e = (e + w) - Delta; h += Delta; H += rank-order sum of the
+ * Deltas; the result is H. EControl's first step is sent dense: Delta = g.
+ * Every rank holds the same H. Then what each promises:
+ *  - EF21 tracks the current input: with one input repeated for more than
+ *    n / k steps, every coordinate of g - h has been sent and H is the sum
+ *    up to rounding;
+ *  - EControl loses nothing: e_{t+1} = e_t + (g_t - h_{t+1}), so summed
+ *    over ranks, sum_t G_t - sum_t H_{t+1} = sum_q e_q (G the input sum);
+ *    checked on the shim's results, in double, to rounding. */
+static void test_estimator(size_t n, int steps)
+{
+    const int ec = strcmp(env("COMMPRESS_FEEDBACK", ""), "econtrol") == 0;
+    const float eta = (float)atof(env("COMMPRESS_ECONTROL_ETA", "0.1"));
+    const double D = atof(env("COMMPRESS_DENSITY", "0.01"));
+    size_t k = (size_t)ceil(D * (double)n);
+    float *buf = fresh(n), *g = malloc(n * 4), *v = malloc(n * 4);
+    float *e = calloc(n * nranks, 4), *h = calloc(n * nranks, 4);
+    float *H = calloc(n, 4), *S = malloc(n * 4);
+    double *cum = calloc(n, sizeof(double)), *s = malloc(n * sizeof(double));
+    double *as = malloc(n * sizeof(double));
+    size_t *ord = malloc(n * sizeof(size_t));
+
+    for (int t = 0; t < steps; t++) {
+        const int dense = ec && t == 0;
+        /* EF21: steps past the middle repeat one input. */
+        const uint64_t seed = 900 + (uint64_t)(ec || t < steps / 2 ? t : steps / 2);
+        for (int q = 0; q < nranks; q++) {
+            float *eq = e + (size_t)q * n, *hq = h + (size_t)q * n;
+            fill_as(g, n, seed, q);
+            if (q == rank)
+                memcpy(buf, g, n * 4);
+            for (size_t i = 0; i < n; i++) {
+                float w = g[i] - hq[i];
+                v[i] = ec ? eta * eq[i] + w : w;
+                ord[i] = i;
+            }
+            sort_x = v;
+            if (!dense)
+                qsort(ord, n, sizeof(size_t), cmp_idx);
+            if (q == 0)
+                memset(S, 0, n * 4);
+            for (size_t j = 0; j < n; j++) {
+                size_t i = ord[j];
+                float d = dense || j < k ? v[i] : 0.0f;
+                if (dense || j < k)
+                    S[i] = q == 0 ? 0.0f + d : S[i] + d;
+                if (ec)
+                    eq[i] = (eq[i] + (g[i] - hq[i])) - d;
+                hq[i] = hq[i] + d;
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            H[i] = H[i] + S[i];
+        exact(buf, n, s, as); /* G_t, before the call overwrites buf */
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            bad += buf[i] != H[i];
+            cum[i] += s[i] - buf[i];
+        }
+        CHECK(bad == 0, "%s count %zu step %d: %zu elements differ from the replica",
+              ec ? "econtrol" : "ef21", n, t, bad);
+        CHECK(cp_test_identical(buf, n * 4, MPI_COMM_WORLD), "step %d: ranks differ", t);
+    }
+    double err;
+    if (ec) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < n; i++) {
+            double es = 0;
+            for (int q = 0; q < nranks; q++)
+                es += e[(size_t)q * n + i];
+            num += (cum[i] - es) * (cum[i] - es);
+            den += es * es;
+        }
+        err = sqrt(num / den);
+        CHECK(err < 1e-5, "econtrol: sum of inputs - sum of results differs from "
+              "the summed error terms by %.3g (relative)", err);
+    } else {
+        fill(g, n, 900 + (uint64_t)(steps / 2));
+        exact(g, n, s, as);
+        err = rel_err(buf, s, n);
+        CHECK(steps - steps / 2 > (int)(n / k) && err < 1e-5,
+              "ef21 after %d repeated steps: relative error %.3g", steps - steps / 2, err);
+    }
+    if (rank == 0)
+        printf("%s count %zu: %d steps equal the replica; %s %.3g\n",
+               ec ? "econtrol" : "ef21", n, steps,
+               ec ? "nothing lost, relative residual" : "tracks a repeated input, error",
+               err);
+    free(g), free(v), free(e), free(h), free(H), free(S), free(ord);
+    free(cum), free(s), free(as);
 }
 
 static void dgc_mode(void)
@@ -538,6 +636,8 @@ int main(int argc, char **argv)
         order_mode();
     else if (argc > 1 && strcmp(argv[1], "dgc") == 0)
         dgc_mode();
+    else if (argc > 1 && strcmp(argv[1], "estimator") == 0)
+        test_estimator(40000, 60);
     else
         compress_mode();
     int rc = cp_test_finish();

@@ -97,7 +97,7 @@ Test(config, invalid_values_named_with_what_is_accepted)
     expect_error("COMMPRESS_BITS", "-1", "COMMPRESS_BITS='-1' is invalid; accepted: an integer in [1, 8]");
     expect_error("COMMPRESS_BITS", "", "COMMPRESS_BITS='' is invalid; accepted: an integer in [1, 8]");
     expect_error("COMMPRESS_FEEDBACK", "ef21x",
-                 "COMMPRESS_FEEDBACK='ef21x' is invalid; accepted: auto | none | ef");
+                 "COMMPRESS_FEEDBACK='ef21x' is invalid; accepted: auto | none | ef | ef21 | econtrol");
     expect_error("COMMPRESS_ROUNDING", "up",
                  "COMMPRESS_ROUNDING='up' is invalid; accepted: nearest | stochastic");
     expect_error("COMMPRESS_MIN_BYTES", "1k",

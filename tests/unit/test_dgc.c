@@ -23,7 +23,7 @@ static void reference_step(float *u, float *v, const float *g, size_t n,
 static void run_steps(double clip, size_t n, int steps, float m)
 {
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {m, clip};
+    cp_fb_params_t fp = {m, clip, 0.0f};
     float *st = calloc(2 * n, sizeof(float)), *work = malloc(n * 4);
     float *aux = malloc(n * 4), *d = malloc(n * 4), *before = malloc(2 * n * 4);
     float *u = calloc(n, 4), *v = calloc(n, 4);
@@ -52,7 +52,7 @@ static void run_steps(double clip, size_t n, int steps, float m)
             cr_assert_eq(x[i], v[i] + ur, "step %d i %zu", t, i);
             cr_assert(d[i] == 0.0f || d[i] == x[i]);
         }
-        cr_assert_eq(cp_feedback_dgc.commit(&fp, st, x, aux, &cp_compressor_topk,
+        cr_assert_eq(cp_feedback_dgc.commit(&fp, st, x, aux, NULL, &cp_compressor_topk,
                                             &p, msg, len, n),
                      CP_OK);
         reference_step(u, v, g, n, m, s, d);
@@ -83,7 +83,7 @@ Test(dgc, clipping_matches_the_formula)
 Test(dgc, clipped_norm_is_the_bound)
 {
     const size_t n = 4096;
-    cp_fb_params_t fp = {0.0f, 0.05};
+    cp_fb_params_t fp = {0.0f, 0.05, 0.0f};
     float *st = calloc(2 * n, 4), *work = malloc(n * 4), *aux = malloc(n * 4);
     float *g = tu_gradient(n, 3);
     int bad;
@@ -102,7 +102,7 @@ Test(dgc, dense_send_is_momentum_sgd)
 {
     const size_t n = 300;
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.9f, 0.0};
+    cp_fb_params_t fp = {0.9f, 0.0, 0.0f};
     float *st = calloc(2 * n, 4), *work = malloc(n * 4), *aux = malloc(n * 4);
     float *u = calloc(n, 4);
     for (int t = 0; t < 5; t++) {
@@ -111,7 +111,7 @@ Test(dgc, dense_send_is_momentum_sgd)
         size_t len;
         const float *x = cp_feedback_dgc.prepare(&fp, st, g, work, aux, n, &bad);
         unsigned char *msg = tu_encode(&cp_compressor_none, &p, x, n, &len);
-        cr_assert_eq(cp_feedback_dgc.commit(&fp, st, x, aux, &cp_compressor_none,
+        cr_assert_eq(cp_feedback_dgc.commit(&fp, st, x, aux, NULL, &cp_compressor_none,
                                             &p, msg, len, n),
                      CP_OK);
         for (size_t i = 0; i < n; i++) {
@@ -129,16 +129,16 @@ Test(dgc, dense_send_is_momentum_sgd)
 Test(dgc, commit_rejects_bad_input)
 {
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.9f, 0.0};
+    cp_fb_params_t fp = {0.9f, 0.0, 0.0f};
     float st[8] = {0}, v[4] = {1, 2, 3, 4}, aux[4] = {1, 2, 3, 4};
     unsigned char msg[12];
     cp_put_u32(msg, 1);
     cp_put_u32(msg + 4, 4); /* index 4 of a 4-element tensor */
     cp_put_f32(msg + 8, 1.0f);
-    cr_assert_eq(cp_feedback_dgc.commit(&fp, st, v, aux, &cp_compressor_topk,
+    cr_assert_eq(cp_feedback_dgc.commit(&fp, st, v, aux, NULL, &cp_compressor_topk,
                                         &p, msg, 12, 4),
                  CP_ERR_MALFORMED);
-    cr_assert_eq(cp_feedback_dgc.commit(&fp, st, v, aux, &cp_compressor_sign,
+    cr_assert_eq(cp_feedback_dgc.commit(&fp, st, v, aux, NULL, &cp_compressor_sign,
                                         &p, msg, 12, 4),
                  CP_ERR_INVALID);
     for (int i = 0; i < 8; i++)
@@ -191,8 +191,8 @@ Test(dgc, small_tensors_dense_and_clip_split)
     c.dense_below = 1000;
     c.algo = CP_ALGO_SPARSE;
     c.fb.clip = 2.0;
-    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 999, 4), CP_ALGO_DENSE);
-    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 1000, 4), CP_ALGO_SPARSE);
+    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, 999, 4), CP_ALGO_DENSE);
+    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, 1000, 4), CP_ALGO_SPARSE);
     cr_assert_float_eq(cp_step_fb(&c, 4).clip, 1.0, 1e-15);
     /* DGC keeps no server state, whichever algorithm runs. */
     size_t w, s;

@@ -1,0 +1,66 @@
+/* EControl (Gao, Islamov, Stich, 2024; ALGORITHMS.md, "Error feedback"),
+ * feedback strength eta, in the SUM form, per rank i and tensor:
+ *   w = g_i - h_i;  Delta_i = C(eta e_i + w);
+ *   e_i <- (e_i + w) - Delta_i;  h_i <- h_i + Delta_i;
+ *   H <- H + sum_i Delta_i;  result: H  (= n hbar)
+ * A tensor's first step goes uncompressed (dense_first: the collectives
+ * send it with the identity codec), so h_i = g_i and H = sum g exactly.
+ * eta = 0 with a compressed first step is EF21; h = 0 and eta = 1 is EF.
+ * State: (e, h, H) interleaved per element; prepare leaves w in aux. */
+#include "compressors/feedback.h"
+#include "util/hd.h"
+
+void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
+                                  size_t n);
+
+static size_t econtrol_state_floats(size_t n) { return 3 * n; }
+
+static const float *econtrol_prepare(const cp_fb_params_t *fp, const float *st,
+                                     const float *g, float *work, float *aux,
+                                     size_t n, int *nonfinite)
+{
+    const float eta = fp->eta;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float w = g[i] - st[3 * i + 1];
+        float v = eta * st[3 * i] + w;
+        aux[i] = w;
+        work[i] = v;
+        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+    }
+    *nonfinite = bad != 0;
+    return work;
+}
+
+static cp_status_t econtrol_commit(const cp_fb_params_t *fp, float *st,
+                                   const float *v, const float *aux,
+                                   float *tmp,
+                                   const cp_compressor_ops_t *codec,
+                                   const cp_params_t *p, const void *msg,
+                                   size_t len, size_t n)
+{
+    (void)fp, (void)v;
+    CP_CHECK(codec->decode(p, msg, len, 1.0f, NULL, tmp, n));
+    for (size_t i = 0; i < n; i++) {
+        st[3 * i] = (st[3 * i] + aux[i]) - tmp[i];
+        st[3 * i + 1] = st[3 * i + 1] + tmp[i];
+    }
+    return CP_OK;
+}
+
+static void econtrol_finish(float *st, float *out, size_t n)
+{
+    cp_feedback_finish_estimator(st, 3, out, n);
+}
+
+const cp_feedback_ops_t cp_feedback_econtrol = {
+    .name = "econtrol",
+    .state_floats = econtrol_state_floats,
+    .uses_aux = 1,
+    .uses_tmp = 1,
+    .dense_first = 1,
+    .server = &cp_feedback_ef,
+    .prepare = econtrol_prepare,
+    .commit = econtrol_commit,
+    .finish = econtrol_finish,
+};
