@@ -1,0 +1,440 @@
+/* SCAFCOM and SCALLION (Huang, Li, Li; ICLR 2024; ALGORITHMS.md) and FedAvg,
+ * with any commpress codec on the uplink. Per client i of N, K local steps
+ * of lr eta_l from the global model x with global control variate c:
+ *   y <- x; K times: y <- y - eta_l (g_i(y) - c_i + c)
+ *   d_i = (x - y) / (eta_l K)
+ *   SCAFCOM:  v_i <- (1 - beta) v_i + beta (d_i + c_i - c);
+ *             delta = C(v_i - c_i);  c_i <- c_i + delta
+ *   SCALLION: delta = C(d_i - c);    c_i <- c_i + alpha delta
+ *   FedAvg:   delta = C(d_i)         (no control variates: c_i = c = 0)
+ * Server, over the S messages of a round (gamma = eta_g eta_l K):
+ *   x <- x - gamma (c + (1/S) sum delta);  c <- c + (alpha/N) sum delta
+ * (alpha = 1 for SCAFCOM, c stays 0 for FedAvg).
+ * delta above is what the receiver decodes, D(C(.)), on both sides.
+ *
+ * Message: [u32 magic][u32 version][u32 client][u32 algorithm]
+ *          [u64 round][u64 dim][u64 payload bytes] + codec payload. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compressors/codec_math.h"
+#include "compressors/compressor.h"
+#include "compressors/feedback.h"
+#include "include/commpress_fl.h"
+#include "util/hd.h"
+
+enum { FL_FEDAVG = 0, FL_SCAFCOM = 1, FL_SCALLION = 2 };
+#define FL_MAGIC 0x4d465043u /* the bytes "CPFM", little-endian */
+#define FL_VERSION 1u
+#define FL_HDR 40
+
+typedef struct {
+    int algo;
+    const cp_compressor_ops_t *codec;
+    cp_params_t p;
+    commpress_fl_config_t c;
+} fl_setup_t;
+
+struct commpress_fl_client {
+    fl_setup_t s;
+    uint32_t id;
+    float *ci, *vi;           /* state */
+    float *y, *g, *u, *dec;   /* round scratch */
+    void *scratch;
+};
+
+struct commpress_fl_server {
+    fl_setup_t s;
+    float *x, *c, *sum;
+    uint64_t round;
+    unsigned long long bytes, bytes_dense;
+    uint32_t *seen; /* client ids of the round being aggregated */
+};
+
+void commpress_fl_config_default(commpress_fl_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->algorithm = "scafcom";
+    c->compressor = "topk";
+    c->density = 0.01;
+    c->bits = 4;
+    c->bucket = 512;
+    c->num_clients = 100;
+    c->local_steps = 10;
+    c->lr_local = 0.1;
+    c->lr_global = 1.0;
+    c->beta = 0.2;
+    c->alpha = 0.1;
+}
+
+static cp_status_t setup(const commpress_fl_config_t *c, fl_setup_t *s)
+{
+    static const char *const algos[] = {"fedavg", "scafcom", "scallion"};
+    if (c == NULL || c->algorithm == NULL || c->compressor == NULL)
+        return CP_ERR_INVALID;
+    memset(s, 0, sizeof(*s));
+    s->algo = -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(c->algorithm, algos[i]) == 0)
+            s->algo = i;
+    s->codec = cp_compressor_find(c->compressor);
+    if (s->algo < 0 || s->codec == NULL || c->dim == 0 ||
+        c->dim > UINT32_MAX || c->num_clients == 0 || c->local_steps < 1 ||
+        !(c->lr_local > 0) || !(c->lr_global > 0) || !isfinite(c->lr_local) ||
+        !isfinite(c->lr_global) || !(c->beta > 0 && c->beta <= 1) ||
+        !(c->alpha > 0 && c->alpha <= 1) ||
+        !(c->density > 0 && c->density <= 1) || c->bits < 1 || c->bits > 8 ||
+        c->bucket < 1)
+        return CP_ERR_INVALID;
+    s->c = *c;
+    s->p.density = c->density;
+    s->p.topk_select = CP_TOPK_EXACT;
+    s->p.topk_sample_min = SIZE_MAX;
+    s->p.bits = c->bits;
+    s->p.bucket = c->bucket;
+    s->p.rounding = c->stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
+    return CP_OK;
+}
+
+size_t commpress_fl_message_max(const commpress_fl_config_t *c)
+{
+    fl_setup_t s;
+    if (setup(c, &s) != CP_OK)
+        return 0;
+    return FL_HDR + s.codec->max_size(&s.p, c->dim);
+}
+
+/* ---- checkpoints: [magic 8][u64 a][u64 b][u64 c][floats...][u64 FNV] ---- */
+
+static size_t blob_size(size_t floats) { return 8 + 24 + 4 * floats + 8; }
+
+static void blob_write(void *buf, const char *magic, const uint64_t h[3],
+                       const float *const *arrays, const size_t *lens, int n)
+{
+    unsigned char *p = buf;
+    memcpy(p, magic, 8), p += 8;
+    memcpy(p, h, 24), p += 24;
+    for (int i = 0; i < n; i++)
+        memcpy(p, arrays[i], 4 * lens[i]), p += 4 * lens[i];
+    uint64_t f = cp_fnv1a(buf, (size_t)(p - (unsigned char *)buf));
+    memcpy(p, &f, 8);
+}
+
+/* Checks magic, size and checksum; h gets the three header words. */
+static cp_status_t blob_check(const void *buf, size_t len, const char *magic,
+                              size_t floats, uint64_t h[3])
+{
+    uint64_t f;
+    if (buf == NULL || len != blob_size(floats) || memcmp(buf, magic, 8) != 0)
+        return CP_ERR_MALFORMED;
+    memcpy(&f, (const unsigned char *)buf + len - 8, 8);
+    if (f != cp_fnv1a(buf, len - 8))
+        return CP_ERR_MALFORMED;
+    memcpy(h, (const unsigned char *)buf + 8, 24);
+    return CP_OK;
+}
+
+/* ---- client ---- */
+
+static size_t client_floats(const commpress_fl_client_t *cl)
+{
+    return cl->s.c.dim * (cl->s.algo == FL_SCAFCOM ? 2 : 1);
+}
+
+void commpress_fl_client_destroy(commpress_fl_client_t *cl)
+{
+    if (cl == NULL)
+        return;
+    free(cl->ci), free(cl->vi), free(cl->y), free(cl->g), free(cl->u);
+    free(cl->dec), free(cl->scratch);
+    free(cl);
+}
+
+int commpress_fl_client_create(const commpress_fl_config_t *c, uint32_t id,
+                               commpress_fl_client_t **cl_p)
+{
+    commpress_fl_client_t *cl;
+    if (cl_p == NULL)
+        return CP_ERR_INVALID;
+    *cl_p = NULL;
+    cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return CP_ERR_NOMEM;
+    cp_status_t st = setup(c, &cl->s);
+    if (st != CP_OK) {
+        free(cl);
+        return st;
+    }
+    const size_t d = c->dim;
+    cl->id = id;
+    cl->ci = calloc(d, 4);
+    cl->vi = calloc(d, 4);
+    cl->y = malloc(d * 4);
+    cl->g = malloc(d * 4);
+    cl->u = malloc(d * 4);
+    cl->dec = malloc(d * 4);
+    cl->scratch = malloc(cl->s.codec->scratch_size(&cl->s.p, d) + 1);
+    if (!cl->ci || !cl->vi || !cl->y || !cl->g || !cl->u || !cl->dec ||
+        !cl->scratch) {
+        commpress_fl_client_destroy(cl);
+        return CP_ERR_NOMEM;
+    }
+    *cl_p = cl;
+    return CP_OK;
+}
+
+int commpress_fl_client_round(commpress_fl_client_t *cl, const float *x,
+                              const float *c, uint64_t round,
+                              commpress_fl_grad_t grad, void *user, void *msg,
+                              size_t cap, size_t *len)
+{
+    if (cl == NULL || x == NULL || c == NULL || grad == NULL || msg == NULL ||
+        len == NULL)
+        return CP_ERR_INVALID;
+    const size_t d = cl->s.c.dim;
+    const int algo = cl->s.algo, K = cl->s.c.local_steps;
+    const float lr = (float)cl->s.c.lr_local;
+    const float inv = (float)(1.0 / (cl->s.c.lr_local * K));
+    const float beta = (float)cl->s.c.beta, alpha = (float)cl->s.c.alpha;
+    const float *cg = algo == FL_FEDAVG ? NULL : c; /* FedAvg: c = c_i = 0 */
+    float *y = cl->y, *g = cl->g, *u = cl->u;
+    size_t plen;
+
+    if (cap < FL_HDR)
+        return CP_ERR_NOSPACE;
+    memcpy(y, x, d * 4);
+    for (int k = 0; k < K; k++) {
+        if (grad(user, y, g, d) != 0)
+            return CP_ERR_INVALID;
+        if (cg)
+            for (size_t j = 0; j < d; j++)
+                y[j] -= lr * ((g[j] - cl->ci[j]) + cg[j]);
+        else
+            for (size_t j = 0; j < d; j++)
+                y[j] -= lr * g[j];
+    }
+    /* u: the vector to compress. SCAFCOM's new v_i goes to y (no longer
+     * needed) and is committed only on success. */
+    for (size_t j = 0; j < d; j++) {
+        float di = (x[j] - y[j]) * inv;
+        if (algo == FL_SCAFCOM) {
+            y[j] = (1.0f - beta) * cl->vi[j] + beta * ((di + cl->ci[j]) - c[j]);
+            u[j] = y[j] - cl->ci[j];
+        } else if (algo == FL_SCALLION)
+            u[j] = di - c[j];
+        else
+            u[j] = di;
+    }
+    if (cp_any_nonfinite(u, d))
+        return CP_ERR_INVALID;
+    cp_params_t p = cl->s.p;
+    p.seed = cp_seed_mix(cl->s.c.seed, (int)cl->id, 7, 0, round, d);
+    unsigned char *m = msg;
+    CP_CHECK(cl->s.codec->encode(&p, u, d, m + FL_HDR, cap - FL_HDR, &plen,
+                                 cl->scratch));
+    CP_CHECK(cl->s.codec->decode(&p, m + FL_HDR, plen, 1.0f, NULL, cl->dec, d));
+    /* Commit: the client keeps what the server will decode. */
+    for (size_t j = 0; j < d; j++) {
+        if (algo == FL_SCAFCOM) {
+            cl->vi[j] = y[j];
+            cl->ci[j] = cl->ci[j] + cl->dec[j];
+        } else if (algo == FL_SCALLION) {
+            cl->ci[j] = cl->ci[j] + alpha * cl->dec[j];
+        }
+    }
+    cp_put_u32(m, FL_MAGIC);
+    cp_put_u32(m + 4, FL_VERSION);
+    cp_put_u32(m + 8, cl->id);
+    cp_put_u32(m + 12, (uint32_t)algo);
+    uint64_t w[3] = {round, d, plen};
+    memcpy(m + 16, w, 24);
+    *len = FL_HDR + plen;
+    return CP_OK;
+}
+
+int commpress_fl_client_save(const commpress_fl_client_t *cl, void *buf,
+                             size_t cap, size_t *len)
+{
+    if (cl == NULL || len == NULL)
+        return CP_ERR_INVALID;
+    *len = blob_size(client_floats(cl));
+    if (buf == NULL)
+        return CP_OK;
+    if (cap < *len)
+        return CP_ERR_NOSPACE;
+    uint64_t h[3] = {cl->s.c.dim, (uint64_t)cl->s.algo, cl->id};
+    const float *arr[2] = {cl->ci, cl->vi};
+    size_t lens[2] = {cl->s.c.dim, cl->s.c.dim};
+    blob_write(buf, "CPFLCLNT", h, arr, lens, cl->s.algo == FL_SCAFCOM ? 2 : 1);
+    return CP_OK;
+}
+
+int commpress_fl_client_load(commpress_fl_client_t *cl, const void *buf,
+                             size_t len)
+{
+    uint64_t h[3];
+    if (cl == NULL)
+        return CP_ERR_INVALID;
+    CP_CHECK(blob_check(buf, len, "CPFLCLNT", client_floats(cl), h));
+    if (h[0] != cl->s.c.dim || h[1] != (uint64_t)cl->s.algo || h[2] != cl->id)
+        return CP_ERR_MALFORMED;
+    const unsigned char *p = (const unsigned char *)buf + 32;
+    memcpy(cl->ci, p, 4 * cl->s.c.dim);
+    if (cl->s.algo == FL_SCAFCOM)
+        memcpy(cl->vi, p + 4 * cl->s.c.dim, 4 * cl->s.c.dim);
+    return CP_OK;
+}
+
+/* ---- server ---- */
+
+void commpress_fl_server_destroy(commpress_fl_server_t *s)
+{
+    if (s == NULL)
+        return;
+    free(s->x), free(s->c), free(s->sum), free(s->seen);
+    free(s);
+}
+
+int commpress_fl_server_create(const commpress_fl_config_t *c, const float *x0,
+                               commpress_fl_server_t **s_p)
+{
+    commpress_fl_server_t *s;
+    if (s_p == NULL || x0 == NULL)
+        return CP_ERR_INVALID;
+    *s_p = NULL;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return CP_ERR_NOMEM;
+    cp_status_t st = setup(c, &s->s);
+    if (st != CP_OK) {
+        free(s);
+        return st;
+    }
+    s->x = malloc(c->dim * 4);
+    s->c = calloc(c->dim, 4);
+    s->sum = malloc(c->dim * 4);
+    if (s->x == NULL || s->c == NULL || s->sum == NULL) {
+        commpress_fl_server_destroy(s);
+        return CP_ERR_NOMEM;
+    }
+    memcpy(s->x, x0, c->dim * 4);
+    *s_p = s;
+    return CP_OK;
+}
+
+const float *commpress_fl_server_model(const commpress_fl_server_t *s)
+{
+    return s ? s->x : NULL;
+}
+
+const float *commpress_fl_server_control(const commpress_fl_server_t *s)
+{
+    return s ? s->c : NULL;
+}
+
+uint64_t commpress_fl_server_round(const commpress_fl_server_t *s)
+{
+    return s ? s->round : 0;
+}
+
+/* Header of one message; the payload's own bounds are the codec's. */
+static cp_status_t check_header(const commpress_fl_server_t *s,
+                                const unsigned char *m, size_t len,
+                                uint32_t *id)
+{
+    uint64_t w[3];
+    if (m == NULL || len < FL_HDR || cp_get_u32(m) != FL_MAGIC ||
+        cp_get_u32(m + 4) != FL_VERSION ||
+        cp_get_u32(m + 12) != (uint32_t)s->s.algo)
+        return CP_ERR_MALFORMED;
+    memcpy(w, m + 16, 24);
+    if (w[0] != s->round || w[1] != s->s.c.dim || w[2] != len - FL_HDR)
+        return CP_ERR_MALFORMED;
+    *id = cp_get_u32(m + 8);
+    return CP_OK;
+}
+
+int commpress_fl_server_aggregate(commpress_fl_server_t *s,
+                                  const void *const *msgs, const size_t *lens,
+                                  size_t count)
+{
+    if (s == NULL || msgs == NULL || lens == NULL || count == 0)
+        return CP_ERR_INVALID;
+    const size_t d = s->s.c.dim;
+    uint32_t *seen = realloc(s->seen, count * sizeof(uint32_t));
+    if (seen == NULL)
+        return CP_ERR_NOMEM;
+    s->seen = seen;
+    /* Decode everything into the sum first: state changes only after
+     * every message has passed. */
+    for (size_t i = 0; i < count; i++) {
+        const unsigned char *m = msgs[i];
+        CP_CHECK(check_header(s, m, lens[i], &seen[i]));
+        if (seen[i] >= s->s.c.num_clients)
+            return CP_ERR_MALFORMED;
+        for (size_t k = 0; k < i; k++)
+            if (seen[k] == seen[i])
+                return CP_ERR_MALFORMED; /* one message per client */
+        cp_params_t p = s->s.p;
+        p.seed = cp_seed_mix(s->s.c.seed, (int)seen[i], 7, 0, s->round, d);
+        CP_CHECK(s->s.codec->decode(&p, m + FL_HDR, lens[i] - FL_HDR, 1.0f,
+                                    i == 0 ? NULL : s->sum, s->sum, d));
+    }
+    const float gamma = (float)(s->s.c.lr_global * s->s.c.lr_local *
+                                s->s.c.local_steps);
+    const float invs = 1.0f / (float)count;
+    const float a = s->s.algo == FL_SCALLION ? (float)s->s.c.alpha : 1.0f;
+    const float an = a / (float)s->s.c.num_clients;
+    for (size_t j = 0; j < d; j++) {
+        s->x[j] -= gamma * (s->c[j] + s->sum[j] * invs);
+        if (s->s.algo != FL_FEDAVG)
+            s->c[j] += an * s->sum[j];
+    }
+    for (size_t i = 0; i < count; i++)
+        s->bytes += lens[i];
+    s->bytes_dense += (unsigned long long)count * 4 * d;
+    s->round++;
+    return CP_OK;
+}
+
+int commpress_fl_server_save(const commpress_fl_server_t *s, void *buf,
+                             size_t cap, size_t *len)
+{
+    if (s == NULL || len == NULL)
+        return CP_ERR_INVALID;
+    *len = blob_size(2 * s->s.c.dim);
+    if (buf == NULL)
+        return CP_OK;
+    if (cap < *len)
+        return CP_ERR_NOSPACE;
+    uint64_t h[3] = {s->s.c.dim, (uint64_t)s->s.algo, s->round};
+    const float *arr[2] = {s->x, s->c};
+    size_t lens[2] = {s->s.c.dim, s->s.c.dim};
+    blob_write(buf, "CPFLSRVR", h, arr, lens, 2);
+    return CP_OK;
+}
+
+int commpress_fl_server_load(commpress_fl_server_t *s, const void *buf,
+                             size_t len)
+{
+    uint64_t h[3];
+    if (s == NULL)
+        return CP_ERR_INVALID;
+    CP_CHECK(blob_check(buf, len, "CPFLSRVR", 2 * s->s.c.dim, h));
+    if (h[0] != s->s.c.dim || h[1] != (uint64_t)s->s.algo)
+        return CP_ERR_MALFORMED;
+    const unsigned char *p = (const unsigned char *)buf + 32;
+    memcpy(s->x, p, 4 * s->s.c.dim);
+    memcpy(s->c, p + 4 * s->s.c.dim, 4 * s->s.c.dim);
+    s->round = h[2];
+    return CP_OK;
+}
+
+void commpress_fl_server_uplink(const commpress_fl_server_t *s,
+                                unsigned long long *bytes,
+                                unsigned long long *bytes_dense)
+{
+    *bytes = s ? s->bytes : 0;
+    *bytes_dense = s ? s->bytes_dense : 0;
+}
