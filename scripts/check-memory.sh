@@ -32,6 +32,10 @@ echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
   run 3 build-asan/tests/test_allreduce dgc | tail -1
+for fb in ef21 econtrol; do
+  COMMPRESS_COMPRESSOR=topk COMMPRESS_FEEDBACK=$fb COMMPRESS_TOPK_SELECT=exact \
+    COMMPRESS_MIN_BYTES=0 COMMPRESS_DENSITY=0.05 run 3 build-asan/tests/test_allreduce estimator | tail -1
+done
 run 2 build-asan/tests/test_onebit_adam | tail -1
 run 4 build-asan/tests/test_onebit_adam | tail -1
 COMMPRESS_COMPRESSOR=topk run 2 build-asan/tests/test_allreduce passthrough | tail -1
@@ -40,7 +44,7 @@ COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=order COMMPR
 echo "== valgrind on the unit tests"
 scripts/build.sh >/dev/null
 ulog=$(mktemp)
-for u in cast sign quant topk feedback dgc config fuzz_decode; do
+for u in cast sign quant topk feedback dgc fl config fuzz_decode; do
   t=build/tests/test_$u
   valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
     "$t" --no-early-exit --jobs 1 >/dev/null 2>"$ulog" || { cat "$ulog"; exit 1; }

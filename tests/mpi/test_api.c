@@ -34,6 +34,11 @@ static void same_as_shim(const char *comp)
     commpress_ctx_t *ctx;
     commpress_config_default(&cfg);
     cfg.compressor = comp;
+    cfg.feedback = getenv("COMMPRESS_FEEDBACK"); /* NULL: the default */
+    if (getenv("COMMPRESS_ECONTROL_ETA"))
+        cfg.econtrol_eta = atof(getenv("COMMPRESS_ECONTROL_ETA"));
+    /* EControl sends a tensor's first step dense: no saving then. */
+    const int dense_first = cfg.feedback && !strcmp(cfg.feedback, "econtrol");
     fill(x, n, 1);
     int rc = commpress_create(&cfg, MPI_COMM_WORLD, &ctx);
     CHECK(rc == COMMPRESS_OK, "create %s: %s", comp ? comp : "(unset)", commpress_strerror(rc));
@@ -55,7 +60,8 @@ static void same_as_shim(const char *comp)
     CHECK(memcmp(a, b, n * 4) == 0, "%s: in place differs", comp);
     commpress_stats_t st;
     commpress_ctx_stats(ctx2, &st);
-    CHECK(st.calls_compressed == 2 && st.bytes_sent > 0 && st.ratio > 1.0 &&
+    CHECK(st.calls_compressed == 2 && st.bytes_sent > 0 &&
+          (dense_first ? st.ratio > 0.9 : st.ratio > 1.0) &&
           st.state_bytes == commpress_state_bytes(ctx2),
           "%s: ctx stats calls %llu ratio %g", comp, st.calls_compressed, st.ratio);
     commpress_destroy(ctx2);

@@ -94,6 +94,32 @@ check(same, "resumed torch optimizer differs")
 check(opt.stats()["steps_compressed"] == 8, f"compressed steps {opt.stats()}")
 check(commpress.strerror(-9).startswith("non-finite"), "strerror")
 
+# Federated learning: a message round trip, a rejected message changes
+# nothing, client state round trip.
+from commpress import FLClient, FLServer  # noqa: E402
+
+cfg = dict(algorithm="scafcom", compressor="topk", density=0.1, dim=40, num_clients=5)
+srv = FLServer(cfg, np.zeros(40, np.float32))
+cls = [FLClient(cfg, i) for i in range(2)]
+tgt = np.linspace(-1, 1, 40).astype(np.float32)
+msgs = [c.round(srv.model, srv.control, srv.round, lambda y: y - tgt) for c in cls]
+before = srv.save()
+check(raises(-3, lambda: srv.aggregate([msgs[0], msgs[1][:-3]])), "truncated FL message accepted")
+check(raises(-3, lambda: srv.aggregate([msgs[0], msgs[0]])), "duplicate FL message accepted")
+check(srv.save() == before, "a rejected aggregate changed the server")
+srv.aggregate(msgs)
+check(srv.round == 1 and srv.uplink()[1] == 2 * 4 * 40, f"round {srv.round} uplink {srv.uplink()}")
+blob = cls[0].save()
+c2 = FLClient(cfg, 0)
+c2.load(blob)
+check(c2.save() == blob, "FL client state round trip")
+try:
+    cls[1].round(srv.model, srv.control, srv.round, lambda y: np.zeros(3, np.float32))
+    check(False, "wrong-size gradient accepted")
+except ValueError:
+    pass
+check(cls[1].save() != blob, "clients differ")
+
 total = comm.allreduce(fails)
 if rank == 0:
     print(f"{'ok' if total == 0 else 'FAILED'}: {total} failures")

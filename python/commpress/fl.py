@@ -1,0 +1,191 @@
+"""Federated learning from Python (numpy): SCAFCOM, SCALLION and FedAvg
+clients and server of optim/fl.c through ctypes (docs/federated.md).
+
+    cfg = dict(algorithm="scafcom", compressor="topk", density=0.01, dim=d)
+    server = FLServer(cfg, x0)
+    client = FLClient(cfg, client_id=7)
+    msg = client.round(server.model, server.control, server.round, grad_fn)
+    server.aggregate([msg, ...])
+
+grad_fn(y) takes the local model (float32 numpy array) and returns the
+stochastic gradient (an array of the same size). Messages are bytes."""
+import ctypes
+
+import numpy as np
+
+from ._lib import check, lib
+
+_FP = ctypes.POINTER(ctypes.c_float)
+_GRAD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, _FP, _FP, ctypes.c_size_t)
+
+
+class _Config(ctypes.Structure):
+    _fields_ = [("algorithm", ctypes.c_char_p), ("compressor", ctypes.c_char_p),
+                ("density", ctypes.c_double), ("bits", ctypes.c_int),
+                ("bucket", ctypes.c_size_t), ("stochastic", ctypes.c_int),
+                ("dim", ctypes.c_size_t), ("num_clients", ctypes.c_size_t),
+                ("local_steps", ctypes.c_int), ("lr_local", ctypes.c_double),
+                ("lr_global", ctypes.c_double), ("beta", ctypes.c_double),
+                ("alpha", ctypes.c_double), ("seed", ctypes.c_uint64)]
+
+
+def _declared():
+    L = lib()
+    if getattr(L, "_fl_declared", False):
+        return L
+    vp, sz, cp = ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(_Config)
+    L.commpress_fl_config_default.argtypes = [cp]
+    L.commpress_fl_config_default.restype = None
+    L.commpress_fl_message_max.argtypes = [cp]
+    L.commpress_fl_message_max.restype = sz
+    L.commpress_fl_client_create.argtypes = [cp, ctypes.c_uint32, ctypes.POINTER(vp)]
+    L.commpress_fl_client_destroy.argtypes = [vp]
+    L.commpress_fl_client_destroy.restype = None
+    L.commpress_fl_client_round.argtypes = [vp, _FP, _FP, ctypes.c_uint64, _GRAD, vp,
+                                            vp, sz, ctypes.POINTER(sz)]
+    L.commpress_fl_client_save.argtypes = [vp, vp, sz, ctypes.POINTER(sz)]
+    L.commpress_fl_client_load.argtypes = [vp, ctypes.c_char_p, sz]
+    L.commpress_fl_server_create.argtypes = [cp, _FP, ctypes.POINTER(vp)]
+    L.commpress_fl_server_destroy.argtypes = [vp]
+    L.commpress_fl_server_destroy.restype = None
+    L.commpress_fl_server_model.argtypes = [vp]
+    L.commpress_fl_server_model.restype = _FP
+    L.commpress_fl_server_control.argtypes = [vp]
+    L.commpress_fl_server_control.restype = _FP
+    L.commpress_fl_server_round.argtypes = [vp]
+    L.commpress_fl_server_round.restype = ctypes.c_uint64
+    L.commpress_fl_server_aggregate.argtypes = [vp, ctypes.POINTER(ctypes.c_void_p),
+                                                ctypes.POINTER(sz), sz]
+    L.commpress_fl_server_save.argtypes = [vp, vp, sz, ctypes.POINTER(sz)]
+    L.commpress_fl_server_load.argtypes = [vp, ctypes.c_char_p, sz]
+    L.commpress_fl_server_uplink.argtypes = [vp, ctypes.POINTER(ctypes.c_ulonglong),
+                                             ctypes.POINTER(ctypes.c_ulonglong)]
+    L.commpress_fl_server_uplink.restype = None
+    L._fl_declared = True
+    return L
+
+
+def _config(cfg):
+    c = _Config()
+    _declared().commpress_fl_config_default(ctypes.byref(c))
+    for k, v in cfg.items():
+        if k not in dict(_Config._fields_):
+            raise ValueError(f"unknown FL setting {k!r}")
+        setattr(c, k, v.encode() if isinstance(v, str) else v)
+    return c
+
+
+def _ptr(a):
+    return a.ctypes.data_as(_FP)
+
+
+def _f32(a, n, what):
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.size != n:
+        raise ValueError(f"{what} has {a.size} elements, expected {n}")
+    return a
+
+
+def _save(fn, h):
+    n = ctypes.c_size_t()
+    check("save", fn(h, None, 0, ctypes.byref(n)))
+    buf = ctypes.create_string_buffer(n.value)
+    check("save", fn(h, buf, n.value, ctypes.byref(n)))
+    return buf.raw[:n.value]
+
+
+class FLClient:
+    def __init__(self, cfg, client_id):
+        self._c = _config(cfg)  # keeps the strings alive
+        self.dim = self._c.dim
+        self._h = ctypes.c_void_p()
+        L = _declared()
+        check("commpress_fl_client_create",
+              L.commpress_fl_client_create(ctypes.byref(self._c), client_id, ctypes.byref(self._h)))
+        self._buf = ctypes.create_string_buffer(L.commpress_fl_message_max(ctypes.byref(self._c)))
+
+    def __del__(self):
+        if getattr(self, "_h", None):
+            _declared().commpress_fl_client_destroy(self._h)
+            self._h = None
+
+    def round(self, x, c, rnd, grad_fn):
+        """K local steps from (x, c); returns the uplink message (bytes)."""
+        x, c = _f32(x, self.dim, "x"), _f32(c, self.dim, "c")
+        err = []
+
+        def cb(_user, y, g, n):
+            try:
+                out = np.asarray(grad_fn(np.ctypeslib.as_array(y, (n,))), dtype=np.float32)
+                if out.size != n:
+                    raise ValueError("gradient of the wrong size")
+                np.ctypeslib.as_array(g, (n,))[:] = out.ravel()
+                return 0
+            except Exception as e:  # reported after the C call returns
+                err.append(e)
+                return 1
+        n = ctypes.c_size_t()
+        rc = _declared().commpress_fl_client_round(self._h, _ptr(x), _ptr(c), rnd, _GRAD(cb),
+                                                   None, self._buf, len(self._buf),
+                                                   ctypes.byref(n))
+        if err:
+            raise err[0]
+        check("commpress_fl_client_round", rc)
+        return self._buf.raw[:n.value]
+
+    def save(self):
+        return _save(_declared().commpress_fl_client_save, self._h)
+
+    def load(self, blob):
+        check("commpress_fl_client_load",
+              _declared().commpress_fl_client_load(self._h, bytes(blob), len(blob)))
+
+
+class FLServer:
+    def __init__(self, cfg, x0):
+        self._c = _config(cfg)
+        self.dim = self._c.dim
+        x0 = _f32(x0, self.dim, "x0")
+        self._h = ctypes.c_void_p()
+        check("commpress_fl_server_create",
+              _declared().commpress_fl_server_create(ctypes.byref(self._c), _ptr(x0),
+                                                     ctypes.byref(self._h)))
+
+    def __del__(self):
+        if getattr(self, "_h", None):
+            _declared().commpress_fl_server_destroy(self._h)
+            self._h = None
+
+    @property
+    def model(self):
+        return np.ctypeslib.as_array(_declared().commpress_fl_server_model(self._h),
+                                     (self.dim,)).copy()
+
+    @property
+    def control(self):
+        return np.ctypeslib.as_array(_declared().commpress_fl_server_control(self._h),
+                                     (self.dim,)).copy()
+
+    @property
+    def round(self):
+        return int(_declared().commpress_fl_server_round(self._h))
+
+    def aggregate(self, msgs):
+        msgs = [bytes(m) for m in msgs]
+        bufs = [ctypes.create_string_buffer(m, len(m)) for m in msgs]
+        ptrs = (ctypes.c_void_p * len(msgs))(*[ctypes.cast(b, ctypes.c_void_p) for b in bufs])
+        lens = (ctypes.c_size_t * len(msgs))(*[len(m) for m in msgs])
+        check("commpress_fl_server_aggregate",
+              _declared().commpress_fl_server_aggregate(self._h, ptrs, lens, len(msgs)))
+
+    def uplink(self):
+        b, d = ctypes.c_ulonglong(), ctypes.c_ulonglong()
+        _declared().commpress_fl_server_uplink(self._h, ctypes.byref(b), ctypes.byref(d))
+        return b.value, d.value
+
+    def save(self):
+        return _save(_declared().commpress_fl_server_save, self._h)
+
+    def load(self, blob):
+        check("commpress_fl_server_load",
+              _declared().commpress_fl_server_load(self._h, bytes(blob), len(blob)))
