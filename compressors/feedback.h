@@ -61,8 +61,9 @@ typedef struct cp_feedback_ops {
     int uses_tmp; /* commit needs tmp */
     int dense_first; /* a tensor's first step goes uncompressed */
     /* The feedback the server side of the two-phase algorithm applies to
-     * its summed chunk: EF there too; none for DGC, whose momentum belongs
-     * to the worker only. */
+     * its summed chunk: EF for EF, EF21 and EControl; none for DGC, whose
+     * momentum belongs to the worker only. It must use neither aux, tmp
+     * nor finish (the server side gets NULL for both buffers). */
     const struct cp_feedback_ops *server;
     cp_fb_prepare_func_t prepare;
     cp_fb_commit_func_t commit;
@@ -76,6 +77,10 @@ extern const cp_feedback_ops_t cp_feedback_ef21;
 extern const cp_feedback_ops_t cp_feedback_econtrol;
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name);
+/* EF21's and EControl's finish: H (the last float of each element's
+ * stride floats of state) += out; out = H. */
+void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
+                                  size_t n);
 const char *cp_feedback_names(void);
 
 /* Shared by variants: nonzero if any of x[0..n) is Inf or NaN. */

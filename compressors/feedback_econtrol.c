@@ -10,9 +10,6 @@
 #include "compressors/feedback.h"
 #include "util/hd.h"
 
-void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
-                                  size_t n);
-
 static size_t econtrol_state_floats(size_t n) { return 3 * n; }
 
 static const float *econtrol_prepare(const cp_fb_params_t *fp, const float *st,
