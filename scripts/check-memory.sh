@@ -34,7 +34,8 @@ COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   run 3 build-asan/tests/test_allreduce dgc | tail -1
 for fb in ef21 econtrol; do
   COMMPRESS_COMPRESSOR=topk COMMPRESS_FEEDBACK=$fb COMMPRESS_TOPK_SELECT=exact \
-    COMMPRESS_MIN_BYTES=0 COMMPRESS_DENSITY=0.05 run 3 build-asan/tests/test_allreduce estimator | tail -1
+    COMMPRESS_MIN_BYTES=0 COMMPRESS_DENSITY=0.05 COMMPRESS_ECONTROL_ETA=0.25 \
+    run 3 build-asan/tests/test_allreduce estimator | tail -1
 done
 run 2 build-asan/tests/test_onebit_adam | tail -1
 run 4 build-asan/tests/test_onebit_adam | tail -1

@@ -308,7 +308,7 @@ static void test_dgc(size_t n, int steps)
 static void test_estimator(size_t n, int steps)
 {
     const int ec = strcmp(env("COMMPRESS_FEEDBACK", ""), "econtrol") == 0;
-    const float eta = (float)atof(env("COMMPRESS_ECONTROL_ETA", "0.1"));
+    const float eta = (float)atof(env("COMMPRESS_ECONTROL_ETA", "0.01"));
     const double D = atof(env("COMMPRESS_DENSITY", "0.01"));
     size_t k = (size_t)ceil(D * (double)n);
     float *buf = fresh(n), *g = malloc(n * 4), *v = malloc(n * 4);
