@@ -43,6 +43,7 @@ typedef struct {
     int bits;                    /* quant: 1..8 */
     size_t bucket;               /* quant: elements per bucket */
     cp_rounding_t rounding;      /* quant */
+    int topk_fp16;               /* topk: values travel as fp16 */
     uint64_t seed;               /* randomness for this call (sampling,
                                     stochastic rounding); set per call */
 } cp_params_t;
@@ -74,10 +75,16 @@ extern const cp_compressor_ops_t cp_compressor_quant;
 /* k = ceil(density * n), at least 1, at most n. */
 size_t cp_topk_k(double density, size_t n);
 
-/* Validates a top-k message for a tensor of n elements and points idx at
- * its k little-endian u32 indices (strictly increasing, all < n). */
-cp_status_t cp_topk_indices(const void *in, size_t len, size_t n,
-                            const unsigned char **idx_p, size_t *k_p);
+/* A validated top-k message: k little-endian u32 indices (strictly
+ * increasing, all < n) and k finite values, f32 or fp16. */
+typedef struct {
+    const unsigned char *idx, *vals;
+    size_t k;
+    int fp16;
+} cp_topk_view_t;
+cp_status_t cp_topk_entries(const void *in, size_t len, size_t n,
+                            cp_topk_view_t *e);
+float cp_topk_value(const cp_topk_view_t *e, size_t j);
 
 /* Lookup by name in the registry; NULL if unknown. */
 const cp_compressor_ops_t *cp_compressor_find(const char *name);

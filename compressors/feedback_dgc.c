@@ -57,8 +57,7 @@ static cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st,
                               const cp_params_t *p, const void *msg,
                               size_t len, size_t n)
 {
-    const unsigned char *idx;
-    size_t k;
+    cp_topk_view_t e;
     (void)fp, (void)p, (void)tmp;
 
     if (codec == &cp_compressor_none) { /* everything went: v is delivered */
@@ -70,15 +69,17 @@ static cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st,
     }
     if (codec != &cp_compressor_topk)
         return CP_ERR_INVALID;
-    CP_CHECK(cp_topk_indices(msg, len, n, &idx, &k));
+    CP_CHECK(cp_topk_entries(msg, len, n, &e));
     for (size_t i = 0; i < n; i++) {
         st[2 * i] = aux[i];
         st[2 * i + 1] = v[i];
     }
-    for (size_t j = 0; j < k; j++) {
-        size_t i = cp_get_u32(idx + 4 * j);
+    /* Sent: u <- 0, v <- v - sent, which is 0 unless the values travelled
+     * as fp16 (then v keeps the rounding, as error feedback would). */
+    for (size_t j = 0; j < e.k; j++) {
+        size_t i = cp_get_u32(e.idx + 4 * j);
         st[2 * i] = 0.0f;
-        st[2 * i + 1] = 0.0f;
+        st[2 * i + 1] = v[i] - cp_topk_value(&e, j);
     }
     return CP_OK;
 }

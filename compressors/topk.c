@@ -1,6 +1,8 @@
 /* Top-k sparsification: keep k = ceil(density * n) entries of largest
  * magnitude, send (index, value) pairs.
- * Wire: [u32 k][k x u32 index, strictly increasing][k x f32 value].
+ * Wire: [u32 k][k x u32 index, strictly increasing][k x f32 value]; with
+ * topk_fp16 the values travel as fp16 (saturating, ALGORITHMS.md allows
+ * it) and bit 31 of the first word says so: [u32 k | 1<<31][idx][k x f16].
  *
  * Selection works on the magnitude's bit pattern (|x| as uint32 orders like
  * |x|), so the k-th largest is found by radix select: three histogram passes
@@ -16,6 +18,7 @@
 #include "compressors/codec_math.h"
 
 #define TOPK_HDR 4
+#define TOPK_FP16 0x80000000u
 
 size_t cp_topk_k(double density, size_t n)
 {
@@ -190,21 +193,29 @@ static cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
     }
     if (c < k)
         memmove(oi + c, ov, c * sizeof(float));
-    cp_put_u32(out, (uint32_t)c);
-    *len_p = TOPK_HDR + 8 * c;
+    if (p->topk_fp16) { /* narrow the values in place, front to back */
+        unsigned char *hv = (unsigned char *)(oi + c);
+        for (size_t j = 0; j < c; j++) {
+            uint16_t h = cp_f32_to_f16(cp_get_f32(hv + 4 * j));
+            memcpy(hv + 2 * j, &h, 2);
+        }
+    }
+    cp_put_u32(out, (uint32_t)c | (p->topk_fp16 ? TOPK_FP16 : 0));
+    *len_p = TOPK_HDR + (p->topk_fp16 ? 6 : 8) * c;
     return CP_OK;
 }
 
-cp_status_t cp_topk_indices(const void *in, size_t len, size_t n,
-                            const unsigned char **idx_p, size_t *k_p)
+cp_status_t cp_topk_entries(const void *in, size_t len, size_t n,
+                            cp_topk_view_t *e)
 {
     const unsigned char *b = in;
     size_t k;
 
     if (len < TOPK_HDR)
         return CP_ERR_MALFORMED;
-    k = cp_get_u32(b);
-    if (k > n || len != TOPK_HDR + 8 * k)
+    e->fp16 = (cp_get_u32(b) & TOPK_FP16) != 0;
+    k = cp_get_u32(b) & ~TOPK_FP16;
+    if (k > n || len != TOPK_HDR + (e->fp16 ? 6 : 8) * k)
         return CP_ERR_MALFORMED;
     const unsigned char *ib = b + TOPK_HDR;
     for (size_t j = 0; j < k; j++) {
@@ -212,8 +223,12 @@ cp_status_t cp_topk_indices(const void *in, size_t len, size_t n,
         if (i >= n || (j > 0 && i <= cp_get_u32(ib + 4 * (j - 1))))
             return CP_ERR_MALFORMED;
     }
-    *idx_p = ib;
-    *k_p = k;
+    e->idx = ib;
+    e->vals = ib + 4 * k;
+    e->k = k;
+    for (size_t j = 0; j < k; j++)
+        if (cp_nonfinite(cp_topk_value(e, j)))
+            return CP_ERR_MALFORMED;
     return CP_OK;
 }
 
@@ -221,19 +236,14 @@ static cp_status_t topk_decode(const cp_params_t *p, const void *in, size_t len,
                                float alpha, const float *y, float *out,
                                size_t n)
 {
-    const unsigned char *ib;
-    size_t k;
+    cp_topk_view_t e;
     (void)p;
 
     /* Validate everything before writing anything. */
-    CP_CHECK(cp_topk_indices(in, len, n, &ib, &k));
-    const unsigned char *vb = ib + 4 * k;
-    for (size_t j = 0; j < k; j++)
-        if (cp_nonfinite(cp_get_f32(vb + 4 * j)))
-            return CP_ERR_MALFORMED;
+    CP_CHECK(cp_topk_entries(in, len, n, &e));
     cp_decode_base(y, out, n);
-    for (size_t j = 0; j < k; j++)
-        out[cp_get_u32(ib + 4 * j)] += alpha * cp_get_f32(vb + 4 * j);
+    for (size_t j = 0; j < e.k; j++)
+        out[cp_get_u32(e.idx + 4 * j)] += alpha * cp_topk_value(&e, j);
     return CP_OK;
 }
 
@@ -244,3 +254,13 @@ const cp_compressor_ops_t cp_compressor_topk = {
     .encode = topk_encode,
     .decode = topk_decode,
 };
+
+float cp_topk_value(const cp_topk_view_t *e, size_t j)
+{
+    if (e->fp16) {
+        uint16_t h;
+        memcpy(&h, e->vals + 2 * j, 2);
+        return cp_f16_to_f32(h);
+    }
+    return cp_get_f32(e->vals + 4 * j);
+}

@@ -39,6 +39,7 @@ typedef struct {
     uint64_t dgc_warmup_steps; /* density 0.25 -> density over these steps */
     size_t dgc_dense_below;    /* smaller tensors go dense */
     double econtrol_eta;       /* econtrol: feedback strength, [0, 1]; 0.01 */
+    int topk_fp16;             /* topk, dgc: values travel as fp16 */
 } commpress_config_t;
 
 /* Fills the documented defaults (those of the environment variables). */

@@ -33,6 +33,7 @@ typedef struct {
                                compression is SCAFFOLD */
     double alpha;           /* scallion: scaling, (0, 1] */
     uint64_t seed;          /* stochastic rounding, sampling in codecs */
+    int topk_fp16;          /* topk: values as fp16 (6 bytes an entry) */
 } commpress_fl_config_t;
 
 /* scafcom, topk at 0.01, K 10, eta_l 0.1, eta_g 1, beta 0.2, alpha 0.1,

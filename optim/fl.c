@@ -94,6 +94,7 @@ static cp_status_t setup(const commpress_fl_config_t *c, fl_setup_t *s)
     s->p.bits = c->bits;
     s->p.bucket = c->bucket;
     s->p.rounding = c->stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
+    s->p.topk_fp16 = c->topk_fp16 != 0;
     return CP_OK;
 }
 

@@ -80,6 +80,7 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     o->params.rounding = c->stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
     o->params.topk_select = (cp_topk_select_t)s;
     o->params.topk_sample_min = c->topk_sample_min;
+    o->params.topk_fp16 = c->topk_fp16 != 0;
     o->algo = (cp_algo_t)a;
     o->seed = c->seed;
     o->fb.momentum = (float)c->dgc_momentum;
@@ -95,13 +96,13 @@ static uint64_t coll_hash(const cp_coll_config_t *o)
 {
     char buf[384];
     snprintf(buf, sizeof(buf),
-             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu|%.9g",
+             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu|%.9g|%d",
              o->codec->name, o->feedback->name, o->params.density,
              o->params.bits, o->params.bucket, (int)o->params.rounding,
              (int)o->params.topk_select, o->params.topk_sample_min,
              (int)o->algo, (unsigned long long)o->seed, (double)o->fb.momentum,
              o->fb.clip, (unsigned long long)o->warmup_steps, o->dense_below,
-             (double)o->fb.eta);
+             (double)o->fb.eta, o->params.topk_fp16);
     return cp_fnv1a(buf, strlen(buf));
 }
 

@@ -32,6 +32,7 @@ static const char *const rounding_choices[] = {"nearest", "stochastic", NULL};
 static const char *const feedback_choices[] = {"auto", "none", "ef", "ef21",
                                                "econtrol", NULL};
 static const char *const select_choices[] = {"auto", "exact", "sampled", NULL};
+static const char *const values_choices[] = {"f32", "fp16", NULL};
 static const char *const algo_choices[] = {"auto", "sparse", "twophase",
                                            "dense", NULL};
 static const char *const key_choices[] = {"address", "order", NULL};
@@ -79,6 +80,11 @@ static const cp_field_t cp_fields[] = {
      select_choices, 0, 0, 0, 1,
      "topk selection: exact (radix select), sampled (DGC threshold), or auto "
      "(sampled from COMMPRESS_TOPK_SAMPLE_MIN elements)."},
+    {"COMMPRESS_TOPK_VALUES", "f32", F_ENUM, OFF(topk_values), values_choices,
+     0, 0, 0, 1,
+     "topk, dgc: value format on the wire. fp16 sends 6 bytes per entry "
+     "instead of 8 (saturating; error feedback keeps the rounding). MPI "
+     "path only."},
     {"COMMPRESS_TOPK_SAMPLE_MIN", "262144", F_SIZE, OFF(topk_sample_min), NULL,
      1, 1e18, 0, 1, "topk auto: tensors of at least this many elements use "
                     "the sampled threshold."},
@@ -374,6 +380,7 @@ void cp_config_to_coll(const cp_config_t *cfg, cp_coll_config_t *coll)
     coll->params.density = cfg->density;
     coll->params.topk_select = (cp_topk_select_t)cfg->topk_select;
     coll->params.topk_sample_min = cfg->topk_sample_min;
+    coll->params.topk_fp16 = cfg->topk_values == 1;
     coll->params.bits = cfg->bits;
     coll->params.bucket = cfg->bucket;
     coll->params.rounding = (cp_rounding_t)cfg->rounding;

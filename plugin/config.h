@@ -26,6 +26,7 @@ typedef struct {
     size_t dgc_dense_below;
     int topk_select;         /* cp_topk_select_t */
     size_t topk_sample_min;
+    int topk_values;         /* 0 f32, 1 fp16 */
     int algo;                /* cp_algo_t */
     size_t min_bytes;
     size_t min_ranks;

@@ -115,6 +115,12 @@ static void nccl_load_or_exit(void)
         fflush(stderr);
         exit(1);
     }
+    if (cp_runtime_coll()->params.topk_fp16) {
+        fprintf(stderr, "commpress: error: COMMPRESS_TOPK_VALUES='fp16' is "
+                        "invalid with NCCL (MPI path only); accepted: f32\n");
+        fflush(stderr);
+        exit(1);
+    }
     if (fb == &cp_feedback_dgc) {
         fprintf(stderr, "commpress: error: COMMPRESS_COMPRESSOR='dgc' is "
                         "invalid with NCCL (DGC runs on the MPI path only); "

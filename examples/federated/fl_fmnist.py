@@ -8,10 +8,10 @@ batch 32. Model: softmax regression (7850 parameters), numpy.
 
 Methods (--method, repeatable; default all):
     fedavg         FedAvg, uncompressed uplink
-    fedavg-topk    FedAvg with top-k 1%, no feedback
+    fedavg-topk    FedAvg with top-k 1%, no feedback (values as fp16)
     scaffold       SCAFCOM with beta = 1 and no compression (= SCAFFOLD)
     scallion       SCALLION, stochastic quantization (--bits), alpha 0.1
-    scafcom        SCAFCOM, top-k 1%, beta 0.2
+    scafcom        SCAFCOM, top-k 1% (values as fp16: 6 bytes an entry), beta 0.2
 The messages are the bytes of commpress.FLClient (optim/fl.c); rank 0
 aggregates them with commpress.FLServer. Writes --out JSON: per method the
 test accuracy every --eval-every rounds and the uplink bytes so far.
@@ -38,10 +38,10 @@ DIM = D_IN * CLASSES + CLASSES
 
 METHODS = {
     "fedavg": dict(algorithm="fedavg", compressor="none"),
-    "fedavg-topk": dict(algorithm="fedavg", compressor="topk"),
+    "fedavg-topk": dict(algorithm="fedavg", compressor="topk", topk_fp16=1),
     "scaffold": dict(algorithm="scafcom", compressor="none", beta=1.0),
     "scallion": dict(algorithm="scallion", compressor="quant", stochastic=1),
-    "scafcom": dict(algorithm="scafcom", compressor="topk"),
+    "scafcom": dict(algorithm="scafcom", compressor="topk", topk_fp16=1),
 }
 
 

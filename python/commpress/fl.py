@@ -26,7 +26,8 @@ class _Config(ctypes.Structure):
                 ("dim", ctypes.c_size_t), ("num_clients", ctypes.c_size_t),
                 ("local_steps", ctypes.c_int), ("lr_local", ctypes.c_double),
                 ("lr_global", ctypes.c_double), ("beta", ctypes.c_double),
-                ("alpha", ctypes.c_double), ("seed", ctypes.c_uint64)]
+                ("alpha", ctypes.c_double), ("seed", ctypes.c_uint64),
+                ("topk_fp16", ctypes.c_int)]
 
 
 def _declared():

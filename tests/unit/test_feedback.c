@@ -18,8 +18,12 @@ static const cp_compressor_ops_t *codecs[] = {
 Test(feedback, ef_keeps_what_was_not_sent)
 {
     const size_t n = 3001;
-    for (size_t c = 0; c < sizeof(codecs) / sizeof(*codecs); c++) {
+    for (size_t c = 0; c < sizeof(codecs) / sizeof(*codecs) + 1; c++) {
+        /* The extra round: topk with fp16 values. */
+        const int f16 = c == sizeof(codecs) / sizeof(*codecs);
+        const cp_compressor_ops_t *codec = f16 ? &cp_compressor_topk : codecs[c];
         cp_params_t p = tu_params();
+        p.topk_fp16 = f16;
         float *e = calloc(n, sizeof(float)), *work = malloc(n * sizeof(float));
         float *d = malloc(n * sizeof(float)), *e_old = malloc(n * sizeof(float));
         for (int step = 0; step < 5; step++) {
@@ -30,16 +34,16 @@ Test(feedback, ef_keeps_what_was_not_sent)
             const float *v = cp_feedback_ef.prepare(&fp0, e, g, work, NULL, n, &bad);
             cr_assert_eq(bad, 0);
             cr_assert_eq(memcmp(e, e_old, n * sizeof(float)), 0, "prepare changed state");
-            unsigned char *m = tu_encode(codecs[c], &p, v, n, &len);
-            cr_assert_eq(codecs[c]->decode(&p, m, len, 1.0f, NULL, d, n), CP_OK);
-            cr_assert_eq(cp_feedback_ef.commit(&fp0, e, v, NULL, NULL, codecs[c], &p, m, len, n), CP_OK);
+            unsigned char *m = tu_encode(codec, &p, v, n, &len);
+            cr_assert_eq(codec->decode(&p, m, len, 1.0f, NULL, d, n), CP_OK);
+            cr_assert_eq(cp_feedback_ef.commit(&fp0, e, v, NULL, NULL, codec, &p, m, len, n), CP_OK);
             for (size_t i = 0; i < n; i++) {
                 float lhs = e[i] + d[i];
                 float rhs = e_old[i] + g[i];
                 cr_assert_eq(v[i], rhs); /* v is exactly e_old + g */
                 double tol = FLT_EPSILON * (fabs(rhs) + fabs(d[i]) + fabs(e[i]));
                 cr_assert_leq(fabs((double)lhs - rhs), tol,
-                              "%s step %d i %zu: %g vs %g", codecs[c]->name,
+                              "%s step %d i %zu: %g vs %g", codec->name,
                               step, i, lhs, rhs);
             }
             free(g), free(m);

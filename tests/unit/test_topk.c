@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "compressors/compressor.h"
+#include "util/hd.h"
 #include "testutil.h"
 
 static const float *sort_base;
@@ -190,4 +191,41 @@ Test(topk, decode_accumulates_with_alpha)
     for (int i = 0; i < 5; i++)
         cr_assert_eq(out[i], want[i]);
     free(m);
+}
+
+/* topk_fp16: the same entries as the f32 message, values rounded to fp16
+ * (saturating), 6 bytes each; the flag and the length must agree. */
+Test(topk, fp16_values)
+{
+    const size_t n = 5000;
+    cp_params_t p = tu_params(), h = tu_params();
+    h.topk_fp16 = 1;
+    float *x = tu_gradient(n, 21), *a = malloc(n * 4), *b = malloc(n * 4);
+    x[17] = 1e6f; /* beyond fp16's range: saturates to 65504 */
+    size_t la, lb;
+    unsigned char *ma = tu_encode(&cp_compressor_topk, &p, x, n, &la);
+    unsigned char *mb = tu_encode(&cp_compressor_topk, &h, x, n, &lb);
+    size_t k = cp_topk_k(p.density, n);
+    cr_assert_eq(la, 4 + 8 * k);
+    cr_assert_eq(lb, 4 + 6 * k);
+    cr_assert_eq(cp_get_u32(mb), (uint32_t)k | 0x80000000u);
+    cr_assert_eq(memcmp(ma + 4, mb + 4, 4 * k), 0, "indices differ");
+    cr_assert_eq(cp_compressor_topk.decode(&p, ma, la, 1.0f, NULL, a, n), CP_OK);
+    cr_assert_eq(cp_compressor_topk.decode(&h, mb, lb, 1.0f, NULL, b, n), CP_OK);
+    for (size_t i = 0; i < n; i++) {
+        float want = cp_f16_to_f32(cp_f32_to_f16(a[i]));
+        cr_assert_eq(b[i], want, "i %zu: %g vs %g", i, b[i], want);
+    }
+    cr_assert_eq(b[17], 65504.0f);
+    /* The flag with f32-sized values, or the reverse, is malformed. */
+    cp_put_u32(ma, (uint32_t)k | 0x80000000u);
+    cr_assert_eq(cp_compressor_topk.decode(&p, ma, la, 1.0f, NULL, a, n), CP_ERR_MALFORMED);
+    cp_put_u32(mb, (uint32_t)k);
+    cr_assert_eq(cp_compressor_topk.decode(&p, mb, lb, 1.0f, NULL, a, n), CP_ERR_MALFORMED);
+    /* An infinite fp16 value is malformed. */
+    cp_put_u32(mb, (uint32_t)k | 0x80000000u);
+    uint16_t inf = 0x7c00;
+    memcpy(mb + 4 + 4 * k, &inf, 2);
+    cr_assert_eq(cp_compressor_topk.decode(&p, mb, lb, 1.0f, NULL, a, n), CP_ERR_MALFORMED);
+    free(x), free(a), free(b), free(ma), free(mb);
 }
