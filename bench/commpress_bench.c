@@ -214,7 +214,7 @@ int main(int argc, char **argv)
                 if (jf)
                     fprintf(jf,
                             "%s\n {\"compressor\": \"%s\", \"count\": %zu, \"ranks\": %d, "
-                            "\"time_s\": %.9f, \"baseline_time_s\": %.9f, \"speedup\": %.6f, "
+                            "\"time_s\": %.9g, \"baseline_time_s\": %.9g, \"speedup\": %.9g, "
                             "\"algbw_gbs\": %.6f, \"bytes_sent\": %.0f, \"ratio\": %.6f, "
                             "\"relerr\": %.6g, \"identical\": %s}",
                             rows ? "," : "", s->text, n, nranks, tm, base, base / tm,

@@ -22,6 +22,7 @@
 #include "compressors/compressor.h"
 #include "compressors/feedback.h"
 #include "include/commpress_fl.h"
+#include "optim/state_blob.h"
 #include "util/hd.h"
 
 enum { FL_FEDAVG = 0, FL_SCAFCOM = 1, FL_SCALLION = 2 };
@@ -106,35 +107,8 @@ size_t commpress_fl_message_max(const commpress_fl_config_t *c)
     return FL_HDR + s.codec->max_size(&s.p, c->dim);
 }
 
-/* ---- checkpoints: [magic 8][u64 a][u64 b][u64 c][floats...][u64 FNV] ---- */
-
-static size_t blob_size(size_t floats) { return 8 + 24 + 4 * floats + 8; }
-
-static void blob_write(void *buf, const char *magic, const uint64_t h[3],
-                       const float *const *arrays, const size_t *lens, int n)
-{
-    unsigned char *p = buf;
-    memcpy(p, magic, 8), p += 8;
-    memcpy(p, h, 24), p += 24;
-    for (int i = 0; i < n; i++)
-        memcpy(p, arrays[i], 4 * lens[i]), p += 4 * lens[i];
-    uint64_t f = cp_fnv1a(buf, (size_t)(p - (unsigned char *)buf));
-    memcpy(p, &f, 8);
-}
-
-/* Checks magic, size and checksum; h gets the three header words. */
-static cp_status_t blob_check(const void *buf, size_t len, const char *magic,
-                              size_t floats, uint64_t h[3])
-{
-    uint64_t f;
-    if (buf == NULL || len != blob_size(floats) || memcmp(buf, magic, 8) != 0)
-        return CP_ERR_MALFORMED;
-    memcpy(&f, (const unsigned char *)buf + len - 8, 8);
-    if (f != cp_fnv1a(buf, len - 8))
-        return CP_ERR_MALFORMED;
-    memcpy(h, (const unsigned char *)buf + 8, 24);
-    return CP_OK;
-}
+/* Checkpoints: optim/state_blob.h with three header words (dim,
+ * algorithm, and the client id or the server round). */
 
 /* ---- client ---- */
 
@@ -259,7 +233,7 @@ int commpress_fl_client_save(const commpress_fl_client_t *cl, void *buf,
 {
     if (cl == NULL || len == NULL)
         return CP_ERR_INVALID;
-    *len = blob_size(client_floats(cl));
+    *len = cp_blob_size(3, client_floats(cl));
     if (buf == NULL)
         return CP_OK;
     if (cap < *len)
@@ -267,7 +241,7 @@ int commpress_fl_client_save(const commpress_fl_client_t *cl, void *buf,
     uint64_t h[3] = {cl->s.c.dim, (uint64_t)cl->s.algo, cl->id};
     const float *arr[2] = {cl->ci, cl->vi};
     size_t lens[2] = {cl->s.c.dim, cl->s.c.dim};
-    blob_write(buf, "CPFLCLNT", h, arr, lens, cl->s.algo == FL_SCAFCOM ? 2 : 1);
+    cp_blob_write(buf, "CPFLCLNT", h, 3, arr, lens, cl->s.algo == FL_SCAFCOM ? 2 : 1);
     return CP_OK;
 }
 
@@ -275,12 +249,12 @@ int commpress_fl_client_load(commpress_fl_client_t *cl, const void *buf,
                              size_t len)
 {
     uint64_t h[3];
+    const unsigned char *p;
     if (cl == NULL)
         return CP_ERR_INVALID;
-    CP_CHECK(blob_check(buf, len, "CPFLCLNT", client_floats(cl), h));
+    CP_CHECK(cp_blob_check(buf, len, "CPFLCLNT", 3, client_floats(cl), h, &p));
     if (h[0] != cl->s.c.dim || h[1] != (uint64_t)cl->s.algo || h[2] != cl->id)
         return CP_ERR_MALFORMED;
-    const unsigned char *p = (const unsigned char *)buf + 32;
     memcpy(cl->ci, p, 4 * cl->s.c.dim);
     if (cl->s.algo == FL_SCAFCOM)
         memcpy(cl->vi, p + 4 * cl->s.c.dim, 4 * cl->s.c.dim);
@@ -404,7 +378,7 @@ int commpress_fl_server_save(const commpress_fl_server_t *s, void *buf,
 {
     if (s == NULL || len == NULL)
         return CP_ERR_INVALID;
-    *len = blob_size(2 * s->s.c.dim);
+    *len = cp_blob_size(3, 2 * s->s.c.dim);
     if (buf == NULL)
         return CP_OK;
     if (cap < *len)
@@ -412,7 +386,7 @@ int commpress_fl_server_save(const commpress_fl_server_t *s, void *buf,
     uint64_t h[3] = {s->s.c.dim, (uint64_t)s->s.algo, s->round};
     const float *arr[2] = {s->x, s->c};
     size_t lens[2] = {s->s.c.dim, s->s.c.dim};
-    blob_write(buf, "CPFLSRVR", h, arr, lens, 2);
+    cp_blob_write(buf, "CPFLSRVR", h, 3, arr, lens, 2);
     return CP_OK;
 }
 
@@ -420,12 +394,12 @@ int commpress_fl_server_load(commpress_fl_server_t *s, const void *buf,
                              size_t len)
 {
     uint64_t h[3];
+    const unsigned char *p;
     if (s == NULL)
         return CP_ERR_INVALID;
-    CP_CHECK(blob_check(buf, len, "CPFLSRVR", 2 * s->s.c.dim, h));
+    CP_CHECK(cp_blob_check(buf, len, "CPFLSRVR", 3, 2 * s->s.c.dim, h, &p));
     if (h[0] != s->s.c.dim || h[1] != (uint64_t)s->s.algo)
         return CP_ERR_MALFORMED;
-    const unsigned char *p = (const unsigned char *)buf + 32;
     memcpy(s->x, p, 4 * s->s.c.dim);
     memcpy(s->c, p + 4 * s->s.c.dim, 4 * s->s.c.dim);
     s->round = h[2];

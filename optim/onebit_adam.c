@@ -18,6 +18,7 @@
 #include "collectives/allreduce.h"
 #include "collectives/transport_mpi.h"
 #include "include/commpress.h"
+#include "optim/state_blob.h"
 #include "util/hd.h"
 
 struct commpress_onebit_adam {
@@ -215,29 +216,17 @@ void commpress_onebit_adam_stats(const commpress_onebit_adam_t *o,
                      : 0.0;
 }
 
-/* Saved state, host byte order (a checkpoint moves between runs, not
- * between architectures):
- *   "CPOBADAM" u32 version u32 size u32 rank u32 0
- *   u64 count u64 freeze_step u64 step u64 onebit_steps u64 dense_steps
- *   u64 worker_floats u64 server_floats
- *   f32 m[count] f32 v[count] f32 worker[] f32 server[]
- *   u64 FNV-1a of everything before it */
+/* Saved state (optim/state_blob.h), magic "CPOBADAM", header words:
+ *   version, communicator size, rank, count, freeze_step, step,
+ *   onebit steps, dense steps, worker floats, server floats
+ * then m[count], v[count], worker[], server[]. */
 #define OBA_MAGIC "CPOBADAM"
-#define OBA_VERSION 1u
-#define OBA_HDR (8 + 4 * 4 + 7 * 8)
+#define OBA_VERSION 2u
+#define OBA_NH 10
 
-static size_t state_size(const commpress_onebit_adam_t *o)
+static size_t state_floats(const commpress_onebit_adam_t *o)
 {
-    return OBA_HDR +
-           4 * (2 * o->count + o->t_onebit->worker_floats +
-                o->t_onebit->server_floats) +
-           8;
-}
-
-static unsigned char *put(unsigned char *p, const void *src, size_t bytes)
-{
-    memcpy(p, src, bytes);
-    return p + bytes;
+    return 2 * o->count + o->t_onebit->worker_floats + o->t_onebit->server_floats;
 }
 
 int commpress_onebit_adam_save(const commpress_onebit_adam_t *o, void *buf,
@@ -245,57 +234,44 @@ int commpress_onebit_adam_save(const commpress_onebit_adam_t *o, void *buf,
 {
     if (o == NULL || len == NULL)
         return CP_ERR_INVALID;
-    *len = state_size(o);
+    *len = cp_blob_size(OBA_NH, state_floats(o));
     if (buf == NULL)
         return CP_OK;
     if (cap < *len)
         return CP_ERR_NOSPACE;
     const cp_tensor_t *t = o->t_onebit;
-    uint32_t h32[4] = {OBA_VERSION, (uint32_t)o->tp.size, (uint32_t)o->tp.rank, 0};
-    uint64_t h64[7] = {o->count, o->cfg.freeze_step, o->step, t->steps,
-                       o->t_dense->steps, t->worker_floats, t->server_floats};
-    unsigned char *p = buf;
-    p = put(p, OBA_MAGIC, 8);
-    p = put(p, h32, sizeof(h32));
-    p = put(p, h64, sizeof(h64));
-    p = put(p, o->m, 4 * o->count);
-    p = put(p, o->v, 4 * o->count);
-    p = put(p, t->worker, 4 * t->worker_floats);
-    p = put(p, t->server, 4 * t->server_floats);
-    uint64_t h = cp_fnv1a(buf, (size_t)(p - (unsigned char *)buf));
-    put(p, &h, 8);
+    uint64_t h[OBA_NH] = {OBA_VERSION, (uint64_t)o->tp.size, (uint64_t)o->tp.rank,
+                          o->count, o->cfg.freeze_step, o->step, t->steps,
+                          o->t_dense->steps, t->worker_floats, t->server_floats};
+    const float *arr[4] = {o->m, o->v, t->worker, t->server};
+    size_t lens[4] = {o->count, o->count, t->worker_floats, t->server_floats};
+    cp_blob_write(buf, OBA_MAGIC, h, OBA_NH, arr, lens, 4);
     return CP_OK;
 }
 
 int commpress_onebit_adam_load(commpress_onebit_adam_t *o, const void *buf,
                                size_t len)
 {
-    const unsigned char *b = buf;
-    uint32_t h32[4];
-    uint64_t h64[7], h;
+    uint64_t h[OBA_NH];
+    const unsigned char *p;
 
     if (o == NULL || buf == NULL)
         return CP_ERR_INVALID;
     /* Everything is checked before anything is written. */
-    if (len != state_size(o) || memcmp(b, OBA_MAGIC, 8) != 0)
-        return CP_ERR_MALFORMED;
-    memcpy(h32, b + 8, sizeof(h32));
-    memcpy(h64, b + 8 + sizeof(h32), sizeof(h64));
-    memcpy(&h, b + len - 8, 8);
+    CP_CHECK(cp_blob_check(buf, len, OBA_MAGIC, OBA_NH, state_floats(o), h, &p));
     const cp_tensor_t *t = o->t_onebit;
-    if (h != cp_fnv1a(b, len - 8) || h32[0] != OBA_VERSION ||
-        h32[1] != (uint32_t)o->tp.size || h32[2] != (uint32_t)o->tp.rank ||
-        h64[0] != o->count || h64[1] != o->cfg.freeze_step ||
-        h64[5] != t->worker_floats || h64[6] != t->server_floats)
+    if (h[0] != OBA_VERSION || h[1] != (uint64_t)o->tp.size ||
+        h[2] != (uint64_t)o->tp.rank || h[3] != o->count ||
+        h[4] != o->cfg.freeze_step || h[8] != t->worker_floats ||
+        h[9] != t->server_floats)
         return CP_ERR_MALFORMED;
-    const unsigned char *p = b + OBA_HDR;
     memcpy(o->m, p, 4 * o->count), p += 4 * o->count;
     memcpy(o->v, p, 4 * o->count), p += 4 * o->count;
     memcpy(o->t_onebit->worker, p, 4 * t->worker_floats);
     p += 4 * t->worker_floats;
     memcpy(o->t_onebit->server, p, 4 * t->server_floats);
-    o->step = h64[2];
-    o->t_onebit->steps = h64[3];
-    o->t_dense->steps = h64[4];
+    o->step = h[5];
+    o->t_onebit->steps = h[6];
+    o->t_dense->steps = h[7];
     return CP_OK;
 }
