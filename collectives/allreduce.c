@@ -132,9 +132,9 @@ void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
     cp_params_t p = cp_step_params(cfg, 0);
     cp_chunk_range(count, size, rank, &off, &len);
     *worker = cfg->feedback->state_floats(count);
-    /* Server state exists unless every step can only be sparse. */
-    *server = cp_allreduce_choose(cfg, &p, 1, count, size) == CP_ALGO_SPARSE &&
-                      !cfg->feedback->dense_first
+    /* No server state when the first step is sparse: density only falls
+     * (DGC's warm-up), so every later step is sparse too. */
+    *server = cp_allreduce_choose(cfg, &p, 0, count, size) == CP_ALGO_SPARSE
                   ? 0
                   : cfg->feedback->server->state_floats(len);
 }

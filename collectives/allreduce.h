@@ -67,6 +67,13 @@ typedef struct {
     double compress_seconds;
 } cp_coll_result_t;
 
+/* Bytes this rank put on the wire for a call: the compressed exchange, plus
+ * the exact allreduce a non-finite step fell back to. */
+static inline size_t cp_coll_wire_bytes(const cp_coll_result_t *res)
+{
+    return res->bytes_sent + (res->nonfinite ? res->bytes_dense : 0);
+}
+
 typedef struct {
     const float *send; /* NULL: in place, the input is recv */
     float *recv;

@@ -45,7 +45,7 @@ static const float *dgc_prepare(const cp_fb_params_t *fp, const float *st,
         float v = st[2 * i + 1] + u;
         aux[i] = u;
         work[i] = v;
-        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+        bad |= (uint32_t)cp_nonfinite(v);
     }
     *nonfinite = bad != 0;
     return work;

@@ -23,7 +23,7 @@ static const float *econtrol_prepare(const cp_fb_params_t *fp, const float *st,
         float v = eta * st[3 * i] + w;
         aux[i] = w;
         work[i] = v;
-        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+        bad |= (uint32_t)cp_nonfinite(v);
     }
     *nonfinite = bad != 0;
     return work;

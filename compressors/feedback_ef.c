@@ -15,7 +15,7 @@ static const float *ef_prepare(const cp_fb_params_t *fp, const float *e,
     for (size_t i = 0; i < n; i++) {
         float v = e[i] + g[i];
         work[i] = v;
-        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+        bad |= (uint32_t)cp_nonfinite(v);
     }
     *nonfinite = bad != 0;
     return work;

@@ -19,7 +19,7 @@ static const float *ef21_prepare(const cp_fb_params_t *fp, const float *st,
     for (size_t i = 0; i < n; i++) {
         float v = g[i] - st[2 * i];
         work[i] = v;
-        bad |= (uint32_t)((cp_f32_bits(v) & 0x7f800000u) == 0x7f800000u);
+        bad |= (uint32_t)cp_nonfinite(v);
     }
     *nonfinite = bad != 0;
     return work;

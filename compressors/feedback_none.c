@@ -7,7 +7,7 @@ int cp_any_nonfinite(const float *x, size_t n)
     uint32_t bad = 0;
     /* Branch-free so the loop vectorizes: OR of "exponent all ones". */
     for (size_t i = 0; i < n; i++)
-        bad |= (uint32_t)((cp_f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u);
+        bad |= (uint32_t)cp_nonfinite(x[i]);
     return bad != 0;
 }
 

@@ -128,7 +128,7 @@ fail:
 
 static void account(commpress_onebit_adam_t *o, const cp_coll_result_t *res)
 {
-    o->stats.bytes_sent += res->bytes_sent + (res->nonfinite ? res->bytes_dense : 0);
+    o->stats.bytes_sent += cp_coll_wire_bytes(res);
     o->stats.bytes_dense += res->bytes_dense;
 }
 

@@ -6,6 +6,7 @@
 #include "include/commpress.h"
 #include "plugin/comm_state.h"
 #include "plugin/config.h"
+#include "plugin/stats.h"
 #include "util/hd.h"
 #include "util/log.h"
 
@@ -157,21 +158,14 @@ int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
                              .tensor = t, .cfg = &ctx->coll,
                              .ws = &ctx->state->ws, .tp = &ctx->state->tp};
     CP_CHECK(cp_allreduce(&a, &res));
-    commpress_stats_t *s = &ctx->stats;
-    s->calls_compressed++;
-    s->calls_nonfinite += (unsigned long long)res.nonfinite;
-    s->bytes_uncompressed += res.bytes_dense;
-    s->bytes_sent += res.bytes_sent + (res.nonfinite ? res.bytes_dense : 0);
-    s->compress_seconds += res.compress_seconds;
+    cp_stats_accumulate(&ctx->stats, &res);
     return CP_OK;
 }
 
 void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out)
 {
     *out = ctx->stats;
-    out->ratio = out->bytes_sent ? (double)out->bytes_uncompressed /
-                                       (double)out->bytes_sent
-                                 : 0.0;
+    cp_stats_set_ratio(out);
     out->state_bytes = commpress_state_bytes(ctx);
     out->state_bytes_peak = out->state_bytes;
 }

@@ -101,30 +101,34 @@ static void state_release(ncclComm_t comm)
     pthread_mutex_unlock(&cp_nccl_lock);
 }
 
-/* The configuration, with what the GPU path cannot run refused at once:
- * DGC, EF21 and EControl exist on the CPU (MPI) path only. */
+/* What the GPU path cannot run, as the one-line error naming the
+ * variable; NULL when it can run the configuration. DGC, EF21, EControl
+ * and fp16 top-k values exist on the CPU (MPI) path only. */
+static const char *nccl_unsupported(const cp_coll_config_t *c)
+{
+    if (c->feedback == &cp_feedback_ef21)
+        return "COMMPRESS_FEEDBACK='ef21' is invalid with NCCL (it runs on the "
+               "MPI path only); accepted: auto | none | ef";
+    if (c->feedback == &cp_feedback_econtrol)
+        return "COMMPRESS_FEEDBACK='econtrol' is invalid with NCCL (it runs on "
+               "the MPI path only); accepted: auto | none | ef";
+    if (c->params.topk_fp16)
+        return "COMMPRESS_TOPK_VALUES='fp16' is invalid with NCCL (MPI path "
+               "only); accepted: f32";
+    if (c->feedback == &cp_feedback_dgc)
+        return "COMMPRESS_COMPRESSOR='dgc' is invalid with NCCL (DGC runs on "
+               "the MPI path only); accepted: none | fp16 | bf16 | topk | sign "
+               "| quant";
+    return NULL;
+}
+
+/* The configuration, with what the GPU path cannot run refused at once. */
 static void nccl_load_or_exit(void)
 {
-    const cp_feedback_ops_t *fb;
     cp_runtime_load_or_exit();
-    fb = cp_runtime_coll()->feedback;
-    if (fb == &cp_feedback_ef21 || fb == &cp_feedback_econtrol) {
-        fprintf(stderr, "commpress: error: COMMPRESS_FEEDBACK='%s' is invalid "
-                        "with NCCL (it runs on the MPI path only); accepted: "
-                        "auto | none | ef\n", fb->name);
-        fflush(stderr);
-        exit(1);
-    }
-    if (cp_runtime_coll()->params.topk_fp16) {
-        fprintf(stderr, "commpress: error: COMMPRESS_TOPK_VALUES='fp16' is "
-                        "invalid with NCCL (MPI path only); accepted: f32\n");
-        fflush(stderr);
-        exit(1);
-    }
-    if (fb == &cp_feedback_dgc) {
-        fprintf(stderr, "commpress: error: COMMPRESS_COMPRESSOR='dgc' is "
-                        "invalid with NCCL (DGC runs on the MPI path only); "
-                        "accepted: none | fp16 | bf16 | topk | sign | quant\n");
+    const char *why = nccl_unsupported(cp_runtime_coll());
+    if (why != NULL) {
+        fprintf(stderr, "commpress: error: %s\n", why);
         fflush(stderr);
         exit(1);
     }

@@ -8,25 +8,30 @@
 static pthread_mutex_t cp_stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static commpress_stats_t cp_stats;
 
+void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
+{
+    s->calls_compressed++;
+    s->calls_nonfinite += res->nonfinite != 0;
+    s->bytes_uncompressed += res->bytes_dense;
+    s->bytes_sent += cp_coll_wire_bytes(res);
+    s->compress_seconds += res->compress_seconds;
+    if (res->algo == CP_ALGO_SPARSE && !res->nonfinite) {
+        s->calls_sparse++;
+        s->bytes_uncompressed_sparse += res->bytes_dense;
+        s->bytes_sent_sparse += res->bytes_sent;
+    }
+}
+
+void cp_stats_set_ratio(commpress_stats_t *s)
+{
+    s->ratio = s->bytes_sent ? (double)s->bytes_uncompressed / (double)s->bytes_sent
+                             : 0.0;
+}
+
 void cp_stats_add_compressed(const cp_coll_result_t *res)
 {
     pthread_mutex_lock(&cp_stats_lock);
-    if (res->nonfinite) {
-        /* The exact fallback ran: count the call, and its dense bytes. */
-        cp_stats.calls_nonfinite++;
-        cp_stats.bytes_uncompressed += res->bytes_dense;
-        cp_stats.bytes_sent += res->bytes_sent + res->bytes_dense;
-    } else {
-        cp_stats.bytes_uncompressed += res->bytes_dense;
-        cp_stats.bytes_sent += res->bytes_sent;
-        if (res->algo == CP_ALGO_SPARSE) {
-            cp_stats.calls_sparse++;
-            cp_stats.bytes_uncompressed_sparse += res->bytes_dense;
-            cp_stats.bytes_sent_sparse += res->bytes_sent;
-        }
-    }
-    cp_stats.calls_compressed++;
-    cp_stats.compress_seconds += res->compress_seconds;
+    cp_stats_accumulate(&cp_stats, res);
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
@@ -55,10 +60,7 @@ void cp_stats_get(commpress_stats_t *out)
 {
     pthread_mutex_lock(&cp_stats_lock);
     *out = cp_stats;
-    out->ratio = cp_stats.bytes_sent
-                     ? (double)cp_stats.bytes_uncompressed /
-                           (double)cp_stats.bytes_sent
-                     : 0.0;
+    cp_stats_set_ratio(out);
     pthread_mutex_unlock(&cp_stats_lock);
 }
 

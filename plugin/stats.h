@@ -9,6 +9,10 @@
 #include "include/commpress.h"
 
 void cp_stats_add_compressed(const cp_coll_result_t *res);
+/* Adds one compressed call to s (the shim's totals or an API context's). */
+void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res);
+/* Sets s->ratio from the byte counts. */
+void cp_stats_set_ratio(commpress_stats_t *s);
 void cp_stats_add_passthrough(size_t bytes_dense);
 /* State is reported in parts (MPI communicators, NCCL communicators),
  * each set as a whole by its owner. */
