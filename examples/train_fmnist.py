@@ -45,6 +45,9 @@ import sys  # noqa: E402
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from commpress import shim_stats  # noqa: E402
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -83,26 +86,6 @@ def evaluate(net, x, y):
     return correct / len(x)
 
 
-def shim_stats():
-    """The preloaded shim's statistics (None without the shim)."""
-    import ctypes
-    try:
-        f = ctypes.CDLL(None).commpress_stats
-    except AttributeError:
-        return None
-    names = ["calls_compressed", "calls_passthrough", "calls_nonfinite",
-             "bytes_uncompressed", "bytes_sent", "bytes_passthrough", "ratio",
-             "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
-             "bytes_uncompressed_sparse", "bytes_sent_sparse"]
-
-    class Stats(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_double if n in ("ratio", "compress_seconds")
-                     else ctypes.c_ulonglong) for n in names]
-    st = Stats()
-    f(ctypes.byref(st))
-    return {n: getattr(st, n) for n in names}
-
-
 def ratios(d):
     """Ratios of a stats dict (or of the difference of two)."""
     total = d["bytes_sent"] + d["bytes_passthrough"]
@@ -121,7 +104,8 @@ def comm_stats(opt, at_warmup):
     d = shim_stats()
     if d is None:
         return {}
-    out = {"commpress_stats": ratios(dict(d)), "ratio": ratios(dict(d))["ratio_all"]}
+    total = ratios(dict(d))
+    out = {"commpress_stats": total, "ratio": total["ratio_all"]}
     if at_warmup is not None:
         after = {k: d[k] - at_warmup[k] for k in d if isinstance(d[k], int)}
         out["commpress_stats_after_warmup"] = ratios(after)
@@ -233,8 +217,6 @@ def main():
     else:
         if args.mode != "mpi":
             raise SystemExit("train_fmnist: onebit-adam needs --mode mpi")
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                        "..", "python"))
         from commpress import OneBitAdam
         opt = OneBitAdam(trained.parameters(), comm=comm, lr=args.lr,
                          betas=(0.9, args.beta2), eps=args.eps,

@@ -91,6 +91,37 @@ def check(what, status):
         raise CommpressError(what, status)
 
 
+def save_blob(what, fn, handle):
+    """Bytes of a C save function that takes (handle, buf, cap, &len) and
+    gives the size when buf is NULL."""
+    n = ctypes.c_size_t()
+    check(what, fn(handle, None, 0, ctypes.byref(n)))
+    buf = ctypes.create_string_buffer(n.value)
+    check(what, fn(handle, buf, n.value, ctypes.byref(n)))
+    return buf.raw[:n.value]
+
+
+class ShimStats(ctypes.Structure):
+    """commpress_stats_t of include/commpress.h, field for field."""
+    _fields_ = [(n, ctypes.c_double if n in ("ratio", "compress_seconds") else ctypes.c_ulonglong)
+                for n in ("calls_compressed", "calls_passthrough", "calls_nonfinite",
+                          "bytes_uncompressed", "bytes_sent", "bytes_passthrough", "ratio",
+                          "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
+                          "bytes_uncompressed_sparse", "bytes_sent_sparse")]
+
+
+def shim_stats():
+    """The preloaded shim's statistics (commpress_stats) as a dict, or None
+    when libcommpress.so is not preloaded into this process."""
+    try:
+        f = ctypes.CDLL(None).commpress_stats
+    except AttributeError:
+        return None
+    st = ShimStats()
+    f(ctypes.byref(st))
+    return {n: getattr(st, n) for n, _ in ShimStats._fields_}
+
+
 def mpi_comm_handle(comm):
     """The C MPI_Comm of an mpi4py communicator (Open MPI: a pointer)."""
     from mpi4py import MPI

@@ -13,7 +13,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import check, lib
+from ._lib import check, lib, save_blob
 
 _FP = ctypes.POINTER(ctypes.c_float)
 _GRAD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, _FP, _FP, ctypes.c_size_t)
@@ -87,14 +87,6 @@ def _f32(a, n, what):
     return a
 
 
-def _save(fn, h):
-    n = ctypes.c_size_t()
-    check("save", fn(h, None, 0, ctypes.byref(n)))
-    buf = ctypes.create_string_buffer(n.value)
-    check("save", fn(h, buf, n.value, ctypes.byref(n)))
-    return buf.raw[:n.value]
-
-
 class FLClient:
     def __init__(self, cfg, client_id):
         self._c = _config(cfg)  # keeps the strings alive
@@ -135,7 +127,8 @@ class FLClient:
         return self._buf.raw[:n.value]
 
     def save(self):
-        return _save(_declared().commpress_fl_client_save, self._h)
+        return save_blob("commpress_fl_client_save", _declared().commpress_fl_client_save,
+                         self._h)
 
     def load(self, blob):
         check("commpress_fl_client_load",
@@ -185,7 +178,8 @@ class FLServer:
         return b.value, d.value
 
     def save(self):
-        return _save(_declared().commpress_fl_server_save, self._h)
+        return save_blob("commpress_fl_server_save", _declared().commpress_fl_server_save,
+                         self._h)
 
     def load(self, blob):
         check("commpress_fl_server_load",

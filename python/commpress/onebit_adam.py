@@ -11,7 +11,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import OneBitAdamConfig, OneBitAdamStats, check, lib, mpi_comm_handle
+from ._lib import OneBitAdamConfig, OneBitAdamStats, check, lib, mpi_comm_handle, save_blob
 
 _NONFINITE = -9
 
@@ -65,13 +65,8 @@ class OneBitAdamFlat:
 
     def save(self):
         """This rank's complete state as bytes."""
-        n = ctypes.c_size_t()
-        L = lib()
-        check("commpress_onebit_adam_save", L.commpress_onebit_adam_save(self._h, None, 0, ctypes.byref(n)))
-        buf = ctypes.create_string_buffer(n.value)
-        check("commpress_onebit_adam_save",
-              L.commpress_onebit_adam_save(self._h, buf, n.value, ctypes.byref(n)))
-        return buf.raw[:n.value]
+        return save_blob("commpress_onebit_adam_save", lib().commpress_onebit_adam_save,
+                         self._h)
 
     def load(self, blob):
         check("commpress_onebit_adam_load",

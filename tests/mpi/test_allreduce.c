@@ -19,6 +19,7 @@
 
 #include "include/commpress.h"
 #include "common/check.h"
+#include "common/splitmix.h"
 #include "common/mpi_check.h"
 
 static int rank, nranks;
@@ -48,13 +49,6 @@ static commpress_stats_t stats(void)
     return s;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Normal values with a heavy tail, different on every rank; fill_as makes
  * rank r's values anywhere (for replicas). */
@@ -62,10 +56,10 @@ static void fill_as(float *x, size_t n, uint64_t seed, int r)
 {
     uint64_t s = seed * 1000003 + (uint64_t)r * 7919;
     for (size_t i = 0; i < n; i++) {
-        double u1 = ((double)(splitmix(&s) >> 11) + 0.5) / 9007199254740992.0;
-        double u2 = (double)(splitmix(&s) >> 11) / 9007199254740992.0;
+        double u1 = ((double)(cp_test_splitmix(&s) >> 11) + 0.5) / 9007199254740992.0;
+        double u2 = (double)(cp_test_splitmix(&s) >> 11) / 9007199254740992.0;
         double z = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
-        if ((splitmix(&s) & 127) == 0)
+        if ((cp_test_splitmix(&s) & 127) == 0)
             z *= 30;
         x[i] = (float)(z * 1e-3);
     }

@@ -14,21 +14,15 @@
 
 #include "include/commpress.h"
 #include "common/check.h"
+#include "common/splitmix.h"
 #include "common/mpi_check.h"
 
 static int rank, nranks;
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static float unif(uint64_t *s)
 {
-    return (float)((double)(splitmix(s) >> 40) / 16777216.0 - 0.5);
+    return (float)((double)(cp_test_splitmix(s) >> 40) / 16777216.0 - 0.5);
 }
 
 /* Rank r's target c_r: the ranks' optima differ (heterogeneous data). */

@@ -9,14 +9,9 @@
 #include <stdlib.h>
 
 #include "compressors/compressor.h"
+#include "tests/common/splitmix.h"
 
-static inline uint64_t tu_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t tu_next(uint64_t *s) { return cp_test_splitmix(s); }
 
 static inline double tu_unif(uint64_t *s)
 {
