@@ -69,12 +69,36 @@ h=$1; shift
 exec ip netns exec "$h" /bin/sh -c "$*"
 AGENT
 chmod +x "$state/rsh"
+# Wait until every host reaches the next one (a fresh bridge port may
+# drop the first packets; Open MPI's TCP connect then fails the job). A TCP
+# connect to the discard port answers at once, accepted or refused, when
+# the peer is reachable, and hangs when it is not (no ping needed).
+reach() { # reach NAMESPACE|- ADDRESS
+  local pre=()
+  [ "$1" = - ] || pre=(ip netns exec "$1")
+  "${pre[@]}" timeout 1 bash -c "exec 3<>/dev/tcp/$2/9" 2>/dev/null
+  [ $? -ne 124 ]
+}
+ready() {
+  local i
+  for i in $(seq 1 "$hosts"); do
+    reach "cpc$i" "$NET.$(( i % hosts + 1 ))" && reach - "$NET.$i" || return 1
+  done
+}
+for try in $(seq 1 20); do ready && break; sleep 0.5; done
+ready || { echo "cluster.sh: the emulated hosts do not reach each other" >&2; exit 1; }
 echo "cluster.sh: $hosts hosts at $rate per link" >&2
 
 fwd=()
 for v in $(env | grep -o '^COMMPRESS_[A-Z0-9_]*' || true); do fwd+=(-x "$v"); done
 if [ -n "${LD_PRELOAD:-}" ]; then fwd+=(-x "LD_PRELOAD=$LD_PRELOAD"); unset LD_PRELOAD; fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The hosts share this machine's cores. Open MPI sees one slot per host,
+# so it does not know it is oversubscribed and its waiting ranks spin at
+# full speed, taking the core from a rank that computes on it (a real host
+# has its own cores). With more hosts than cores, waiting ranks yield.
+yield=()
+if [ "$hosts" -gt "$(nproc)" ]; then yield=(--mca mpi_yield_when_idle 1); fi
 set +e
 # rtc ^hwloc: Open MPI 4.1's daemons map a shared hwloc topology into the
 # "biggest" hole of the address space, which now and then lands on the
@@ -82,6 +106,6 @@ set +e
 # binding, which these runs do not use.
 mpirun --hostfile "$state/hosts" --mca plm_rsh_agent "$state/rsh" --mca rtc ^hwloc \
   --mca btl tcp,self --mca btl_tcp_if_include $NET.0/24 --mca oob_tcp_if_include $NET.0/24 \
-  --map-by node -np "$hosts" "${fwd[@]}" "$@"
+  --map-by node -np "$hosts" "${yield[@]}" "${fwd[@]}" "$@"
 rc=$?
 exit $rc

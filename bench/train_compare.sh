@@ -3,7 +3,8 @@
 # method, one run each, then plots and tabulates them:
 #   plain MPI (mpi4py, Horovod-style fused allreduce), the same program with
 #   commpress preloaded (several settings), and PyTorch DDP over gloo with
-#   no hook, the fp16 hook and the PowerSGD hook.
+#   no hook, the fp16 hook and the PowerSGD hook. DGC (COMPRESSOR=dgc) runs
+#   the optimizer without momentum: DGC applies it before compressing.
 #
 #   bench/train_compare.sh [--hosts 4] [--rate 1gbit] [--steps 300] [--out DIR]
 #
@@ -34,6 +35,10 @@ run() {
 }
 run "mpi-plain" --mode mpi
 COMMPRESS_COMPRESSOR=topk COMMPRESS_DENSITY=0.01 LD_PRELOAD=$lib run "commpress-topk-1%" --mode mpi
+# DGC keeps the momentum itself (momentum correction), so the optimizer runs
+# without it; density 1% after a 30-step warm-up (docs/dgc.md).
+COMMPRESS_COMPRESSOR=dgc COMMPRESS_DENSITY=0.01 COMMPRESS_DGC_WARMUP_STEPS=30 LD_PRELOAD=$lib \
+  run "commpress-dgc-1%" --mode mpi --momentum 0
 COMMPRESS_COMPRESSOR=sign LD_PRELOAD=$lib run "commpress-sign" --mode mpi
 COMMPRESS_COMPRESSOR=quant COMMPRESS_BITS=4 LD_PRELOAD=$lib run "commpress-quant-4bit" --mode mpi
 run "ddp" --mode ddp

@@ -3,10 +3,11 @@
  * State: e (n floats). */
 #include "compressors/feedback.h"
 #include "util/hd.h"
+#include "util/simd.h"
 
 static size_t ef_state_floats(size_t n) { return n; }
 
-static const float *ef_prepare(const cp_fb_params_t *fp, const float *e,
+CP_CLONES static const float *ef_prepare(const cp_fb_params_t *fp, const float *e,
                                const float *g, float *work, float *aux,
                                size_t n, int *nonfinite)
 {

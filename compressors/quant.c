@@ -5,9 +5,11 @@
  * Wire: [nb x (f32 min, f32 unit)][ceil(n * b / 8) bytes of q, LSB first,
  * one bit stream across buckets]. */
 #include <math.h>
+#include <string.h>
 
 #include "compressors/compressor.h"
 #include "compressors/codec_math.h"
+#include "util/simd.h"
 
 static size_t quant_nbuckets(const cp_params_t *p, size_t n)
 {
@@ -19,38 +21,59 @@ static size_t quant_max_size(const cp_params_t *p, size_t n)
     return 8 * quant_nbuckets(p, n) + (n * (size_t)p->bits + 7) / 8;
 }
 
-/* Min and max of v[0..m), m >= 1. Eight independent lanes make the loop an
- * elementwise select, which vectorizes without -ffast-math (a float min
- * reduction does not). */
-static void bucket_range(const float *v, size_t m, float *mn_p, float *mx_p)
+/* Min and max of v[0..m), m >= 1. GCC's vector types hold 16 lanes in
+ * two registers (two independent dependency chains); lane j sees elements
+ * 16 k + j (x < lo ? x : lo), the tail goes to lane 0, and the lanes fold
+ * in order. A float min reduction would not vectorize without
+ * -ffast-math. The result is the same value in any order (only the sign of
+ * a zero minimum could differ, as between the CPU and the GPU's shuffle
+ * tree; it decodes to the same values). */
+typedef float cp_v8f __attribute__((vector_size(32)));
+typedef int32_t cp_v8i __attribute__((vector_size(32)));
+
+/* Lanewise m ? a : b (a macro: a function returning a vector warns about
+ * the ABI in the baseline clone). */
+#define V8_SELECT(m, a, b) \
+    ((cp_v8f)(((cp_v8i)(a) & (m)) | ((cp_v8i)(b) & ~(m))))
+
+CP_INLINE void bucket_range(const float *v, size_t m, float *mn_p, float *mx_p)
 {
-    float lo[8], hi[8];
+    cp_v8f lo0, hi0, lo1, hi1, x0, x1;
+    float l[16], h[16];
     size_t i = 0;
     for (int j = 0; j < 8; j++)
-        lo[j] = hi[j] = v[0];
-    for (; i + 8 <= m; i += 8)
-        for (int j = 0; j < 8; j++) {
-            lo[j] = v[i + j] < lo[j] ? v[i + j] : lo[j];
-            hi[j] = v[i + j] > hi[j] ? v[i + j] : hi[j];
-        }
+        lo0[j] = hi0[j] = v[0];
+    lo1 = lo0, hi1 = hi0;
+    for (; i + 16 <= m; i += 16) {
+        memcpy(&x0, v + i, sizeof(x0));
+        memcpy(&x1, v + i + 8, sizeof(x1));
+        lo0 = V8_SELECT(x0 < lo0, x0, lo0);
+        hi0 = V8_SELECT(x0 > hi0, x0, hi0);
+        lo1 = V8_SELECT(x1 < lo1, x1, lo1);
+        hi1 = V8_SELECT(x1 > hi1, x1, hi1);
+    }
+    memcpy(l, &lo0, sizeof(lo0)), memcpy(l + 8, &lo1, sizeof(lo1));
+    memcpy(h, &hi0, sizeof(hi0)), memcpy(h + 8, &hi1, sizeof(hi1));
     for (; i < m; i++) {
-        lo[0] = v[i] < lo[0] ? v[i] : lo[0];
-        hi[0] = v[i] > hi[0] ? v[i] : hi[0];
+        l[0] = v[i] < l[0] ? v[i] : l[0];
+        h[0] = v[i] > h[0] ? v[i] : h[0];
     }
-    for (int j = 1; j < 8; j++) {
-        lo[0] = lo[j] < lo[0] ? lo[j] : lo[0];
-        hi[0] = hi[j] > hi[0] ? hi[j] : hi[0];
+    for (int j = 1; j < 16; j++) {
+        l[0] = l[j] < l[0] ? l[j] : l[0];
+        h[0] = h[j] > h[0] ? h[j] : h[0];
     }
-    *mn_p = lo[0];
-    *mx_p = hi[0];
+    *mn_p = l[0];
+    *mx_p = h[0];
 }
 
 #define QBLOCK 256 /* levels computed per block, then packed */
 
 /* Packs m levels (m a multiple of 8 except at the stream's end) into the
- * LSB-first stream at byte `out`, for bits in {1, 2, 4, 8}. */
-static void pack_aligned(const uint8_t *q, size_t m, unsigned bits,
-                         unsigned char *out)
+ * LSB-first stream at byte `out`, for bits in {1, 2, 4, 8}. Inline and
+ * called with a literal bits (pack_levels), so per is a constant and the
+ * byte loop vectorizes. */
+CP_INLINE void pack_aligned(const uint8_t *q, size_t m, unsigned bits,
+                                unsigned char *out)
 {
     const unsigned per = 8 / bits;
     size_t full = m / per;
@@ -65,6 +88,67 @@ static void pack_aligned(const uint8_t *q, size_t m, unsigned bits,
         for (unsigned k = 0; k < m % per; k++)
             byte |= (unsigned)q[full * per + k] << (k * bits);
         out[full] = (unsigned char)byte;
+    }
+}
+
+CP_INLINE void pack_levels(const uint8_t *q, size_t m, unsigned bits,
+                           unsigned char *out)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* 4 and 2 bits: read the levels of one output byte as one little-endian
+     * word and fold it with shifts (levels are < 2^bits, so no bits
+     * collide): elementwise, so it vectorizes. */
+    if (bits == 4) {
+        size_t j = 0;
+        for (; j < m / 2; j++) {
+            uint16_t w;
+            memcpy(&w, q + 2 * j, 2);
+            out[j] = (unsigned char)(w | w >> 4);
+        }
+        pack_aligned(q + 2 * j, m - 2 * j, 4, out + j);
+        return;
+    }
+    if (bits == 2) {
+        size_t j = 0;
+        for (; j < m / 4; j++) {
+            uint32_t w;
+            memcpy(&w, q + 4 * j, 4);
+            w |= w >> 6;
+            out[j] = (unsigned char)(w | w >> 12);
+        }
+        pack_aligned(q + 4 * j, m - 4 * j, 2, out + j);
+        return;
+    }
+#endif
+    switch (bits) {
+    case 1: pack_aligned(q, m, 1, out); break;
+    case 2: pack_aligned(q, m, 2, out); break;
+    case 4: pack_aligned(q, m, 4, out); break;
+    default: pack_aligned(q, m, 8, out); break;
+    }
+}
+
+/* The inverse for m levels starting on a byte boundary. */
+CP_INLINE void unpack_aligned(const unsigned char *s, size_t m,
+                                  unsigned bits, uint8_t *q)
+{
+    const unsigned per = 8 / bits, mask = (1u << bits) - 1u;
+    size_t full = m / per;
+    for (size_t j = 0; j < full; j++)
+        for (unsigned k = 0; k < per; k++)
+            q[j * per + k] = (uint8_t)((s[j] >> (k * bits)) & mask);
+    for (unsigned k = 0; k < m % per; k++)
+        q[full * per + k] = (uint8_t)((s[full] >> (k * bits)) & mask);
+}
+
+CP_INLINE void unpack_levels(const unsigned char *s, size_t m, unsigned bits,
+                          uint8_t *q)
+{
+    switch (bits) {
+    case 1: unpack_aligned(s, m, 1, q); break;
+    case 2: unpack_aligned(s, m, 2, q); break;
+    case 4: unpack_aligned(s, m, 4, q); break;
+    default: unpack_aligned(s, m, 8, q); break;
     }
 }
 
@@ -96,7 +180,7 @@ static inline void bw_flush(cp_bitwriter_t *w)
     }
 }
 
-static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
+CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
                                 void *out, size_t cap, size_t *len_p,
                                 void *scratch)
 {
@@ -139,7 +223,7 @@ static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
                     q[i] = (uint8_t)cp_quant_level(v[k + i], mn, inv, 0.5f,
                                                    qmax);
             if (aligned)
-                pack_aligned(q, c, bits, stream + (lo + k) * bits / 8);
+                pack_levels(q, c, bits, stream + (lo + k) * bits / 8);
             else
                 for (size_t i = 0; i < c; i++)
                     bw_put(&w, q[i], bits);
@@ -151,18 +235,34 @@ static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
     return CP_OK;
 }
 
-static cp_status_t quant_decode(const cp_params_t *p, const void *in, size_t len,
+/* out[i] = (y ? y[i] : 0) + alpha * (mn + q[i] * unit) over one block:
+ * the same expression as the generic loop, so both give the same bits. */
+CP_INLINE void dequant_block(const uint8_t *q, size_t c, float mn, float unit,
+                          float alpha, const float *y, float *out)
+{
+    if (y)
+        for (size_t i = 0; i < c; i++)
+            out[i] = y[i] + alpha * cp_quant_value(q[i], mn, unit);
+    else
+        for (size_t i = 0; i < c; i++)
+            out[i] = 0.0f + alpha * cp_quant_value(q[i], mn, unit);
+}
+
+CP_CLONES static cp_status_t quant_decode(const cp_params_t *p, const void *in, size_t len,
                                 float alpha, const float *y, float *out,
                                 size_t n)
 {
     const size_t nb = quant_nbuckets(p, n);
     const unsigned bits = (unsigned)p->bits;
     const uint32_t qmax = (1u << bits) - 1u;
+    const int aligned = (bits == 1 || bits == 2 || bits == 4 || bits == 8) &&
+                        (p->bucket * bits) % 8 == 0;
     const unsigned char *hdr = in;
     const unsigned char *s = hdr + 8 * nb;
     const unsigned char *end = hdr + len;
     uint64_t acc = 0;
     unsigned nacc = 0;
+    uint8_t q[QBLOCK];
 
     if (len != quant_max_size(p, n))
         return CP_ERR_MALFORMED;
@@ -177,18 +277,27 @@ static cp_status_t quant_decode(const cp_params_t *p, const void *in, size_t len
         const size_t m = n - lo < p->bucket ? n - lo : p->bucket;
         const float mn = cp_get_f32(hdr + 8 * b);
         const float unit = cp_get_f32(hdr + 8 * b + 4);
-        for (size_t i = 0; i < m; i++) {
-            /* The length check above guarantees the stream holds n * bits
-             * bits, so s never passes end; refill a byte at a time. */
-            while (nacc < bits && s < end) {
-                acc |= (uint64_t)*s++ << nacc;
-                nacc += 8;
+        for (size_t k = 0; k < m; k += QBLOCK) {
+            const size_t c = m - k < QBLOCK ? m - k : QBLOCK;
+            if (aligned) {
+                /* Blocks start on a byte boundary (QBLOCK * bits and
+                 * bucket * bits are multiples of 8). */
+                unpack_levels(s + (lo + k) * bits / 8, c, bits, q);
+            } else {
+                for (size_t i = 0; i < c; i++) {
+                    /* The length check above guarantees the stream holds
+                     * n * bits bits, so s never passes end. */
+                    while (nacc < bits && s < end) {
+                        acc |= (uint64_t)*s++ << nacc;
+                        nacc += 8;
+                    }
+                    q[i] = (uint8_t)(acc & qmax);
+                    acc >>= bits;
+                    nacc -= bits;
+                }
             }
-            uint32_t q = (uint32_t)acc & qmax;
-            acc >>= bits;
-            nacc -= bits;
-            float d = alpha * cp_quant_value(q, mn, unit);
-            out[lo + i] = (y ? y[lo + i] : 0.0f) + d;
+            dequant_block(q, c, mn, unit, alpha, y ? y + lo + k : NULL,
+                          out + lo + k);
         }
     }
     return CP_OK;

@@ -3,9 +3,11 @@
  * segment: scale = ||x||_2 / sqrt(n); decode x' = scale * s.
  * Wire: [f32 scale][ceil(n/8) bytes]. */
 #include <math.h>
+#include <string.h>
 
 #include "compressors/compressor.h"
 #include "compressors/codec_math.h"
+#include "util/simd.h"
 
 static size_t sign_max_size(const cp_params_t *p, size_t n)
 {
@@ -24,7 +26,7 @@ static size_t sign_scratch_size(const cp_params_t *p, size_t n)
     return (sumsq_blocks(n) + 1) * sizeof(double);
 }
 
-static double fold_lanes(double *lane)
+CP_INLINE double fold_lanes(double *lane)
 {
     for (int w = CP_SUMSQ_LANES / 2; w > 0; w /= 2)
         for (int l = 0; l < w; l++)
@@ -34,7 +36,7 @@ static double fold_lanes(double *lane)
 
 /* One block of the fixed-order sum (codec_math.h): of squares of floats at
  * level 0, of doubles above. */
-static double block_sumsq(const float *x, size_t m)
+CP_INLINE double block_sumsq(const float *x, size_t m)
 {
     double lane[CP_SUMSQ_LANES] = {0};
     size_t k = 0;
@@ -54,53 +56,68 @@ static double block_sum(const double *x, size_t m)
     return fold_lanes(lane);
 }
 
-/* The whole sum of squares; partials holds sumsq_blocks(n) doubles. */
-static double sumsq_fixed(const float *x, size_t n, double *partials)
+/* Reduces the m block sums in partials level by level, in place (block j
+ * reads from index j * BLOCK >= j). */
+static double reduce_partials(double *partials, size_t m)
 {
-    size_t m = sumsq_blocks(n);
-    if (n == 0)
-        return 0.0;
-    for (size_t b = 0; b < m; b++) {
-        size_t lo = b * CP_SUMSQ_BLOCK;
-        partials[b] = block_sumsq(x + lo, n - lo < CP_SUMSQ_BLOCK ? n - lo
-                                                                  : CP_SUMSQ_BLOCK);
-    }
-    while (m > 1) { /* in place: block j reads from index j * BLOCK >= j */
+    while (m > 1) {
         size_t next = (m + CP_SUMSQ_BLOCK - 1) / CP_SUMSQ_BLOCK;
         for (size_t j = 0; j < next; j++) {
             size_t lo = j * CP_SUMSQ_BLOCK;
             partials[j] = block_sum(partials + lo, m - lo < CP_SUMSQ_BLOCK
-                                                        ? m - lo
-                                                        : CP_SUMSQ_BLOCK);
+                                                       ? m - lo
+                                                       : CP_SUMSQ_BLOCK);
         }
         m = next;
     }
     return partials[0];
 }
 
-static cp_status_t sign_encode(const cp_params_t *p, const float *x, size_t n,
-                               void *out, size_t cap, size_t *len_p,
-                               void *scratch)
+/* Packs the signs of m floats (bit set where x < 0) into ceil(m / 8)
+ * bytes. Eight 0/1 bytes read as one little-endian word gather into one
+ * byte with a multiply: bit 8 j lands on bit 56 + j, nothing carries. */
+CP_INLINE void pack_signs(const float *x, size_t m, unsigned char *out)
+{
+    size_t b = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint8_t neg[CP_SUMSQ_BLOCK];
+    size_t full = m / 8 * 8;
+    for (size_t i = 0; i < full; i++)
+        neg[i] = x[i] < 0.0f; /* sign(0) = +1 */
+    for (; b < full / 8; b++) {
+        uint64_t w;
+        memcpy(&w, neg + 8 * b, 8);
+        out[b] = (unsigned char)((w * 0x0102040810204080ull) >> 56);
+    }
+#endif
+    for (; 8 * b < m; b++) {
+        unsigned byte = 0;
+        for (size_t j = 0; j < 8 && 8 * b + j < m; j++)
+            byte |= (unsigned)(x[8 * b + j] < 0.0f) << j;
+        out[b] = (unsigned char)byte;
+    }
+}
+
+/* One pass over memory: each block of CP_SUMSQ_BLOCK elements is packed
+ * and summed while it is in cache; the block sums then reduce as in
+ * the fixed order of codec_math.h. */
+CP_CLONES static cp_status_t sign_encode(const cp_params_t *p, const float *x,
+                                         size_t n, void *out, size_t cap,
+                                         size_t *len_p, void *scratch)
 {
     unsigned char *bytes = (unsigned char *)out + 4;
-    size_t nfull = n / 8;
+    double *partials = scratch;
+    size_t nblk = sumsq_blocks(n);
 
     if (cap < sign_max_size(p, n))
         return CP_ERR_NOSPACE;
-    for (size_t b = 0; b < nfull; b++) {
-        const float *v = x + 8 * b;
-        unsigned byte = 0;
-        for (int j = 0; j < 8; j++)
-            byte |= (unsigned)(v[j] < 0.0f) << j; /* sign(0) = +1 */
-        bytes[b] = (unsigned char)byte;
+    for (size_t b = 0; b < nblk; b++) {
+        size_t lo = b * CP_SUMSQ_BLOCK;
+        size_t m = n - lo < CP_SUMSQ_BLOCK ? n - lo : CP_SUMSQ_BLOCK;
+        pack_signs(x + lo, m, bytes + lo / 8);
+        partials[b] = block_sumsq(x + lo, m);
     }
-    if (n % 8) {
-        unsigned byte = 0;
-        for (size_t j = 0; j < n % 8; j++)
-            byte |= (unsigned)(x[8 * nfull + j] < 0.0f) << j;
-        bytes[nfull] = (unsigned char)byte;
-    }
-    double sumsq = sumsq_fixed(x, n, scratch);
+    double sumsq = n ? reduce_partials(partials, nblk) : 0.0;
     cp_put_f32(out, n ? (float)sqrt(sumsq / (double)n) : 0.0f);
     *len_p = sign_max_size(p, n);
     return CP_OK;
@@ -121,7 +138,7 @@ static const uint32_t (*sign_masks(void))[8]
     return (const uint32_t(*)[8])mask;
 }
 
-static cp_status_t sign_decode(const cp_params_t *p, const void *in, size_t len,
+CP_CLONES static cp_status_t sign_decode(const cp_params_t *p, const void *in, size_t len,
                                float alpha, const float *y, float *out,
                                size_t n)
 {

@@ -16,6 +16,7 @@
 
 #include "compressors/compressor.h"
 #include "compressors/codec_math.h"
+#include "util/simd.h"
 
 #define TOPK_HDR 4
 #define TOPK_FP16 0x80000000u
@@ -108,8 +109,51 @@ static size_t select_exact(const float *x, size_t n, size_t k, uint32_t *oi,
     return emit(x, NULL, n, t, ties, oi, ov);
 }
 
+/* Counts every |x| >= thr and stores the first `cap` of them, in index
+ * order. Few pass at DGC's densities: sixteen floats are compared as two
+ * vectors (GCC vector types) and looked at one by one only when one of
+ * them passes. NaN passes no comparison, in either loop. */
+typedef float cp_v8f __attribute__((vector_size(32)));
+typedef int32_t cp_v8i __attribute__((vector_size(32)));
+
+CP_INLINE size_t scan_scalar(const float *x, size_t lo, size_t hi, float thr,
+                             size_t cap, uint32_t *ci, float *cv, size_t c)
+{
+    for (size_t j = lo; j < hi; j++)
+        if (fabsf(x[j]) >= thr) {
+            if (c < cap) {
+                ci[c] = (uint32_t)j;
+                cv[c] = x[j];
+            }
+            c++;
+        }
+    return c;
+}
+
+CP_INLINE size_t scan_threshold(const float *x, size_t n, float thr,
+                                size_t cap, uint32_t *ci, float *cv)
+{
+    const cp_v8i abs_mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                             0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    cp_v8f t = {thr, thr, thr, thr, thr, thr, thr, thr};
+    size_t c = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        cp_v8f x0, x1;
+        uint64_t w[4];
+        memcpy(&x0, x + i, sizeof(x0));
+        memcpy(&x1, x + i + 8, sizeof(x1));
+        cp_v8i hit = ((cp_v8f)((cp_v8i)x0 & abs_mask) >= t) |
+                     ((cp_v8f)((cp_v8i)x1 & abs_mask) >= t);
+        memcpy(w, &hit, sizeof(w));
+        if (!(w[0] | w[1] | w[2] | w[3]))
+            continue;
+        c = scan_scalar(x, i, i + 16, thr, cap, ci, cv, c);
+    }
+    return scan_scalar(x, i, n, thr, cap, ci, cv, c);
+}
+
 /* DGC's sampled threshold. Returns the number of entries written. */
-static size_t select_sampled(const cp_params_t *p, const float *x, size_t n,
+CP_INLINE size_t select_sampled(const cp_params_t *p, const float *x, size_t n,
                              size_t k, uint32_t *oi, float *ov, void *scratch)
 {
     const size_t s = topk_sample_count(p, n);
@@ -127,17 +171,7 @@ static size_t select_sampled(const cp_params_t *p, const float *x, size_t n,
     float thr = cp_bits_f32(t);
 
     for (int round = 0; round < 10; round++) {
-        /* Count every |x| >= thr, store the first `cap` of them. */
-        c = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (fabsf(x[i]) >= thr) {
-                if (c < cap) {
-                    ci[c] = (uint32_t)i;
-                    cv[c] = x[i];
-                }
-                c++;
-            }
-        }
+        c = scan_threshold(x, n, thr, cap, ci, cv);
         if (c * 5 >= k * 4 || thr == 0.0f)
             break;
         thr *= 0.8f; /* too few: lower the threshold and retry */
@@ -157,7 +191,7 @@ static size_t select_sampled(const cp_params_t *p, const float *x, size_t n,
     return emit(cv, ci, c, t, ties, oi, ov);
 }
 
-static cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
+CP_CLONES static cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
                                void *out, size_t cap, size_t *len_p,
                                void *scratch)
 {

@@ -1,7 +1,9 @@
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 
 #include "compressors/compressor.h"
+#include "util/hd.h"
 #include "testutil.h"
 
 /* Nearest rounding: |x' - x| <= unit / 2 per element, up to the rounding
@@ -51,6 +53,83 @@ Test(quant, nearest_error_at_most_half_unit)
             check_nearest(sizes[t], bits, 512);
             check_nearest(sizes[t], bits, 3);
         }
+}
+
+/* The wire format, transcribed one bit at a time from quant.c's header
+ * comment: the fast paths (aligned widths packed through words, the
+ * vectorized range, target clones) must give these bytes exactly, and
+ * decode must give y + alpha * (min + q * unit) exactly. */
+static void check_reference_bits(size_t n, int bits, size_t bucket,
+                                 int stochastic)
+{
+    const cp_compressor_ops_t *c = &cp_compressor_quant;
+    cp_params_t p = tu_params();
+    p.bits = bits;
+    p.bucket = bucket;
+    p.rounding = stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
+    p.seed = 1234 + n;
+    const float qmax = (float)((1u << bits) - 1u);
+    const size_t nb = (n + bucket - 1) / bucket;
+    const size_t len = 8 * nb + (n * bits + 7) / 8;
+    float *x = tu_gradient(n, n * 7 + bits);
+    float *y = tu_gradient(n, n * 5 + 1);
+    float *out = malloc(n * sizeof(float));
+    unsigned char *ref = calloc(len, 1);
+    uint8_t *q = malloc(n);
+    size_t got;
+
+    if (n > 10)
+        x[3] = 0.0f, x[4] = -0.0f, x[5] = x[6]; /* zeros and a tie */
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo = b * bucket, hi = lo + bucket < n ? lo + bucket : n;
+        float mn = x[lo], mx = x[lo];
+        for (size_t i = lo; i < hi; i++)
+            mn = x[i] < mn ? x[i] : mn, mx = x[i] > mx ? x[i] : mx;
+        float unit = (mx - mn) / qmax, inv = unit > 0.0f ? 1.0f / unit : 0.0f;
+        cp_put_f32(ref + 8 * b, mn);
+        cp_put_f32(ref + 8 * b + 4, unit);
+        for (size_t i = lo; i < hi; i++) {
+            float r = stochastic ? cp_uniform01(p.seed, i) : 0.5f;
+            float t = (x[i] - mn) * inv + r;
+            t = t > 0.0f ? t : 0.0f;
+            t = t < qmax ? t : qmax;
+            q[i] = (uint8_t)t;
+            for (int k = 0; k < bits; k++) {
+                size_t bit = i * bits + k;
+                ref[8 * nb + bit / 8] |= ((q[i] >> k) & 1u) << (bit % 8);
+            }
+        }
+    }
+    unsigned char *m = tu_encode(c, &p, x, n, &got);
+    cr_assert_eq(got, len);
+    cr_assert_eq(memcmp(m, ref, len), 0, "n=%zu bits=%d bucket=%zu stoch=%d",
+                 n, bits, bucket, stochastic);
+    cr_assert_eq(c->decode(&p, m, len, -1.0f, y, out, n), CP_OK);
+    for (size_t i = 0; i < n; i++) {
+        float mn = cp_get_f32(ref + 8 * (i / bucket));
+        float unit = cp_get_f32(ref + 8 * (i / bucket) + 4);
+        float want = y[i] + -1.0f * (mn + (float)q[i] * unit);
+        cr_assert_eq(cp_f32_bits(out[i]), cp_f32_bits(want), "i=%zu", i);
+    }
+    cr_assert_eq(c->decode(&p, m, len, 1.0f, NULL, out, n), CP_OK);
+    for (size_t i = 0; i < n; i++) {
+        float mn = cp_get_f32(ref + 8 * (i / bucket));
+        float unit = cp_get_f32(ref + 8 * (i / bucket) + 4);
+        float want = 0.0f + (mn + (float)q[i] * unit);
+        cr_assert_eq(cp_f32_bits(out[i]), cp_f32_bits(want), "i=%zu", i);
+    }
+    free(m), free(ref), free(q), free(x), free(y), free(out);
+}
+
+Test(quant, matches_the_reference_bitstream)
+{
+    size_t sizes[] = {1, 5, 255, 256, 257, 1000, 4099};
+    size_t buckets[] = {512, 256, 24, 3};
+    for (int bits = 1; bits <= 8; bits++)
+        for (size_t t = 0; t < sizeof(sizes) / sizeof(*sizes); t++)
+            for (size_t b = 0; b < sizeof(buckets) / sizeof(*buckets); b++)
+                for (int st = 0; st < 2; st++)
+                    check_reference_bits(sizes[t], bits, buckets[b], st);
 }
 
 /* Stochastic rounding: every element lands on one of the two levels around

@@ -10,7 +10,7 @@ Test(sign, signs_exact_and_scale_as_defined)
 {
     const cp_compressor_ops_t *c = &cp_compressor_sign;
     cp_params_t p = tu_params();
-    size_t sizes[] = {1, 7, 8, 9, 64, 1000, 4099};
+    size_t sizes[] = {1, 7, 8, 9, 64, 1000, 2047, 2048, 2049, 4099, 10000};
     for (size_t t = 0; t < sizeof(sizes) / sizeof(*sizes); t++) {
         size_t n = sizes[t], len;
         float *x = tu_gradient(n, n);
