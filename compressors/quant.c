@@ -205,6 +205,9 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
         const size_t m = n - lo < p->bucket ? n - lo : p->bucket;
         const float *v = x + lo;
         float mn, mx;
+        if (b + 1 < nb) /* the next bucket, while this one is in use */
+            cp_prefetch(v + m, (n - lo - m < p->bucket ? n - lo - m : p->bucket) *
+                                   sizeof(float));
         bucket_range(v, m, &mn, &mx);
         const float unit = (mx - mn) / qmax;
         const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
