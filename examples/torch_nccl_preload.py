@@ -4,7 +4,8 @@
 PyTorch loads libnccl dynamically, so preloading libcommpress.so puts the
 shim's ncclAllReduce in front of NCCL's. This script allreduces a
 ResNet-50-sized gradient with torch.distributed (backend nccl) and prints
-what the shim did, read from its statistics through ctypes.
+what the shim did, read from its statistics (commpress.shim_stats, whose
+ctypes mirror of commpress_stats_t lives in python/commpress/_lib.py).
 
     LD_PRELOAD=$PWD/build/libcommpress.so COMMPRESS_COMPRESSOR=quant \\
         COMMPRESS_MIN_RANKS=1 python3 examples/torch_nccl_preload.py
@@ -13,32 +14,16 @@ Run with one GPU it uses a 1-rank communicator, where COMMPRESS_MIN_RANKS=1
 makes the shim run the whole compressed path; under torchrun with several
 GPUs it needs no such setting.
 """
-import ctypes
 import os
+import sys
 import tempfile
 import time
 
 import torch
 import torch.distributed as dist
 
-
-class Stats(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_ulonglong) for name in (
-        "calls_compressed", "calls_passthrough", "calls_nonfinite",
-        "bytes_uncompressed", "bytes_sent", "bytes_passthrough")] + [
-        ("ratio", ctypes.c_double), ("compress_seconds", ctypes.c_double),
-        ("state_bytes", ctypes.c_ulonglong), ("state_bytes_peak", ctypes.c_ulonglong)]
-
-
-def shim_stats():
-    """The preloaded shim's statistics, or None when it is not loaded."""
-    try:
-        fn = ctypes.CDLL(None).commpress_stats
-    except AttributeError:
-        return None
-    s = Stats()
-    fn(ctypes.byref(s))
-    return s
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from commpress import shim_stats  # noqa: E402  (python/commpress)
 
 
 def main():
@@ -78,11 +63,11 @@ def main():
         if s is None:
             print("commpress: not preloaded (plain NCCL)")
         else:
-            print(f"commpress: {s.calls_compressed} calls compressed, "
-                  f"{s.calls_passthrough} passed through; "
-                  f"{s.bytes_uncompressed / 1e6:.1f} MB a ring allreduce would send, "
-                  f"{s.bytes_sent / 1e6:.1f} MB sent, ratio {s.ratio:.2f}x; "
-                  f"state {s.state_bytes / 1e6:.1f} MB on the GPU")
+            print(f"commpress: {s['calls_compressed']} calls compressed, "
+                  f"{s['calls_passthrough']} passed through; "
+                  f"{s['bytes_uncompressed'] / 1e6:.1f} MB a ring allreduce would send, "
+                  f"{s['bytes_sent'] / 1e6:.1f} MB sent, ratio {s['ratio']:.2f}x; "
+                  f"state {s['state_bytes'] / 1e6:.1f} MB on the GPU")
     dist.destroy_process_group()
 
 
