@@ -85,8 +85,12 @@ ready() {
     reach "cpc$i" "$NET.$(( i % hosts + 1 ))" && reach - "$NET.$i" || return 1
   done
 }
-for try in $(seq 1 20); do ready && break; sleep 0.5; done
-ready || { echo "cluster.sh: the emulated hosts do not reach each other" >&2; exit 1; }
+tries=20
+until ready; do
+  tries=$((tries - 1))
+  [ "$tries" -gt 0 ] || { echo "cluster.sh: the emulated hosts do not reach each other" >&2; exit 1; }
+  sleep 0.5
+done
 echo "cluster.sh: $hosts hosts at $rate per link" >&2
 
 fwd=()

@@ -16,26 +16,27 @@ static size_t quant_nbuckets(const cp_params_t *p, size_t n)
     return (n + p->bucket - 1) / p->bucket;
 }
 
+/* Buckets start on a byte boundary when bucket * bits is a multiple of 8
+ * (the default 512 always is): then 1, 2, 4 and 8 bits pack and unpack
+ * with fixed-width loops; otherwise through the generic bit stream. */
+static int quant_aligned(const cp_params_t *p)
+{
+    const unsigned bits = (unsigned)p->bits;
+    return (bits == 1 || bits == 2 || bits == 4 || bits == 8) &&
+           (p->bucket * bits) % 8 == 0;
+}
+
 static size_t quant_max_size(const cp_params_t *p, size_t n)
 {
     return 8 * quant_nbuckets(p, n) + (n * (size_t)p->bits + 7) / 8;
 }
 
-/* Min and max of v[0..m), m >= 1. GCC's vector types hold 16 lanes in
- * two registers (two independent dependency chains); lane j sees elements
- * 16 k + j (x < lo ? x : lo), the tail goes to lane 0, and the lanes fold
- * in order. A float min reduction would not vectorize without
- * -ffast-math. The result is the same value in any order (only the sign of
+/* Min and max of v[0..m), m >= 1. Two cp_v8f hold 16 lanes (two
+ * independent dependency chains); lane j sees elements 16 k + j
+ * (x < lo ? x : lo), the tail goes to lane 0, and the lanes fold in order.
+ * A float min reduction would not vectorize without -ffast-math. The result is the same value in any order (only the sign of
  * a zero minimum could differ, as between the CPU and the GPU's shuffle
  * tree; it decodes to the same values). */
-typedef float cp_v8f __attribute__((vector_size(32)));
-typedef int32_t cp_v8i __attribute__((vector_size(32)));
-
-/* Lanewise m ? a : b (a macro: a function returning a vector warns about
- * the ABI in the baseline clone). */
-#define V8_SELECT(m, a, b) \
-    ((cp_v8f)(((cp_v8i)(a) & (m)) | ((cp_v8i)(b) & ~(m))))
-
 CP_INLINE void bucket_range(const float *v, size_t m, float *mn_p, float *mx_p)
 {
     cp_v8f lo0, hi0, lo1, hi1, x0, x1;
@@ -47,10 +48,10 @@ CP_INLINE void bucket_range(const float *v, size_t m, float *mn_p, float *mx_p)
     for (; i + 16 <= m; i += 16) {
         memcpy(&x0, v + i, sizeof(x0));
         memcpy(&x1, v + i + 8, sizeof(x1));
-        lo0 = V8_SELECT(x0 < lo0, x0, lo0);
-        hi0 = V8_SELECT(x0 > hi0, x0, hi0);
-        lo1 = V8_SELECT(x1 < lo1, x1, lo1);
-        hi1 = V8_SELECT(x1 > hi1, x1, hi1);
+        lo0 = CP_V8_SELECT(x0 < lo0, x0, lo0);
+        hi0 = CP_V8_SELECT(x0 > hi0, x0, hi0);
+        lo1 = CP_V8_SELECT(x1 < lo1, x1, lo1);
+        hi1 = CP_V8_SELECT(x1 > hi1, x1, hi1);
     }
     memcpy(l, &lo0, sizeof(lo0)), memcpy(l + 8, &lo1, sizeof(lo1));
     memcpy(h, &hi0, sizeof(hi0)), memcpy(h + 8, &hi1, sizeof(hi1));
@@ -188,11 +189,7 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
     const unsigned bits = (unsigned)p->bits;
     const float qmax = (float)((1u << bits) - 1u);
     const int stochastic = p->rounding == CP_ROUND_STOCHASTIC;
-    /* Buckets start on a byte boundary when bucket * bits is a multiple of
-     * 8 (the default 512 always is): then 1, 2, 4 and 8 bits pack with
-     * fixed-width loops; otherwise through the generic bit writer. */
-    const int aligned = (bits == 1 || bits == 2 || bits == 4 || bits == 8) &&
-                        (p->bucket * bits) % 8 == 0;
+    const int aligned = quant_aligned(p);
     unsigned char *hdr = out, *stream = (unsigned char *)out + 8 * nb;
     cp_bitwriter_t w = {.out = stream};
     uint8_t q[QBLOCK];
@@ -205,9 +202,7 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
         const size_t m = n - lo < p->bucket ? n - lo : p->bucket;
         const float *v = x + lo;
         float mn, mx;
-        if (b + 1 < nb) /* the next bucket, while this one is in use */
-            cp_prefetch(v + m, (n - lo - m < p->bucket ? n - lo - m : p->bucket) *
-                                   sizeof(float));
+        cp_prefetch_next(v + m, n - lo - m, p->bucket);
         bucket_range(v, m, &mn, &mx);
         const float unit = (mx - mn) / qmax;
         const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
@@ -258,8 +253,7 @@ CP_CLONES static cp_status_t quant_decode(const cp_params_t *p, const void *in, 
     const size_t nb = quant_nbuckets(p, n);
     const unsigned bits = (unsigned)p->bits;
     const uint32_t qmax = (1u << bits) - 1u;
-    const int aligned = (bits == 1 || bits == 2 || bits == 4 || bits == 8) &&
-                        (p->bucket * bits) % 8 == 0;
+    const int aligned = quant_aligned(p);
     const unsigned char *hdr = in;
     const unsigned char *s = hdr + 8 * nb;
     const unsigned char *end = hdr + len;

@@ -114,10 +114,7 @@ CP_CLONES static cp_status_t sign_encode(const cp_params_t *p, const float *x,
     for (size_t b = 0; b < nblk; b++) {
         size_t lo = b * CP_SUMSQ_BLOCK;
         size_t m = n - lo < CP_SUMSQ_BLOCK ? n - lo : CP_SUMSQ_BLOCK;
-        if (b + 1 < nblk)
-            cp_prefetch(x + lo + m, (n - lo - m < CP_SUMSQ_BLOCK
-                                         ? n - lo - m
-                                         : CP_SUMSQ_BLOCK) * sizeof(float));
+        cp_prefetch_next(x + lo + m, n - lo - m, CP_SUMSQ_BLOCK);
         pack_signs(x + lo, m, bytes + lo / 8);
         partials[b] = block_sumsq(x + lo, m);
     }

@@ -111,11 +111,8 @@ static size_t select_exact(const float *x, size_t n, size_t k, uint32_t *oi,
 
 /* Counts every |x| >= thr and stores the first `cap` of them, in index
  * order. Few pass at DGC's densities: sixteen floats are compared as two
- * vectors (GCC vector types) and looked at one by one only when one of
+ * cp_v8f and looked at one by one only when one of
  * them passes. NaN passes no comparison, in either loop. */
-typedef float cp_v8f __attribute__((vector_size(32)));
-typedef int32_t cp_v8i __attribute__((vector_size(32)));
-
 CP_INLINE size_t scan_scalar(const float *x, size_t lo, size_t hi, float thr,
                              size_t cap, uint32_t *ci, float *cv, size_t c)
 {
