@@ -6,6 +6,8 @@
 
 #include "collectives/allreduce.h"
 #include "compressors/codec_math.h"
+#include "util/fault.h"
+#include "util/hd.h"
 #include "util/log.h"
 
 double cp_now(void)
@@ -25,19 +27,48 @@ size_t cp_slot_size(size_t payload_max)
     return (CP_SLOT_HDR + payload_max + 7) & ~(size_t)7;
 }
 
+static uint64_t mix64(uint64_t h, uint64_t v)
+{
+    return ((uint64_t)cp_hash32(h, v) << 32) | cp_hash32(h + 1, v);
+}
+
+uint64_t cp_slot_check(const cp_allreduce_args_t *a)
+{
+    const cp_tensor_t *t = a->tensor;
+    return mix64(mix64(mix64(a->ident, a->count), t->steps), t->hist);
+}
+
+static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
 cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,
                            const cp_params_t *p, const float *x, size_t m,
-                           int nonfinite, unsigned char *slot,
+                           const cp_slot_meta_t *meta, unsigned char *slot,
                            size_t slot_size, void *scratch)
 {
+    cp_status_t st = CP_OK;
+    uint32_t flags = meta->flags;
     size_t len = 0;
-    if (!nonfinite)
-        CP_CHECK(codec->encode(p, x, m, slot + CP_SLOT_HDR,
-                               slot_size - CP_SLOT_HDR, &len, scratch));
-    cp_put_u32(slot, nonfinite ? CP_SLOT_NONFINITE : 0);
+    if (flags == 0 && cp_fault(CP_FAULT_ENCODE))
+        st = CP_ERR_UNSUPPORTED;
+    else if (flags == 0)
+        st = codec->encode(p, x, m, slot + CP_SLOT_HDR,
+                           slot_size - CP_SLOT_HDR, &len, scratch);
+    if (st != CP_OK) {
+        flags |= CP_SLOT_FAILED;
+        len = 0;
+    }
+    cp_put_u32(slot, flags);
     cp_put_u32(slot + 4, (uint32_t)len);
+    put_u64(slot + 8, meta->check);
+    put_u64(slot + 16, meta->evidence);
     memset(slot + CP_SLOT_HDR + len, 0, slot_size - CP_SLOT_HDR - len);
-    return CP_OK;
+    return st;
 }
 
 cp_status_t cp_slot_decode(const cp_compressor_ops_t *codec,
@@ -51,12 +82,44 @@ cp_status_t cp_slot_decode(const cp_compressor_ops_t *codec,
     return codec->decode(p, slot + CP_SLOT_HDR, len, alpha, y, out, m);
 }
 
-int cp_slots_nonfinite(const unsigned char *slots, int n, size_t slot_size)
+void cp_slots_scan(const unsigned char *slots, int n, size_t slot_size,
+                   uint64_t check, size_t ev_period, cp_slots_view_t *v)
 {
-    uint32_t f = 0;
-    for (int r = 0; r < n; r++)
-        f |= cp_get_u32(slots + (size_t)r * slot_size);
-    return (f & CP_SLOT_NONFINITE) != 0;
+    int support = 0;
+    memset(v, 0, sizeof(*v));
+    for (int r = 0; r < n; r++) {
+        const unsigned char *s = slots + (size_t)r * slot_size;
+        uint64_t ev = get_u64(s + 16);
+        v->flags |= cp_get_u32(s);
+        v->disagree |= get_u64(s + 8) != check;
+        support |= ev_period && ev == ev_period;
+        if (ev_period && ev >= 2 * (uint64_t)ev_period && ev % ev_period == 0 &&
+            (v->evidence == 0 || ev < v->evidence))
+            v->evidence = ev;
+    }
+    /* A rank whose buffer came back after exactly one step confirms it
+     * (stable buffers); then longer returns elsewhere are buffers that
+     * alternate, not a longer step. */
+    if (support)
+        v->evidence = 0;
+}
+
+cp_fallback_t cp_slots_fallback(const cp_slots_view_t *v)
+{
+    if (v->flags & CP_SLOT_NONFINITE)
+        return CP_FALLBACK_NONFINITE;
+    if (v->flags & CP_SLOT_FAILED)
+        return CP_FALLBACK_FAILED;
+    return v->disagree ? CP_FALLBACK_DISAGREE : CP_FALLBACK_NONE;
+}
+
+cp_status_t cp_allreduce_exact(const cp_allreduce_args_t *a,
+                               cp_coll_result_t *res, cp_fallback_t why)
+{
+    res->fallback = why;
+    res->nonfinite = why == CP_FALLBACK_NONFINITE;
+    return a->tp->ops->allreduce_sum_f32(a->tp->ctx, a->send, a->recv,
+                                         a->count);
 }
 
 /* Balanced split: the first count % size chunks get one extra element. */
@@ -85,9 +148,10 @@ cp_params_t cp_step_params(const cp_coll_config_t *cfg, uint64_t steps)
     return p;
 }
 
-cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size)
+cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size, uint64_t steps)
 {
     cp_fb_params_t fp = cfg->fb;
+    fp.first = steps == 0;
     fp.clip = cfg->fb.clip / sqrt((double)size);
     return fp;
 }
@@ -122,6 +186,59 @@ cp_status_t cp_feedback_buffers(const cp_feedback_ops_t *fb, cp_workspace_t *ws,
     if (fb->uses_tmp)
         CP_CHECK(cp_workspace_get(ws, CP_WS_TMP, count * sizeof(float),
                                   (void **)tmp));
+    return CP_OK;
+}
+
+void cp_allreduce_plan(const cp_allreduce_args_t *a, size_t need[CP_WS_SLOTS])
+{
+    const cp_coll_config_t *cfg = a->cfg;
+    const uint64_t steps = a->tensor ? a->tensor->steps : 0;
+    const int n = a->tp->size;
+    const cp_params_t p = cp_step_params(cfg, steps);
+    const cp_algo_t algo = cp_allreduce_choose(cfg, &p, steps, a->count, n);
+
+    memset(need, 0, CP_WS_SLOTS * sizeof(size_t));
+    if (algo == CP_ALGO_SPARSE)
+        cp_allreduce_sparse_plan(a, &p, need);
+    else
+        cp_allreduce_twophase_plan(a, algo == CP_ALGO_DENSE ? &cp_compressor_none
+                                                             : cfg->codec,
+                                   &p, need);
+    if (cfg->feedback->uses_aux)
+        need[CP_WS_AUX] = a->count * sizeof(float);
+    if (cfg->feedback->uses_tmp)
+        need[CP_WS_TMP] = a->count * sizeof(float);
+}
+
+cp_status_t cp_allreduce_ready(const cp_allreduce_args_t *a,
+                               const size_t need[CP_WS_SLOTS], int must_agree,
+                               int local_fail, uint64_t *words, size_t nwords,
+                               int *ok_p, int *fail_rank_p)
+{
+    uint64_t v[1 + CP_READY_MAX_WORDS];
+    int grow = 0;
+
+    *ok_p = 0;
+    *fail_rank_p = -1;
+    if (nwords > CP_READY_MAX_WORDS)
+        return CP_ERR_INVALID;
+    if (cp_workspace_reserve(a->ws, need, &grow) != CP_OK)
+        local_fail = 1;
+    if (!must_agree && !grow) {
+        /* Nothing beyond the agreed sizes: this rank allocated nothing. */
+        *ok_p = !local_fail;
+        return CP_OK;
+    }
+    v[0] = local_fail ? (uint64_t)a->tp->rank + 1 : 0;
+    for (size_t i = 0; i < nwords; i++)
+        v[1 + i] = words[i];
+    CP_CHECK(a->tp->ops->allreduce_max_u64(a->tp->ctx, v, 1 + nwords));
+    for (size_t i = 0; i < nwords; i++)
+        words[i] = v[1 + i];
+    *ok_p = v[0] == 0;
+    *fail_rank_p = (int)v[0] - 1;
+    if (*ok_p)
+        cp_workspace_commit(a->ws, need);
     return CP_OK;
 }
 
@@ -173,6 +290,14 @@ size_t cp_tensor_bytes(const cp_tensor_t *t)
     return (t->worker_floats + t->server_floats) * sizeof(float);
 }
 
+void cp_tensor_reset(cp_tensor_t *t)
+{
+    memset(t->worker, 0, t->worker_floats * sizeof(float));
+    memset(t->server, 0, t->server_floats * sizeof(float));
+    t->steps = 0;
+    t->hist = 0;
+}
+
 void cp_workspace_init(cp_workspace_t *ws) { memset(ws, 0, sizeof(*ws)); }
 
 void cp_workspace_free(cp_workspace_t *ws)
@@ -190,24 +315,57 @@ size_t cp_workspace_bytes(const cp_workspace_t *ws)
     return total;
 }
 
+/* Grown with headroom so that a slowly growing sequence of sizes does not
+ * reallocate every call. */
+static cp_status_t ws_alloc(cp_workspace_t *ws, int slot, size_t bytes)
+{
+    size_t cap = (bytes + bytes / 4 + 63) & ~(size_t)63;
+    void *b = cp_fault(CP_FAULT_WSALLOC) ? NULL : aligned_alloc(64, cap);
+    if (b == NULL)
+        return CP_ERR_NOMEM;
+    free(ws->buf[slot]);
+    ws->buf[slot] = b;
+    ws->cap[slot] = cap;
+    return CP_OK;
+}
+
 cp_status_t cp_workspace_get(cp_workspace_t *ws, int slot, size_t bytes,
                              void **p)
 {
     if (bytes == 0)
         bytes = 64;
-    if (ws->cap[slot] < bytes) {
-        /* Grow with headroom so a slowly growing sequence of sizes does not
-         * reallocate every call. */
-        size_t cap = (bytes + bytes / 4 + 63) & ~(size_t)63;
-        void *b = aligned_alloc(64, cap);
-        if (b == NULL)
-            return CP_ERR_NOMEM;
-        free(ws->buf[slot]);
-        ws->buf[slot] = b;
-        ws->cap[slot] = cap;
-    }
+    if (ws->cap[slot] < bytes)
+        CP_CHECK(ws_alloc(ws, slot, bytes));
     *p = ws->buf[slot];
     return CP_OK;
+}
+
+cp_status_t cp_workspace_reserve(cp_workspace_t *ws,
+                                 const size_t need[CP_WS_SLOTS], int *grow_p)
+{
+    cp_status_t st = CP_OK;
+    *grow_p = 0;
+    for (int i = 0; i < CP_WS_SLOTS; i++) {
+        size_t b = need[i] ? need[i] : 64;
+        *grow_p |= b > ws->agreed[i];
+        if (st == CP_OK && ws->cap[i] < b)
+            st = ws_alloc(ws, i, b);
+    }
+    return st;
+}
+
+void cp_workspace_commit(cp_workspace_t *ws, const size_t need[CP_WS_SLOTS])
+{
+    for (int i = 0; i < CP_WS_SLOTS; i++) {
+        size_t b = need[i] ? need[i] : 64;
+        if (b > ws->agreed[i])
+            ws->agreed[i] = b;
+    }
+}
+
+static uint64_t hist_mix(uint64_t h, uint64_t call)
+{
+    return ((uint64_t)cp_hash32(h, call) << 32) | cp_hash32(h ^ 0x5851f42d4c957f2dull, call);
 }
 
 cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
@@ -232,10 +390,16 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
         st = cp_allreduce_twophase(a, a->cfg->codec, &p, res);
         break;
     }
-    if (st == CP_OK && !res->nonfinite) {
+    if (st != CP_OK)
+        return st;
+    if (res->fallback == CP_FALLBACK_NONE) {
         if (a->cfg->feedback->finish)
             a->cfg->feedback->finish(a->tensor->worker, a->recv, a->count);
         a->tensor->steps++;
+        a->tensor->hist = hist_mix(a->tensor->hist, a->call);
+    } else if (res->fallback == CP_FALLBACK_DISAGREE) {
+        /* Every rank saw the same words: all start this tensor afresh. */
+        cp_tensor_reset(a->tensor);
     }
-    return st;
+    return CP_OK;
 }

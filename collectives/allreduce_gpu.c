@@ -4,6 +4,8 @@
 #include "collectives/allreduce_gpu.h"
 #include "util/log.h"
 
+_Static_assert(CP_CUDA_SLOT_HDR == CP_SLOT_HDR, "GPU and CPU slots differ");
+
 enum { WS_V, WS_SEND1, WS_RECV1, WS_SUM, WS_VS, WS_RECV2, WS_SCRATCH, WS_OUT };
 
 static size_t dtype_size(cp_dtype_t t) { return t == CP_DT_F32 ? 4 : 2; }
@@ -87,7 +89,8 @@ static cp_status_t sparse(const cp_gpu_args_t *a, float *out, float alpha,
 {
     const cp_coll_config_t *cfg = a->cfg;
     const cp_compressor_ops_t *codec = cfg->codec;
-    const int n = a->tp->size, me = a->tp->rank, ef = cfg->feedback != &cp_feedback_none;
+    const int n = a->tp->size, me = a->tp->rank;
+    const int ef = cfg->feedback != &cp_feedback_none && a->tensor->worker != NULL;
     cp_params_t p = cfg->params;
     const size_t slot = cp_slot_size(codec->max_size(&p, a->count));
     unsigned char *send, *recv;
@@ -125,7 +128,8 @@ static cp_status_t twophase(const cp_gpu_args_t *a,
                             cp_coll_result_t *res)
 {
     const cp_coll_config_t *cfg = a->cfg;
-    const int n = a->tp->size, me = a->tp->rank, ef = cfg->feedback != &cp_feedback_none;
+    const int n = a->tp->size, me = a->tp->rank;
+    const int ef = cfg->feedback != &cp_feedback_none && a->tensor->worker != NULL;
     cp_params_t p = cfg->params;
     size_t off, len, moff, mlen, maxlen;
     unsigned char *send1, *recv1, *recv2;

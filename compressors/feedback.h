@@ -26,6 +26,8 @@ typedef struct {
     double clip;    /* dgc: g is scaled to norm <= clip; 0 = off. The
                        collectives pass the configured norm / sqrt(n). */
     float eta;      /* econtrol: feedback strength */
+    float sgdm_eta; /* ef21-sgdm: momentum weight */
+    int first;      /* the tensor's first step (no completed step yet) */
 } cp_fb_params_t;
 
 typedef size_t (*cp_fb_state_floats_func_t)(size_t n);
@@ -75,12 +77,16 @@ extern const cp_feedback_ops_t cp_feedback_ef;
 extern const cp_feedback_ops_t cp_feedback_dgc;
 extern const cp_feedback_ops_t cp_feedback_ef21;
 extern const cp_feedback_ops_t cp_feedback_econtrol;
+extern const cp_feedback_ops_t cp_feedback_ef21_sgdm;
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name);
 /* EF21's and EControl's finish: H (the last float of each element's
  * stride floats of state) += out; out = H. */
 void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
                                   size_t n);
+/* The same for variants whose H is the third of three floats (EControl,
+ * EF21-SGDM): their finish slot. */
+void cp_feedback_finish_estimator3(float *st, float *out, size_t n);
 const char *cp_feedback_names(void);
 
 /* Shared by variants: nonzero if any of x[0..n) is Inf or NaN. */

@@ -45,11 +45,6 @@ static cp_status_t econtrol_commit(const cp_fb_params_t *fp, float *st,
     return CP_OK;
 }
 
-static void econtrol_finish(float *st, float *out, size_t n)
-{
-    cp_feedback_finish_estimator(st, 3, out, n);
-}
-
 const cp_feedback_ops_t cp_feedback_econtrol = {
     .name = "econtrol",
     .state_floats = econtrol_state_floats,
@@ -59,5 +54,5 @@ const cp_feedback_ops_t cp_feedback_econtrol = {
     .server = &cp_feedback_ef,
     .prepare = econtrol_prepare,
     .commit = econtrol_commit,
-    .finish = econtrol_finish,
+    .finish = cp_feedback_finish_estimator3,
 };

@@ -49,6 +49,11 @@ void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
     }
 }
 
+void cp_feedback_finish_estimator3(float *st, float *out, size_t n)
+{
+    cp_feedback_finish_estimator(st, 3, out, n);
+}
+
 static void ef21_finish(float *st, float *out, size_t n)
 {
     cp_feedback_finish_estimator(st, 2, out, n);

@@ -9,6 +9,7 @@ static const cp_feedback_ops_t *const cp_feedbacks[] = {
     &cp_feedback_dgc,
     &cp_feedback_ef21,
     &cp_feedback_econtrol,
+    &cp_feedback_ef21_sgdm,
 };
 
 const cp_feedback_ops_t *cp_feedback_find(const char *name)
@@ -19,4 +20,4 @@ const cp_feedback_ops_t *cp_feedback_find(const char *name)
     return NULL;
 }
 
-const char *cp_feedback_names(void) { return "none | ef | dgc | ef21 | econtrol"; }
+const char *cp_feedback_names(void) { return "none | ef | dgc | ef21 | econtrol | ef21-sgdm"; }

@@ -205,6 +205,11 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
         cp_prefetch_next(v + m, n - lo - m, p->bucket);
         bucket_range(v, m, &mn, &mx);
         const float unit = (mx - mn) / qmax;
+        /* A range beyond FLT_MAX (values near both ends of the float
+         * range) has no finite unit, or levels whose value overflows: the
+         * caller sends such a call exact (collectives/allreduce.h). */
+        if (cp_nonfinite(unit * qmax))
+            return CP_ERR_RANGE;
         const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
         cp_put_f32(hdr + 8 * b, mn);
         cp_put_f32(hdr + 8 * b + 4, unit);

@@ -8,11 +8,12 @@
  *   x <- x - lr * allreduce(grad_r) / n.
  *
  * Prints and writes (--json) the optimality gap f(x) - f* against steps
- * for: uncompressed, top-k without feedback, EF, EF21 and EControl. f* is
+ * for: uncompressed, top-k without feedback, EF, EF21, EControl and
+ * EF21-SGDM (--sgdm-eta, its moving-average weight). f* is
  * computed exactly (normal equations, Cholesky in double).
  *
  *   mpirun -np 4 build/heterogeneous [--dim 1000] [--rows 500] [--steps 6000]
- *       [--density 0.01] [--lr 0.05] [--eta 0.1] [--zeta 1] [--batch 0]
+ *       [--density 0.01] [--lr 0.05] [--eta 0.1] [--sgdm-eta 0.1] [--zeta 1] [--batch 0]
  *       [--every 50] [--json out.json]
  *
  * --batch B > 0 uses B random rows per step (stochastic gradients). */
@@ -29,7 +30,7 @@
 static int rank, nranks;
 static size_t d = 1000, m = 500, batch = 0;
 static int steps = 6000, every = 50;
-static double density = 0.01, lr = 0.05, eta = 0.1, zeta = 1.0;
+static double density = 0.01, lr = 0.05, eta = 0.1, sgdm_eta = 0.1, zeta = 1.0;
 
 static uint64_t mix(uint64_t *s)
 {
@@ -156,6 +157,7 @@ static void run(const method_t *me, double fstar, FILE *json, int first)
     cfg.density = density;
     cfg.topk_select = "exact";
     cfg.econtrol_eta = eta;
+    cfg.ef21_sgdm_eta = sgdm_eta;
     if (commpress_create(&cfg, MPI_COMM_WORLD, &ctx) != 0) {
         if (rank == 0)
             fprintf(stderr, "heterogeneous: cannot create %s\n", me->label);
@@ -204,6 +206,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--density")) density = atof(v);
         else if (!strcmp(k, "--lr")) lr = atof(v);
         else if (!strcmp(k, "--eta")) eta = atof(v);
+        else if (!strcmp(k, "--sgdm-eta")) sgdm_eta = atof(v);
         else if (!strcmp(k, "--zeta")) zeta = atof(v);
         else if (!strcmp(k, "--batch")) batch = (size_t)atol(v);
         else if (!strcmp(k, "--every")) every = atoi(v);
@@ -225,6 +228,7 @@ int main(int argc, char **argv)
         {"topk + EF", "topk", "ef"},
         {"topk + EF21", "topk", "ef21"},
         {"topk + EControl", "topk", "econtrol"},
+        {"topk + EF21-SGDM", "topk", "ef21-sgdm"},
     };
     FILE *json = rank == 0 ? fopen(jpath ? jpath : "/dev/null", "w") : NULL;
     if (rank == 0) {
@@ -233,12 +237,13 @@ int main(int argc, char **argv)
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
         printf("least squares, %d ranks, dim %zu, %zu rows per rank, zeta %g, "
-               "density %g, lr %g, eta %g, batch %zu; f* = %.6g, f(0) - f* = %.6g\n",
-               nranks, d, m, zeta, density, lr, eta, batch, fstar, f0 - fstar);
+               "density %g, lr %g, eta %g, sgdm eta %g, batch %zu; f* = %.6g, "
+               "f(0) - f* = %.6g\n",
+               nranks, d, m, zeta, density, lr, eta, sgdm_eta, batch, fstar, f0 - fstar);
         fprintf(json, "{\"ranks\": %d, \"dim\": %zu, \"rows\": %zu, \"zeta\": %g, "
-                      "\"density\": %g, \"lr\": %g, \"eta\": %g, \"batch\": %zu, "
-                      "\"steps\": %d, \"fstar\": %.12g, \"gap\": {\n",
-                nranks, d, m, zeta, density, lr, eta, batch, steps, fstar);
+                      "\"density\": %g, \"lr\": %g, \"eta\": %g, \"sgdm_eta\": %g, "
+                      "\"batch\": %zu, \"steps\": %d, \"fstar\": %.12g, \"gap\": {\n",
+                nranks, d, m, zeta, density, lr, eta, sgdm_eta, batch, steps, fstar);
     }
     for (size_t i = 0; i < sizeof(methods) / sizeof(*methods); i++)
         run(&methods[i], fstar, json, i == 0);

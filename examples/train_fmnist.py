@@ -24,7 +24,15 @@ Optimizers (--mode mpi):
                           communicates itself (exact average until
                           --freeze-step, then the 1-bit momentum allreduce)
 --bucket per-tensor allreduces each gradient on its own (DGC then sees
-layers, and biases go dense); fused (default) packs them into one buffer.
+layers, and biases go dense); fused (default) packs them into one buffer
+allocated once; fused-fresh packs them into a new buffer every step
+(torch.cat); scratch copies each gradient in turn into one buffer and
+allreduces it there (equal-size layers share its address). commpress
+names tensors by the sequence of calls, so all four keep each layer's error
+feedback (docs/design.md, "Tensor identity").
+--model mlp-small: 784-256-256-256-10, whose equal layers repeat sizes.
+The JSON records whether the final parameters are bit-identical on every
+rank (replicas_identical).
 --save-at N --ckpt PATH.%r saves model and optimizer state at step N (one
 file per rank); --resume PATH.%r continues from it; --final-params F.npy
 writes the final parameters (rank 0) for a bit-for-bit comparison.
@@ -37,6 +45,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import gzip
+import hashlib
 import json
 import struct
 import time
@@ -71,8 +80,11 @@ def load_idx(name):
                      "(apt-get install dataset-fashion-mnist)")
 
 
-def model(act="relu"):
+def model(act="relu", kind="mlp"):
     A = {"relu": nn.ReLU, "gelu": nn.GELU}[act]
+    if kind == "mlp-small":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), A(), nn.Linear(256, 256),
+                             A(), nn.Linear(256, 256), A(), nn.Linear(256, 10))
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 2048), A(),
                          nn.Linear(2048, 1024), A(), nn.Linear(1024, 10))
 
@@ -128,7 +140,9 @@ def main():
     ap.add_argument("--act", default="relu", choices=["relu", "gelu"])
     ap.add_argument("--beta2", type=float, default=0.999, help="adam, onebit-adam")
     ap.add_argument("--eps", type=float, default=1e-8, help="adam, onebit-adam")
-    ap.add_argument("--bucket", default="fused", choices=["fused", "per-tensor"])
+    ap.add_argument("--bucket", default="fused",
+                    choices=["fused", "fused-fresh", "per-tensor", "scratch"])
+    ap.add_argument("--model", default="mlp", choices=["mlp", "mlp-small"])
     ap.add_argument("--save-at", type=int, default=0)
     ap.add_argument("--ckpt", default=None, help="checkpoint path; %%r is the rank")
     ap.add_argument("--resume", default=None, help="checkpoint to resume from; %%r is the rank")
@@ -140,21 +154,48 @@ def main():
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", 0))
     world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", 1))
     torch.manual_seed(1234)  # identical initial weights on every rank
-    net = model(args.act)
+    net = model(args.act, args.model)
     nparams = sum(p.numel() for p in net.parameters())
 
     if args.mode == "mpi":
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
         grads_of = [p for p in net.parameters()]
+
+        def unfuse(fused):
+            """The averaged gradients back from a fused buffer."""
+            fused.div_(world)
+            off = 0
+            for p in grads_of:
+                n = p.numel()
+                p.grad.view(-1).copy_(fused[off:off + n])
+                off += n
         if args.optimizer == "onebit-adam":
             sync = None  # the optimizer communicates
         elif args.bucket == "per-tensor":
-            # Each gradient in place in its own buffer: p.grad lives for the
-            # whole run (zero_grad keeps it), so its address keys its state.
+            # Each gradient in place in its own buffer (p.grad lives for the
+            # whole run: zero_grad keeps it).
             def sync():
                 for p in grads_of:
                     comm.Allreduce(MPI.IN_PLACE, p.grad.numpy(), op=MPI.SUM)
+                    p.grad.div_(world)
+        elif args.bucket == "fused-fresh":
+            # A new fused buffer every step, as torch.cat makes it.
+            def sync():
+                fused = torch.cat([p.grad.view(-1) for p in grads_of])
+                comm.Allreduce(MPI.IN_PLACE, fused.numpy(), op=MPI.SUM)
+                unfuse(fused)
+        elif args.bucket == "scratch":
+            # One scratch buffer for every layer in turn.
+            scratch = torch.zeros(max(p.numel() for p in grads_of))
+
+            def sync():
+                for p in grads_of:
+                    n = p.numel()
+                    buf = scratch[:n]
+                    buf.copy_(p.grad.view(-1))
+                    comm.Allreduce(MPI.IN_PLACE, buf.numpy(), op=MPI.SUM)
+                    p.grad.view(-1).copy_(buf)
                     p.grad.div_(world)
         else:
             # One fused buffer for all gradients, allocated once (Horovod's
@@ -169,12 +210,7 @@ def main():
                     fused[off:off + n].copy_(p.grad.view(-1))
                     off += n
                 comm.Allreduce(MPI.IN_PLACE, fused_np, op=MPI.SUM)
-                fused.div_(world)
-                off = 0
-                for p in grads_of:
-                    n = p.numel()
-                    p.grad.view(-1).copy_(fused[off:off + n])
-                    off += n
+                unfuse(fused)
         trained = net
     else:
         import torch.distributed as dist
@@ -263,6 +299,15 @@ def main():
             if rank == 0:
                 print(f"step {step}: loss {loss.item():.4f} test acc {acc:.4f} "
                       f"({time.perf_counter() - t_start:.1f} s)", flush=True)
+    # Every rank holds the same model, or the replicas split.
+    flat = torch.cat([p.detach().view(-1) for p in net.parameters()]).numpy()
+    digest = hashlib.sha256(flat.tobytes()).hexdigest()
+    if args.mode == "mpi":
+        digests = comm.allgather(digest)
+    else:
+        digests = [None] * world
+        dist.all_gather_object(digests, digest)
+    identical = len(set(digests)) == 1
     if rank == 0:
         steady = sorted(step_times[5:] or step_times)
         label = args.label or (args.mode if args.mode != "mpi" else
@@ -275,6 +320,8 @@ def main():
                "median_step_s": steady[len(steady) // 2],
                "final_test_acc": log[-1]["test_acc"], "total_s": time.perf_counter() - t_start,
                "log": log}
+        out.update(replicas_identical=identical, params_sha256=digest,
+                   final_loss=log[-1]["loss"], model=args.model)
         out.update(optimizer=args.optimizer, momentum=args.momentum, bucket=args.bucket,
                    act=args.act, beta2=args.beta2, eps=args.eps,
                    freeze_step=args.freeze_step, resumed_from=start_step)

@@ -26,7 +26,7 @@ typedef struct {
     int bits;               /* quant: 1..8 */
     size_t bucket;          /* quant: elements per bucket */
     int stochastic;         /* quant: 1 = stochastic rounding */
-    const char *feedback;   /* none | ef | ef21 | econtrol; NULL = ef for
+    const char *feedback;   /* none | ef | ef21 | econtrol | ef21-sgdm; NULL = ef for
                                topk/sign/quant, and DGC's own for dgc (which
                                accepts only NULL) */
     const char *topk_select;/* auto | exact | sampled; NULL = auto */
@@ -40,6 +40,7 @@ typedef struct {
     size_t dgc_dense_below;    /* smaller tensors go dense */
     double econtrol_eta;       /* econtrol: feedback strength, [0, 1]; 0.01 */
     int topk_fp16;             /* topk, dgc: values travel as fp16 */
+    double ef21_sgdm_eta;      /* ef21-sgdm: moving-average weight, (0, 1]; 0.1 */
 } commpress_config_t;
 
 /* Fills the documented defaults (those of the environment variables). */
@@ -84,6 +85,10 @@ typedef struct {
     unsigned long long calls_sparse;
     unsigned long long bytes_uncompressed_sparse;
     unsigned long long bytes_sent_sparse;
+    /* Compressed calls every rank sent exact because some rank failed (out
+     * of memory, a message it could not encode or decode) or the ranks
+     * disagreed on a tensor's state (docs/design.md, "Agreement"). */
+    unsigned long long calls_fallback;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);
@@ -117,7 +122,9 @@ void commpress_onebit_adam_destroy(commpress_onebit_adam_t *opt);
 /* Collective: one step over params[0..count) with this rank's gradient.
  * Inf/NaN in any rank's gradient (or momentum) skips the step everywhere:
  * parameters and state stay as they were, the return is -9
- * (COMMPRESS_ERR_NONFINITE), as a loss scaler expects. */
+ * (COMMPRESS_ERR_NONFINITE), as a loss scaler expects. A rank out of
+ * memory for the exchange makes every rank skip it alike, returning -2
+ * (COMMPRESS_ERR_NOMEM). */
 int commpress_onebit_adam_step(commpress_onebit_adam_t *opt, float *params,
                                const float *grads, size_t count);
 /* Learning rate for the following steps (schedules); not part of the
@@ -129,9 +136,14 @@ uint64_t commpress_onebit_adam_steps(const commpress_onebit_adam_t *opt);
  * rank saves and loads its own. save with buf == NULL gives the size. */
 int commpress_onebit_adam_save(const commpress_onebit_adam_t *opt, void *buf,
                                size_t cap, size_t *len);
-/* Rejects (COMMPRESS_ERR_MALFORMED, state unchanged) a buffer that is
- * truncated, corrupt, or from another count, rank, communicator size or
- * freeze_step. Local: not collective. */
+/* Collective over the optimizer's communicator: every rank loads its own
+ * checkpoint, and either all of them take it or none does (state
+ * unchanged everywhere). A rank rejects (COMMPRESS_ERR_MALFORMED) a buffer
+ * that is truncated, corrupt, or from another count, rank, communicator
+ * size or freeze_step; when any rank rejected its checkpoint, or the ranks'
+ * checkpoints are of different steps, the others return -11
+ * (COMMPRESS_ERR_RANKS): no rank carries on fresh, or from another step,
+ * while its peers resume. */
 int commpress_onebit_adam_load(commpress_onebit_adam_t *opt, const void *buf,
                                size_t len);
 

@@ -81,49 +81,68 @@ int commpress_onebit_adam_create(const commpress_onebit_adam_config_t *cfg,
 {
     const int valid = config_valid(cfg, count);
     commpress_onebit_adam_t *o;
-    cp_status_t st;
+    int size, rank, fail;
 
     if (opt_p == NULL)
         return CP_ERR_INVALID;
     *opt_p = NULL;
     CP_CHECK(cp_mpi_agree(comm, valid, valid ? config_hash(cfg, count) : 0));
+    if (PMPI_Comm_size(comm, &size) != MPI_SUCCESS ||
+        PMPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
+        return CP_ERR_TRANSPORT;
+    /* Everything local first, then one agreement: either every rank has
+     * an optimizer or none has (a rank out of memory never leaves its
+     * peers waiting in the first step). */
     o = calloc(1, sizeof(*o));
-    if (o == NULL)
-        return CP_ERR_NOMEM;
-    o->cfg = *cfg;
-    o->count = count;
-    o->comm = MPI_COMM_NULL;
-    cp_workspace_init(&o->ws);
-    if (PMPI_Comm_dup(comm, &o->comm) != MPI_SUCCESS) {
+    fail = o == NULL;
+    if (!fail) {
+        o->cfg = *cfg;
+        o->count = count;
         o->comm = MPI_COMM_NULL;
-        st = CP_ERR_TRANSPORT;
-        goto fail;
+        cp_workspace_init(&o->ws);
+        /* Warm-up: uncompressed and deterministic. Compression stage: sign
+         * codec, EF on both sides of the two-phase algorithm. */
+        o->dense.codec = &cp_compressor_none;
+        o->dense.feedback = &cp_feedback_none;
+        o->dense.algo = CP_ALGO_DENSE;
+        o->onebit.codec = &cp_compressor_sign;
+        o->onebit.feedback = &cp_feedback_ef;
+        o->onebit.algo = CP_ALGO_TWOPHASE;
+        o->m = calloc(count, sizeof(float));
+        o->v = calloc(count, sizeof(float));
+        o->buf = malloc(count * sizeof(float));
+        fail = o->m == NULL || o->v == NULL || o->buf == NULL ||
+               cp_tensor_create(&o->dense, count, size, rank, &o->t_dense) != CP_OK ||
+               cp_tensor_create(&o->onebit, count, size, rank, &o->t_onebit) != CP_OK;
     }
-    CP_CHECK_GOTO(cp_transport_mpi_init(&o->tp, &o->comm), st, fail);
-    /* Warm-up: uncompressed and deterministic. Compression stage: sign
-     * codec, EF on both sides of the two-phase algorithm. */
-    o->dense.codec = &cp_compressor_none;
-    o->dense.feedback = &cp_feedback_none;
-    o->dense.algo = CP_ALGO_DENSE;
-    o->onebit.codec = &cp_compressor_sign;
-    o->onebit.feedback = &cp_feedback_ef;
-    o->onebit.algo = CP_ALGO_TWOPHASE;
-    CP_CHECK_GOTO(cp_tensor_create(&o->dense, count, o->tp.size, o->tp.rank,
-                                   &o->t_dense), st, fail);
-    CP_CHECK_GOTO(cp_tensor_create(&o->onebit, count, o->tp.size, o->tp.rank,
-                                   &o->t_onebit), st, fail);
-    o->m = calloc(count, sizeof(float));
-    o->v = calloc(count, sizeof(float));
-    o->buf = malloc(count * sizeof(float));
-    if (o->m == NULL || o->v == NULL || o->buf == NULL) {
-        st = CP_ERR_NOMEM;
-        goto fail;
+    if (PMPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, comm) !=
+            MPI_SUCCESS || fail) {
+        commpress_onebit_adam_destroy(o);
+        return CP_ERR_NOMEM;
+    }
+    if (PMPI_Comm_dup(comm, &o->comm) != MPI_SUCCESS ||
+        cp_transport_mpi_init(&o->tp, &o->comm) != CP_OK) {
+        commpress_onebit_adam_destroy(o);
+        return CP_ERR_TRANSPORT;
     }
     *opt_p = o;
     return CP_OK;
-fail:
-    commpress_onebit_adam_destroy(o);
-    return st;
+}
+
+/* One allreduce, its workspace agreed across ranks first: a rank that
+ * cannot grow it makes every rank skip the step alike. */
+static cp_status_t exchange(commpress_onebit_adam_t *o, cp_allreduce_args_t *a,
+                            cp_coll_result_t *res)
+{
+    size_t need[CP_WS_SLOTS];
+    int ok, fail_rank;
+    cp_allreduce_plan(a, need);
+    CP_CHECK(cp_allreduce_ready(a, need, 0, 0, NULL, 0, &ok, &fail_rank));
+    if (ok)
+        return cp_allreduce(a, res);
+    memset(res, 0, sizeof(*res));
+    res->fallback = CP_FALLBACK_FAILED;
+    return CP_OK;
 }
 
 static void account(commpress_onebit_adam_t *o, const cp_coll_result_t *res)
@@ -146,21 +165,23 @@ int commpress_onebit_adam_step(commpress_onebit_adam_t *o, float *params,
     const int warm = o->step < o->cfg.freeze_step;
     float *buf = o->buf;
 
-    if (warm) {
-        cp_allreduce_args_t a = {.send = grads, .recv = buf, .count = n,
-                                 .tensor = o->t_dense, .cfg = &o->dense,
-                                 .ws = &o->ws, .tp = &o->tp};
-        CP_CHECK(cp_allreduce(&a, &res));
-    } else {
+    cp_allreduce_args_t a = {.send = grads, .recv = buf, .count = n,
+                             .tensor = o->t_dense, .cfg = &o->dense,
+                             .ws = &o->ws, .tp = &o->tp, .call = o->step};
+    if (!warm) {
         for (size_t i = 0; i < n; i++)
             buf[i] = b1 * o->m[i] + c1 * grads[i];
-        cp_allreduce_args_t a = {.send = NULL, .recv = buf, .count = n,
-                                 .tensor = o->t_onebit, .cfg = &o->onebit,
-                                 .ws = &o->ws, .tp = &o->tp};
-        CP_CHECK(cp_allreduce(&a, &res));
+        a.send = NULL;
+        a.tensor = o->t_onebit;
+        a.cfg = &o->onebit;
     }
+    CP_CHECK(exchange(o, &a, &res));
     account(o, &res);
-    if (res.nonfinite) { /* every rank saw the flag: nobody moves */
+    if (res.fallback == CP_FALLBACK_FAILED) { /* a rank without memory */
+        o->stats.steps_skipped++;
+        return CP_ERR_NOMEM;
+    }
+    if (res.fallback != CP_FALLBACK_NONE) { /* every rank saw the flag: nobody moves */
         o->stats.steps_skipped++;
         return CP_ERR_NONFINITE;
     }
@@ -249,27 +270,50 @@ int commpress_onebit_adam_save(const commpress_onebit_adam_t *o, void *buf,
     return CP_OK;
 }
 
-int commpress_onebit_adam_load(commpress_onebit_adam_t *o, const void *buf,
-                               size_t len)
+/* This rank's checkpoint: checked, nothing written. */
+static cp_status_t check_blob(const commpress_onebit_adam_t *o, const void *buf,
+                              size_t len, uint64_t *h, const unsigned char **p)
 {
-    uint64_t h[OBA_NH];
-    const unsigned char *p;
-
-    if (o == NULL || buf == NULL)
-        return CP_ERR_INVALID;
-    /* Everything is checked before anything is written. */
-    CP_CHECK(cp_blob_check(buf, len, OBA_MAGIC, OBA_NH, state_floats(o), h, &p));
     const cp_tensor_t *t = o->t_onebit;
+    if (buf == NULL)
+        return CP_ERR_INVALID;
+    CP_CHECK(cp_blob_check(buf, len, OBA_MAGIC, OBA_NH, state_floats(o), h, p));
     if (h[0] != OBA_VERSION || h[1] != (uint64_t)o->tp.size ||
         h[2] != (uint64_t)o->tp.rank || h[3] != o->count ||
         h[4] != o->cfg.freeze_step || h[8] != t->worker_floats ||
         h[9] != t->server_floats)
         return CP_ERR_MALFORMED;
+    return CP_OK;
+}
+
+int commpress_onebit_adam_load(commpress_onebit_adam_t *o, const void *buf,
+                               size_t len)
+{
+    uint64_t h[OBA_NH] = {0}, v[5];
+    const unsigned char *p = NULL;
+
+    if (o == NULL)
+        return CP_ERR_INVALID;
+    /* Everything is checked before anything is written, on every rank: a
+     * rank must not start afresh, or from another step, while its peers
+     * resume (the steps of one job are equal on every rank). */
+    cp_status_t st = check_blob(o, buf, len, h, &p);
+    const uint64_t at = cp_fnv1a(h + 5, 3 * sizeof(uint64_t)); /* the steps */
+    v[0] = st != CP_OK;
+    v[1] = st == CP_OK ? at : 0, v[2] = st == CP_OK ? ~at : ~(uint64_t)0;
+    v[3] = h[5], v[4] = ~h[5];
+    if (PMPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_UINT64_T, MPI_MAX, o->comm) !=
+        MPI_SUCCESS)
+        return CP_ERR_TRANSPORT;
+    if (st != CP_OK)
+        return st;
+    if (v[0] || v[1] != at || v[2] != ~at)
+        return CP_ERR_RANKS;
     memcpy(o->m, p, 4 * o->count), p += 4 * o->count;
     memcpy(o->v, p, 4 * o->count), p += 4 * o->count;
-    memcpy(o->t_onebit->worker, p, 4 * t->worker_floats);
-    p += 4 * t->worker_floats;
-    memcpy(o->t_onebit->server, p, 4 * t->server_floats);
+    memcpy(o->t_onebit->worker, p, 4 * o->t_onebit->worker_floats);
+    p += 4 * o->t_onebit->worker_floats;
+    memcpy(o->t_onebit->server, p, 4 * o->t_onebit->server_floats);
     o->step = h[5];
     o->t_onebit->steps = h[6];
     o->t_dense->steps = h[7];

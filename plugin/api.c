@@ -7,6 +7,7 @@
 #include "plugin/comm_state.h"
 #include "plugin/config.h"
 #include "plugin/stats.h"
+#include "util/fault.h"
 #include "util/hd.h"
 #include "util/log.h"
 
@@ -32,6 +33,7 @@ void commpress_config_default(commpress_config_t *c)
     c->dgc_warmup_steps = d.dgc_warmup_steps;
     c->dgc_dense_below = d.dgc_dense_below;
     c->econtrol_eta = d.econtrol_eta;
+    c->ef21_sgdm_eta = d.ef21_sgdm_eta;
 }
 
 const char *commpress_strerror(int status)
@@ -51,7 +53,7 @@ static int pick(const char *v, const char *const *names, int n, int dflt)
 
 static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
 {
-    static const char *const fb[] = {"none", "ef", "ef21", "econtrol"};
+    static const char *const fb[] = {"none", "ef", "ef21", "econtrol", "ef21-sgdm"};
     static const char *const sel[] = {"auto", "exact", "sampled"};
     static const char *const algo[] = {"auto", "sparse", "twophase", "dense"};
     int f, s, a;
@@ -60,7 +62,7 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     memset(o, 0, sizeof(*o));
     o->codec = c->compressor ? cp_compressor_find(dgc ? "topk" : c->compressor)
                              : NULL;
-    f = pick(c->feedback, fb, 4, -2);
+    f = pick(c->feedback, fb, 5, -2);
     if (dgc && (f != -2 || !(c->dgc_momentum >= 0.0 && c->dgc_momentum < 1.0) ||
                 !(c->dgc_clip >= 0.0)))
         return CP_ERR_INVALID;
@@ -69,6 +71,7 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     if (o->codec == NULL || f == -1 || s < 0 || a < 0 ||
         !(c->density > 0.0 && c->density <= 1.0) || c->bits < 1 ||
         !(c->econtrol_eta >= 0.0 && c->econtrol_eta <= 1.0) ||
+        !(c->ef21_sgdm_eta > 0.0 && c->ef21_sgdm_eta <= 1.0) ||
         c->bits > 8 || c->bucket < 1)
         return CP_ERR_INVALID;
     if (f == -2)
@@ -87,6 +90,7 @@ static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
     o->fb.momentum = (float)c->dgc_momentum;
     o->fb.clip = c->dgc_clip;
     o->fb.eta = (float)c->econtrol_eta;
+    o->fb.sgdm_eta = (float)c->ef21_sgdm_eta;
     o->warmup_steps = c->dgc_warmup_steps;
     o->dense_below = c->dgc_dense_below;
     return CP_OK;
@@ -97,13 +101,13 @@ static uint64_t coll_hash(const cp_coll_config_t *o)
 {
     char buf[384];
     snprintf(buf, sizeof(buf),
-             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu|%.9g|%d",
+             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu|%.9g|%d|%.9g",
              o->codec->name, o->feedback->name, o->params.density,
              o->params.bits, o->params.bucket, (int)o->params.rounding,
              (int)o->params.topk_select, o->params.topk_sample_min,
              (int)o->algo, (unsigned long long)o->seed, (double)o->fb.momentum,
              o->fb.clip, (unsigned long long)o->warmup_steps, o->dense_below,
-             (double)o->fb.eta, o->params.topk_fp16);
+             (double)o->fb.eta, o->params.topk_fp16, (double)o->fb.sgdm_eta);
     return cp_fnv1a(buf, strlen(buf));
 }
 
@@ -113,23 +117,26 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
     commpress_ctx_t *ctx;
     cp_coll_config_t coll;
     cp_status_t st = to_coll(cfg, &coll);
+    int fail;
 
     /* Agree on validity and configuration before anyone allocates. */
     CP_CHECK(cp_mpi_agree(comm, st == CP_OK, st == CP_OK ? coll_hash(&coll) : 0));
 
     ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL)
-        return CP_ERR_NOMEM;
-    ctx->coll = coll;
-    if (PMPI_Comm_dup(comm, &ctx->comm) != MPI_SUCCESS) {
-        free(ctx);
-        return CP_ERR_TRANSPORT;
+    fail = ctx == NULL;
+    if (!fail) {
+        ctx->coll = coll;
+        fail = PMPI_Comm_dup(comm, &ctx->comm) != MPI_SUCCESS;
+        if (fail)
+            ctx->comm = MPI_COMM_NULL;
     }
-    st = cp_comm_state_create(ctx->comm, 1 << 16, &ctx->state);
-    if (st != CP_OK) {
-        PMPI_Comm_free(&ctx->comm);
-        free(ctx);
-        return st;
+    if (!fail)
+        fail = cp_comm_state_create(ctx->comm, 1 << 16, 0, &ctx->state) != CP_OK;
+    /* ... and on whether every rank could: all get a context, or none. */
+    if (PMPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, comm) !=
+            MPI_SUCCESS || fail) {
+        commpress_destroy(ctx);
+        return CP_ERR_NOMEM;
     }
     *ctx_p = ctx;
     return CP_OK;
@@ -140,24 +147,22 @@ void commpress_destroy(commpress_ctx_t *ctx)
     if (ctx == NULL)
         return;
     cp_comm_state_destroy(ctx->state);
-    PMPI_Comm_free(&ctx->comm);
+    if (ctx->comm != MPI_COMM_NULL)
+        PMPI_Comm_free(&ctx->comm);
     free(ctx);
 }
 
 int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
                         size_t count, uint64_t tensor_id)
 {
-    cp_tensor_t *t;
+    const cp_name_t name = {.naming = CP_NAME_EXPLICIT, .id = tensor_id};
     cp_coll_result_t res;
 
     if (ctx == NULL || recv == NULL || count == 0)
         return CP_ERR_INVALID;
-    CP_CHECK(cp_comm_state_tensor(ctx->state, &ctx->coll, (uintptr_t)tensor_id,
-                                  count, &t));
-    cp_allreduce_args_t a = {.send = send, .recv = recv, .count = count,
-                             .tensor = t, .cfg = &ctx->coll,
-                             .ws = &ctx->state->ws, .tp = &ctx->state->tp};
-    CP_CHECK(cp_allreduce(&a, &res));
+    cp_fault_tick();
+    CP_CHECK(cp_comm_state_allreduce(ctx->state, &ctx->coll, &name, send, recv,
+                                     count, &res));
     cp_stats_accumulate(&ctx->stats, &res);
     return CP_OK;
 }

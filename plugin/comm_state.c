@@ -1,11 +1,14 @@
 #include <stdlib.h>
+#include <string.h>
 
 #include "plugin/comm_state.h"
+#include "util/fault.h"
+#include "util/hd.h"
 #include "util/log.h"
 
 static void tensor_free(void *t) { cp_tensor_destroy(t); }
 
-cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries,
+cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
                                  cp_comm_state_t **s_p)
 {
     cp_comm_state_t *s = calloc(1, sizeof(*s));
@@ -17,10 +20,19 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries,
     cp_workspace_init(&s->ws);
     CP_CHECK_GOTO(cp_tensor_table_init(&s->tensors, max_entries, tensor_free),
                   st, err);
-    CP_CHECK_GOTO(cp_transport_mpi_init(&s->tp, &s->comm), st, err_table);
+    if (detect) {
+        /* The longest step the detector finds: as many calls as tensors. */
+        CP_CHECK_GOTO(cp_stepdet_init(&s->det, max_entries), st, err_table);
+        CP_CHECK_GOTO(cp_addrseen_init(&s->seen, s->det.W), st, err_det);
+        s->detect = 1;
+    }
+    CP_CHECK_GOTO(cp_transport_mpi_init(&s->tp, &s->comm), st, err_det);
     PMPI_Comm_test_inter(comm, &s->is_inter);
     *s_p = s;
     return CP_OK;
+err_det:
+    cp_addrseen_fini(&s->seen);
+    cp_stepdet_fini(&s->det);
 err_table:
     cp_tensor_table_fini(&s->tensors);
 err:
@@ -34,27 +46,171 @@ void cp_comm_state_destroy(cp_comm_state_t *s)
         return;
     cp_tensor_table_fini(&s->tensors);
     cp_workspace_free(&s->ws);
+    cp_stepdet_fini(&s->det);
+    cp_addrseen_fini(&s->seen);
     free(s);
 }
 
 size_t cp_comm_state_bytes(const cp_comm_state_t *s)
 {
-    return s->tensors.bytes + cp_workspace_bytes(&s->ws);
+    return s->tensors.bytes + cp_workspace_bytes(&s->ws) +
+           (s->detect ? cp_stepdet_bytes(&s->det) + cp_addrseen_bytes(&s->seen)
+                      : 0);
 }
 
-cp_status_t cp_comm_state_tensor(cp_comm_state_t *s,
-                                 const cp_coll_config_t *cfg, uintptr_t addr,
-                                 size_t count, cp_tensor_t **t_p)
+/* Rate-limited warnings of one communicator (coll/han's habit). */
+static int may_warn(cp_comm_state_t *s)
 {
-    cp_tensor_t *t = cp_tensor_table_find(&s->tensors, addr, count, 0);
-    if (t == NULL) {
-        CP_CHECK(cp_tensor_create(cfg, count, s->tp.size, s->tp.rank, &t));
-        cp_tensor_table_insert(&s->tensors, addr, count, 0, t,
-                               cp_tensor_bytes(t));
-        cp_trace("new tensor state: count %zu, %zu bytes", count,
-                 cp_tensor_bytes(t));
+    return s->warned++ < 5;
+}
+
+/* The detector's events, on the communicator's rank 0 (every rank sees
+ * the same), and its remap applied to the table. */
+static void apply_action(cp_comm_state_t *s, const cp_sd_action_t *act,
+                         uint64_t call)
+{
+    size_t before = s->tensors.nused, kept = before;
+    const int say = s->tp.rank == 0;
+    if (act->remap)
+        kept = cp_tensor_table_remap(&s->tensors, act->renames, act->nrenames);
+    if (!say)
+        return;
+    if (act->events & CP_SD_LOCKED)
+        cp_info("step found: %zu compressed calls per step on this "
+                "communicator", act->period);
+    if (act->events & CP_SD_CHANGED)
+        cp_info("the calls changed at call %llu (step was %zu calls): "
+                "relearning the step, tensors that did not change keep "
+                "their state", (unsigned long long)call, act->old_period);
+    if (act->events & CP_SD_RELOCKED)
+        cp_info("step found again: %zu calls (was %zu); %zu tensor states "
+                "kept, %zu dropped", act->period, act->old_period, kept,
+                before - kept);
+    if (act->events & CP_SD_UPGRADED)
+        cp_info("buffers repeat every %zu calls: the step is %zu calls (was "
+                "%zu)", act->period, act->period, act->old_period);
+    if ((act->events & CP_SD_WINDOW) && may_warn(s))
+        cp_info("no repeating step in the last %zu calls: error feedback "
+                "follows the call order within such windows; for stable "
+                "buffers set COMMPRESS_STATE_KEY=address, or "
+                "COMMPRESS_STATE_KEY=order with COMMPRESS_STEP_CALLS",
+                s->det.W);
+}
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    return ((uint64_t)cp_hash32(a, b) << 32) | cp_hash32(a + 1, b);
+}
+
+/* The call's tensor name (id) and its rank-independent part (ident, in the
+ * slot check word); evidence for the detector. */
+static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
+                          uintptr_t addr, size_t count, uint64_t call,
+                          uint64_t *ident, cp_allreduce_args_t *a)
+{
+    const uint64_t sig = cp_stepdet_sig(count, 0);
+    cp_sd_action_t act;
+    uint64_t id;
+    switch (name->naming) {
+    case CP_NAME_ADDRESS:
+        *ident = sig; /* addresses differ across ranks; the round agrees */
+        return addr;
+    case CP_NAME_ORDER:
+        id = call % name->step_calls;
+        break;
+    case CP_NAME_EXPLICIT:
+        id = name->id;
+        break;
+    default:
+        id = cp_stepdet_next(&s->det, sig, &act);
+        apply_action(s, &act, call);
+        a->evidence = cp_addrseen_note(&s->seen, addr, sig, call, s->det.maxp);
+        a->ev_period = act.period;
+        break;
     }
-    s->calls++;
-    *t_p = t;
+    *ident = mix(sig, id);
+    return id;
+}
+
+/* Nobody runs the call compressed: every rank runs the exact allreduce.
+ * The rank that failed says so (the highest one, when several did). */
+static cp_status_t all_exact(cp_comm_state_t *s, cp_allreduce_args_t *a,
+                             int fail_rank, cp_coll_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->bytes_dense = cp_ring_bytes(s->tp.size, 4.0 * (double)a->count);
+    if (fail_rank == s->tp.rank)
+        cp_warn("out of memory for the compression state or workspace of "
+                "%zu floats: every rank sends this call exact", a->count);
+    return cp_allreduce_exact(a, res, CP_FALLBACK_FAILED);
+}
+
+cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
+                                    const cp_coll_config_t *cfg,
+                                    const cp_name_t *name, const float *send,
+                                    float *recv, size_t count,
+                                    cp_coll_result_t *res)
+{
+    const uint64_t call = s->calls++;
+    const int address = name->naming == CP_NAME_ADDRESS;
+    cp_allreduce_args_t a = {.send = send, .recv = recv, .count = count,
+                             .cfg = cfg, .ws = &s->ws, .tp = &s->tp,
+                             .call = call};
+    cp_tensor_t *created = NULL;
+    size_t need[CP_WS_SLOTS], fresh[CP_WS_SLOTS];
+    uint64_t words[4] = {0}, steps = 0, hist = 0;
+    int local_fail = 0, ok, fail_rank;
+
+    uint64_t id = name_call(s, name, (uintptr_t)(send ? send : recv), count,
+                            call, &a.ident, &a);
+    a.tensor = cp_tensor_table_find(&s->tensors, id, count, 0);
+    const int missing = a.tensor == NULL;
+    if (missing) {
+        if (cp_fault(CP_FAULT_ALLOC) ||
+            cp_tensor_create(cfg, count, s->tp.size, s->tp.rank, &created) != CP_OK)
+            local_fail = 1;
+        a.tensor = created;
+    }
+    cp_allreduce_plan(&a, need);
+    if (address && a.tensor) {
+        /* The round may reset the state to step 0: room for both plans. */
+        cp_tensor_t *t = a.tensor;
+        a.tensor = NULL;
+        cp_allreduce_plan(&a, fresh);
+        a.tensor = t;
+        for (int i = 0; i < CP_WS_SLOTS; i++)
+            need[i] = fresh[i] > need[i] ? fresh[i] : need[i];
+        steps = t->steps, hist = t->hist;
+        words[0] = steps, words[1] = ~steps, words[2] = hist, words[3] = ~hist;
+    }
+    CP_CHECK(cp_allreduce_ready(&a, need, address || missing, local_fail,
+                                words, address ? 4 : 0, &ok, &fail_rank));
+    if (!ok) {
+        cp_tensor_destroy(created);
+        if (s->detect)
+            cp_stepdet_evidence(&s->det, 0);
+        return all_exact(s, &a, fail_rank, res);
+    }
+    if (address && (words[0] != steps || words[1] != ~steps ||
+                    words[2] != hist || words[3] != ~hist)) {
+        /* Keyed by address, this rank's buffer holds another tensor than
+         * a peer's (fresh buffers, a reused scratch): start over together. */
+        cp_tensor_reset(a.tensor);
+        if (s->tp.rank == 0 && may_warn(s))
+            cp_info("COMMPRESS_STATE_KEY=address: ranks hold different "
+                    "states for a tensor of %zu floats (buffers that move): "
+                    "reset on every rank", count);
+    }
+    if (created)
+        cp_tensor_table_insert(&s->tensors, id, count, 0, created,
+                               cp_tensor_bytes(created));
+    cp_status_t st = cp_allreduce(&a, res);
+    if (st != CP_OK)
+        return st;
+    if (name->naming == CP_NAME_AUTO)
+        cp_stepdet_evidence(&s->det, res->evidence);
+    if (res->fallback == CP_FALLBACK_DISAGREE && s->tp.rank == 0 && may_warn(s))
+        cp_warn("ranks disagreed on the state of a tensor of %zu floats: "
+                "sent exact, its state reset on every rank", count);
     return CP_OK;
 }

@@ -1,5 +1,6 @@
-/* State of one MPI communicator: its transport, workspace and tensor
- * table (DESIGN.md, contract 7). */
+/* State of one MPI communicator: its transport, workspace, tensor table
+ * and how its calls are named (DESIGN.md, contract 7; docs/design.md,
+ * "Tensor identity"). */
 #ifndef CP_COMM_STATE_H
 #define CP_COMM_STATE_H
 
@@ -7,26 +8,56 @@
 
 #include "collectives/allreduce.h"
 #include "collectives/transport_mpi.h"
+#include "plugin/addr_seen.h"
+#include "plugin/step_detect.h"
 #include "plugin/tensor_table.h"
+
+/* How a call finds its tensor state. */
+typedef enum {
+    CP_NAME_AUTO = 0,  /* the step detector: the same on every rank */
+    CP_NAME_ADDRESS,   /* the buffer address: agreed across ranks per call */
+    CP_NAME_ORDER,     /* the call's position in a step of step_calls */
+    CP_NAME_EXPLICIT,  /* the caller's id (the explicit API) */
+} cp_naming_t;
+
+typedef struct {
+    cp_naming_t naming;
+    size_t step_calls; /* CP_NAME_ORDER */
+    uint64_t id;       /* CP_NAME_EXPLICIT */
+} cp_name_t;
 
 typedef struct cp_comm_state {
     MPI_Comm comm; /* the user's handle; the transport context */
     cp_transport_t tp;
     int is_inter;
+    int disabled;  /* some rank could not create its state: pass through */
     cp_workspace_t ws;
     cp_tensor_table_t tensors;
+    int detect;    /* det and seen are in use */
+    cp_stepdet_t det;
+    cp_addrseen_t seen;
     uint64_t calls; /* compressed calls on this communicator */
+    unsigned warned; /* rate-limited warnings */
     struct cp_comm_state *prev, *next; /* list of live states */
 } cp_comm_state_t;
 
-cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries,
+/* Local: the caller agrees on the outcome across the communicator. With
+ * detect set, room for the step detector (CP_NAME_AUTO). */
+cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
                                  cp_comm_state_t **s_p);
 void cp_comm_state_destroy(cp_comm_state_t *s);
 size_t cp_comm_state_bytes(const cp_comm_state_t *s);
 
-/* Finds or creates the state of tensor (addr, count). */
-cp_status_t cp_comm_state_tensor(cp_comm_state_t *s,
-                                 const cp_coll_config_t *cfg, uintptr_t addr,
-                                 size_t count, cp_tensor_t **t_p);
+/* Compressed SUM allreduce of fp32 on s (send NULL: in place), the
+ * tensor named as `name` says. Every rank returns alike: CP_OK with
+ * res->fallback telling whether the exact allreduce ran instead (some rank
+ * out of memory, a failure, a disagreement, a non-finite step), or an
+ * error when this rank cannot go on in step with the others (the caller
+ * stops the job). */
+cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
+                                    const cp_coll_config_t *cfg,
+                                    const cp_name_t *name, const float *send,
+                                    float *recv, size_t count,
+                                    cp_coll_result_t *res);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "plugin/config.h"
+#include "util/fault.h"
 #include "util/hd.h"
 #include "util/log.h"
 
@@ -30,12 +31,12 @@ static const char *const compressor_choices[] = {
 enum { CP_COMPRESSOR_DGC = 6 };
 static const char *const rounding_choices[] = {"nearest", "stochastic", NULL};
 static const char *const feedback_choices[] = {"auto", "none", "ef", "ef21",
-                                               "econtrol", NULL};
+                                               "econtrol", "ef21-sgdm", NULL};
 static const char *const select_choices[] = {"auto", "exact", "sampled", NULL};
 static const char *const values_choices[] = {"f32", "fp16", NULL};
 static const char *const algo_choices[] = {"auto", "sparse", "twophase",
                                            "dense", NULL};
-static const char *const key_choices[] = {"address", "order", NULL};
+static const char *const key_choices[] = {"auto", "address", "order", NULL};
 static const char *const debug_choices[] = {"NONE", "WARN", "INFO", "TRACE",
                                             NULL};
 
@@ -56,11 +57,16 @@ static const cp_field_t cp_fields[] = {
     {"COMMPRESS_FEEDBACK", "auto", F_ENUM, OFF(feedback), feedback_choices, 0,
      0, 0, 1,
      "Error feedback. auto: ef for topk, sign, quant; none for fp16, bf16; "
-     "dgc keeps its own (momentum correction) and accepts only auto. ef21 "
-     "and econtrol return the aggregated estimator (docs/feedback.md; MPI "
-     "path only)."},
+     "dgc keeps its own (momentum correction) and accepts only auto. ef21, "
+     "econtrol and ef21-sgdm return the aggregated estimator; ef21-sgdm "
+     "(EF21 on a moving average) is the one for stochastic gradients "
+     "(docs/feedback.md; MPI path only)."},
     {"COMMPRESS_ECONTROL_ETA", "0.01", F_DOUBLE, OFF(econtrol_eta), NULL, 0, 1,
      0, 1, "econtrol: feedback strength eta of the error term."},
+    {"COMMPRESS_EF21_SGDM_ETA", "0.1", F_DOUBLE, OFF(ef21_sgdm_eta), NULL, 0, 1,
+     OPEN_LO, 1,
+     "ef21-sgdm: weight eta of the moving average v <- (1 - eta) v + eta g. "
+     "The application's optimizer must then run WITHOUT momentum."},
     {"COMMPRESS_DGC_MOMENTUM", "0.9", F_DOUBLE, OFF(dgc_momentum), NULL, 0, 1,
      OPEN_HI, 1,
      "dgc: momentum m of the momentum correction u <- m u + g. The "
@@ -98,10 +104,12 @@ static const cp_field_t cp_fields[] = {
     {"COMMPRESS_MIN_RANKS", "2", F_SIZE, OFF(min_ranks), NULL, 1, 1e6, 0, 1,
      "Communicators with fewer ranks pass through. 1 runs the compressed "
      "path even alone (for tests and single-GPU checks)."},
-    {"COMMPRESS_STATE_KEY", "address", F_ENUM, OFF(state_key), key_choices, 0,
+    {"COMMPRESS_STATE_KEY", "auto", F_ENUM, OFF(state_key), key_choices, 0,
      0, 0, 1,
-     "Per-tensor state key: address (buffer, count, datatype) or order "
-     "(position of the call within a step of COMMPRESS_STEP_CALLS calls)."},
+     "How a call finds its tensor's state. auto: its place in the step "
+     "commpress detects from the repeating sequence of calls (any "
+     "buffers). address: the buffer (buffers stable for the whole job). "
+     "order: its position in a step of COMMPRESS_STEP_CALLS calls."},
     {"COMMPRESS_STEP_CALLS", "0", F_SIZE, OFF(step_calls), NULL, 0, 1e9, 0, 1,
      "Compressed calls per training step; required (> 0) when "
      "COMMPRESS_STATE_KEY=order."},
@@ -113,9 +121,15 @@ static const cp_field_t cp_fields[] = {
     {"COMMPRESS_DEBUG", "WARN", F_ENUM, OFF(debug), debug_choices, 0, 0, 0, 0,
      "Log level: NONE, WARN, INFO (configuration and a summary at "
      "MPI_Finalize), TRACE."},
-    {"COMMPRESS_STATS_FILE", "", F_STRING, OFF(stats_file), NULL, 0, 0, 0, 0,
+    {"COMMPRESS_STATS_FILE", "", F_STRING, OFF(stats_file), NULL, 0,
+     sizeof(((cp_config_t *)0)->stats_file), 0, 0,
      "If set, each rank writes its statistics as JSON to this path at "
      "MPI_Finalize; %r becomes the rank."},
+    {"COMMPRESS_FAULT", "", F_STRING, OFF(fault), NULL, 0,
+     sizeof(((cp_config_t *)0)->fault), 0, 0,
+     "Testing only: make a failure happen on one rank, kind@rank:call "
+     "(kinds alloc, wsalloc, encode, corrupt1, corrupt; util/fault.h), to "
+     "check that every rank takes the same path."},
 };
 #define NFIELDS (sizeof(cp_fields) / sizeof(*cp_fields))
 
@@ -147,7 +161,9 @@ static void accepted_text(const cp_field_t *f, char *buf, size_t len)
         snprintf(buf, len, "an unsigned 64-bit integer");
         break;
     case F_STRING:
-        snprintf(buf, len, "a path");
+        snprintf(buf, len, f->offset == OFF(fault)
+                               ? "kind@rank:call[,...]"
+                               : "a path");
         break;
     }
 }
@@ -193,11 +209,11 @@ static int parse_field(const cp_field_t *f, const char *s, cp_config_t *cfg)
             *(uint64_t *)dst = (uint64_t)v;
         return 0;
     }
-    case F_STRING:
-        if (strlen(s) >= sizeof(cfg->stats_file))
+    case F_STRING: /* hi: the field's size */
+        if (strlen(s) >= (size_t)f->hi)
             return -1;
         strcpy(dst, s);
-        return 0;
+        return f->offset == OFF(fault) && cp_fault_check(s) != CP_OK ? -1 : 0;
     }
     return -1;
 }
@@ -399,6 +415,7 @@ void cp_config_to_coll(const cp_config_t *cfg, cp_coll_config_t *coll)
     coll->fb.momentum = (float)cfg->dgc_momentum;
     coll->fb.clip = cfg->dgc_clip;
     coll->fb.eta = (float)cfg->econtrol_eta;
+    coll->fb.sgdm_eta = (float)cfg->ef21_sgdm_eta;
     coll->warmup_steps = cfg->dgc_warmup_steps;
     coll->dense_below = cfg->dgc_dense_below;
 }

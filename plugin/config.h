@@ -10,7 +10,7 @@
 
 #include "collectives/allreduce.h"
 
-typedef enum { CP_KEY_ADDRESS = 0, CP_KEY_ORDER = 1 } cp_state_key_t;
+typedef enum { CP_KEY_AUTO = 0, CP_KEY_ADDRESS = 1, CP_KEY_ORDER = 2 } cp_state_key_t;
 
 typedef struct {
     int compressor;          /* index into the compressor choices */
@@ -20,6 +20,7 @@ typedef struct {
     int rounding;            /* cp_rounding_t */
     int feedback;            /* 0 auto, 1 none, 2 ef, 3 ef21, 4 econtrol */
     double econtrol_eta;
+    double ef21_sgdm_eta;
     double dgc_momentum;
     double dgc_clip;         /* 0: off */
     size_t dgc_warmup_steps;
@@ -36,6 +37,7 @@ typedef struct {
     uint64_t seed;
     int debug;               /* cp_log_level_t */
     char stats_file[1024];
+    char fault[256];         /* testing: util/fault.h */
 } cp_config_t;
 
 #define CP_CONFIG_MAX_FIELDS 32

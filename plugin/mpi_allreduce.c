@@ -9,6 +9,7 @@
 #include "plugin/comm_state.h"
 #include "plugin/runtime.h"
 #include "plugin/stats.h"
+#include "util/fault.h"
 #include "util/log.h"
 
 static pthread_mutex_t cp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -17,6 +18,9 @@ static int cp_inited;           /* configuration parsed and checked */
 #define cp_coll (*cp_runtime_coll())
 static int cp_keyval = MPI_KEYVAL_INVALID;
 static cp_comm_state_t *cp_states; /* every live comm state */
+/* Marks a communicator on which some rank could not create its state:
+ * every rank passes its calls through. */
+static cp_comm_state_t cp_disabled;
 
 static void states_update_bytes(void)
 {
@@ -31,6 +35,8 @@ static int state_delete(MPI_Comm comm, int keyval, void *attr, void *extra)
 {
     cp_comm_state_t *s = attr;
     (void)comm, (void)keyval, (void)extra;
+    if (s == &cp_disabled)
+        return MPI_SUCCESS;
     pthread_mutex_lock(&cp_lock);
     if (s->prev)
         s->prev->next = s->next;
@@ -68,6 +74,7 @@ static void plugin_init(MPI_Comm comm)
     PMPI_Comm_rank(comm, &rank);
     PMPI_Comm_size(comm, &size);
     cp_log_set_rank(rank);
+    cp_fault_set_rank(rank);
     bad_cfg = cp_runtime_load(err, sizeof(err)) != CP_OK;
     nf = cp_config_hashes(&cp_cfg, h, names);
     /* One allreduce (max) carries both: which rank failed to parse (the
@@ -149,17 +156,31 @@ int MPI_Finalize(void)
     return PMPI_Finalize();
 }
 
-/* The communicator's state, created at its first compressed call. */
+/* The communicator's state, created at its first compressed call (which
+ * every rank of comm makes together): every rank learns whether all of
+ * them succeeded, so either all compress on comm or none does. */
 static cp_comm_state_t *comm_state(MPI_Comm comm)
 {
     cp_comm_state_t *s = NULL;
-    int found = 0;
+    int found = 0, fail;
 
     PMPI_Comm_get_attr(comm, cp_keyval, &s, &found);
     if (found)
-        return s;
-    if (cp_comm_state_create(comm, cp_cfg.max_tensors, &s) != CP_OK)
+        return s == &cp_disabled ? NULL : s;
+    fail = cp_fault(CP_FAULT_ALLOC) ||
+           cp_comm_state_create(comm, cp_cfg.max_tensors,
+                                cp_cfg.state_key == CP_KEY_AUTO, &s) != CP_OK;
+    int any = fail;
+    if (PMPI_Allreduce(&fail, &any, 1, MPI_INT, MPI_MAX, comm) !=
+            MPI_SUCCESS || any) {
+        if (s != NULL)
+            cp_comm_state_destroy(s);
+        if (fail)
+            cp_warn("out of memory for commpress's state of a communicator: "
+                    "its allreduces pass through uncompressed on every rank");
+        PMPI_Comm_set_attr(comm, cp_keyval, &cp_disabled);
         return NULL;
+    }
     PMPI_Comm_set_attr(comm, cp_keyval, s);
     pthread_mutex_lock(&cp_lock);
     s->next = cp_states;
@@ -196,47 +217,53 @@ static size_t ring_bytes(size_t count, int dtsize, MPI_Comm comm)
     return cp_ring_bytes(n, (double)count * dtsize);
 }
 
+static cp_name_t shim_naming(void)
+{
+    cp_name_t name = {.naming = CP_NAME_AUTO};
+    if (cp_cfg.state_key == CP_KEY_ADDRESS)
+        name.naming = CP_NAME_ADDRESS;
+    else if (cp_cfg.state_key == CP_KEY_ORDER)
+        name = (cp_name_t){.naming = CP_NAME_ORDER,
+                           .step_calls = cp_cfg.step_calls};
+    return name;
+}
+
 /* Runs the compressed allreduce; returns -1 when the call must go to PMPI
  * after all (e.g. an intercommunicator), otherwise an MPI error code. */
 static int compressed_allreduce(const void *sendbuf, void *recvbuf,
                                 size_t count, MPI_Comm comm)
 {
-    cp_comm_state_t *s = comm_state(comm);
-    cp_tensor_t *t;
+    cp_comm_state_t *s;
+    const cp_name_t name = shim_naming();
     cp_coll_result_t res;
-    cp_status_t st;
-    uintptr_t key;
+    size_t before;
 
+    cp_fault_tick();
+    s = comm_state(comm);
     if (s == NULL || s->is_inter)
         return -1;
-    if (cp_cfg.state_key == CP_KEY_ORDER)
-        key = (uintptr_t)(s->calls % cp_cfg.step_calls);
-    else
-        key = (uintptr_t)(sendbuf == MPI_IN_PLACE ? recvbuf : sendbuf);
-    st = cp_comm_state_tensor(s, &cp_coll, key, count, &t);
-    if (st != CP_OK)
-        return -1; /* out of memory for state: send it exact */
-    cp_allreduce_args_t a = {
-        .send = sendbuf == MPI_IN_PLACE ? NULL : sendbuf,
-        .recv = recvbuf,
-        .count = count,
-        .tensor = t,
-        .cfg = &cp_coll,
-        .ws = &s->ws,
-        .tp = &s->tp,
-    };
-    st = cp_allreduce(&a, &res);
+    before = cp_comm_state_bytes(s);
+    cp_status_t st = cp_comm_state_allreduce(
+        s, &cp_coll, &name, sendbuf == MPI_IN_PLACE ? NULL : sendbuf, recvbuf,
+        count, &res);
     if (st != CP_OK) {
-        cp_warn("compressed allreduce of %zu floats failed: %s", count,
+        /* This rank cannot go on in step with its peers (a corrupt message
+         * only it received, a transport failure): stop the job through the
+         * communicator's error handler rather than let the ranks drift. */
+        fprintf(stderr, "commpress: error: rank %d: compressed allreduce of "
+                        "%zu floats failed (%s); the ranks can no longer "
+                        "agree, stopping\n", s->tp.rank, count,
                 cp_status_string(st));
+        fflush(stderr);
+        PMPI_Comm_call_errhandler(comm, MPI_ERR_INTERN);
         return MPI_ERR_INTERN;
     }
     cp_stats_add_compressed(&res);
-    if (t->steps == 1) /* state just grew: keep the reported total current */
+    if (cp_comm_state_bytes(s) != before) /* keep the reported total current */
         states_update_bytes();
     cp_trace("allreduce %zu floats algo %d sent %zu of %zu bytes%s", count,
              (int)res.algo, res.bytes_sent, res.bytes_dense,
-             res.nonfinite ? " (non-finite: exact)" : "");
+             res.fallback ? " (sent exact)" : "");
     return MPI_SUCCESS;
 }
 

@@ -4,7 +4,18 @@
  * returned as they are. Also intercepted: group start/end (calls inside a
  * group pass through: NCCL fuses them, commpress would not), communicator
  * init (the configuration is checked across ranks), destroy and abort (the
- * communicator's state is released). */
+ * communicator's state is released).
+ *
+ * Every rank makes the same calls, so every decision that shapes what goes
+ * on the wire here is taken from the call alone. Tensor state is named as
+ * on the MPI path (plugin/step_detect.h), with each rank's own buffer
+ * evidence (the GPU path does not exchange it yet): names may then differ
+ * across ranks, which is safe because on the GPU a tensor's state changes
+ * no decision, only its own error feedback (docs/gpu.md). A rank that
+ * cannot allocate a tensor's state runs the call without error feedback; a
+ * rank that cannot allocate the workspace, which the exchange itself
+ * needs, stops the job with one line: its peers would otherwise wait in
+ * the exchange for ever. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +27,10 @@
 #include "collectives/allreduce_gpu.h"
 #include "collectives/nccl_real.h"
 #include "collectives/transport_nccl.h"
+#include "plugin/addr_seen.h"
 #include "plugin/runtime.h"
 #include "plugin/stats.h"
+#include "plugin/step_detect.h"
 #include "plugin/tensor_table.h"
 #include "util/log.h"
 
@@ -28,6 +41,10 @@ typedef struct cp_nccl_state {
     cp_transport_t tp;
     cp_gpu_ws_t ws;
     cp_tensor_table_t tensors;
+    int detect;
+    cp_stepdet_t det;
+    cp_addrseen_t seen;
+    cp_gpu_tensor_t stateless; /* for a call whose state could not be made */
     uint64_t calls;
     cudaEvent_t done;         /* end of the last compressed call */
     cudaStream_t last_stream;
@@ -40,6 +57,18 @@ static __thread int cp_group_depth;
 static int cp_warned_capture;
 
 static void gpu_tensor_free(void *t) { cp_gpu_tensor_destroy(t); }
+
+/* A rank that cannot go on with its peers: one line, and the job stops
+ * (the launcher ends the other ranks) rather than hang. */
+static void fatal(const char *what, ncclComm_t comm)
+{
+    int rank = -1;
+    cp_nccl_real()->CommUserRank(comm, &rank);
+    fprintf(stderr, "commpress: error: rank %d: %s; its peers would wait for "
+                    "it for ever, stopping\n", rank, what);
+    fflush(stderr);
+    exit(1);
+}
 
 static void nccl_state_bytes(void)
 {
@@ -57,21 +86,38 @@ static cp_nccl_state_t *state_find(ncclComm_t comm)
     return NULL;
 }
 
+static void state_free(cp_nccl_state_t *s)
+{
+    cp_tensor_table_fini(&s->tensors); /* cudaFree waits for the work */
+    cp_gpu_ws_free(&s->ws);
+    cudaFree(s->stateless.steps);
+    if (s->done)
+        cudaEventDestroy(s->done);
+    cp_stepdet_fini(&s->det);
+    cp_addrseen_fini(&s->seen);
+    free(s);
+}
+
 static cp_nccl_state_t *state_create(ncclComm_t comm)
 {
     const cp_nccl_real_t *R = cp_nccl_real();
+    const cp_config_t *cfg = cp_runtime_config();
     cp_nccl_state_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     s->comm = comm;
     s->ctx.comm = comm;
+    s->detect = cfg->state_key == CP_KEY_AUTO;
     if (R->CommCuDevice(comm, &s->device) != ncclSuccess ||
         cp_transport_nccl_init(&s->tp, &s->ctx) != CP_OK ||
-        cp_tensor_table_init(&s->tensors, cp_runtime_config()->max_tensors,
-                             gpu_tensor_free) != CP_OK ||
+        cp_tensor_table_init(&s->tensors, cfg->max_tensors, gpu_tensor_free) != CP_OK ||
+        (s->detect && (cp_stepdet_init(&s->det, cfg->max_tensors) != CP_OK ||
+                       cp_addrseen_init(&s->seen, s->det.W) != CP_OK)) ||
+        cudaMalloc((void **)&s->stateless.steps, sizeof(uint64_t)) != cudaSuccess ||
+        cudaMemset(s->stateless.steps, 0, sizeof(uint64_t)) != cudaSuccess ||
         cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming) !=
             cudaSuccess) {
-        free(s);
+        state_free(s);
         return NULL;
     }
     s->next = cp_nccl_states;
@@ -90,11 +136,8 @@ static void state_release(ncclComm_t comm)
         int cur;
         cudaGetDevice(&cur);
         cudaSetDevice(s->device);
-        cp_tensor_table_fini(&s->tensors); /* cudaFree waits for the work */
-        cp_gpu_ws_free(&s->ws);
-        cudaEventDestroy(s->done);
+        state_free(s);
         cudaSetDevice(cur);
-        free(s);
         break;
     }
     nccl_state_bytes();
@@ -109,6 +152,9 @@ static const char *nccl_unsupported(const cp_coll_config_t *c)
     if (c->feedback == &cp_feedback_ef21)
         return "COMMPRESS_FEEDBACK='ef21' is invalid with NCCL (it runs on the "
                "MPI path only); accepted: auto | none | ef";
+    if (c->feedback == &cp_feedback_ef21_sgdm)
+        return "COMMPRESS_FEEDBACK='ef21-sgdm' is invalid with NCCL (it runs on "
+               "the MPI path only); accepted: auto | none | ef";
     if (c->feedback == &cp_feedback_econtrol)
         return "COMMPRESS_FEEDBACK='econtrol' is invalid with NCCL (it runs on "
                "the MPI path only); accepted: auto | none | ef";
@@ -159,6 +205,29 @@ static size_t elem_size(ncclDataType_t t)
     }
 }
 
+/* The name of a call's tensor (plugin/step_detect.h, with this rank's
+ * own buffer evidence), the detector's remap applied to the table. */
+static uint64_t name_call(cp_nccl_state_t *s, const void *buf, size_t count,
+                          uint32_t kind)
+{
+    const cp_config_t *cfg = cp_runtime_config();
+    const uint64_t call = s->calls++, sig = cp_stepdet_sig(count, kind);
+    cp_sd_action_t act;
+    if (cfg->state_key == CP_KEY_ORDER)
+        return call % cfg->step_calls;
+    if (cfg->state_key == CP_KEY_ADDRESS)
+        return (uintptr_t)buf;
+    uint64_t id = cp_stepdet_next(&s->det, sig, &act);
+    if (act.remap)
+        cp_tensor_table_remap(&s->tensors, act.renames, act.nrenames);
+    if (act.events & (CP_SD_LOCKED | CP_SD_RELOCKED | CP_SD_UPGRADED))
+        cp_info("NCCL: step of %zu compressed calls found", act.period);
+    uint64_t ev = cp_addrseen_note(&s->seen, (uintptr_t)buf, sig, call, s->det.maxp);
+    size_t P = act.period;
+    cp_stepdet_evidence(&s->det, P && ev >= 2 * (uint64_t)P && ev % P == 0 ? ev : 0);
+    return id;
+}
+
 /* Compressed allreduce; -1 sends the call to NCCL unchanged after all. */
 static int compressed(const void *sendbuff, void *recvbuff, size_t count,
                       cp_dtype_t dt, int dsize, ncclRedOp_t op, ncclComm_t comm,
@@ -169,7 +238,7 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     cp_gpu_tensor_t *t;
     cp_coll_result_t res;
     enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    int cur, rc = -1;
+    int cur, rc = -1, created = 0;
 
     int nranks;
     if (cp_nccl_real()->CommCount(comm, &nranks) != ncclSuccess ||
@@ -181,20 +250,21 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
         s = state_create(comm);
     pthread_mutex_unlock(&cp_nccl_lock);
     if (s == NULL)
-        return -1;
+        fatal("out of memory for commpress's state of an NCCL communicator",
+              comm);
     cudaGetDevice(&cur);
     if (cur != s->device)
         cudaSetDevice(s->device);
     cudaStreamIsCapturing(stream, &cap);
     uint32_t kind = (uint32_t)dt + 1;
-    uintptr_t key = (uintptr_t)sendbuff;
-    if (cp_runtime_config()->state_key == CP_KEY_ORDER)
-        key = (uintptr_t)(s->calls % cp_runtime_config()->step_calls);
+    uint64_t key = name_call(s, sendbuff, count, kind);
     t = cp_tensor_table_find(&s->tensors, key, count, kind);
-    const int created = t == NULL;
-    if (created) {
-        /* Allocating is not allowed while a stream is being captured: the
-         * first call of a tensor must come before the capture. */
+    if (t == NULL) {
+        /* Allocating is not allowed while a stream is being captured (every
+         * rank captures the same calls, so all pass this one through); an
+         * allocation may fail: then this call runs without error feedback
+         * (the same exchange as its peers'), and a later call makes the
+         * state. */
         if (cap != cudaStreamCaptureStatusNone) {
             if (!cp_warned_capture++)
                 cp_warn("ncclAllReduce of a new tensor during CUDA graph "
@@ -202,13 +272,22 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
                         "capturing)");
             goto out;
         }
-        if (cp_gpu_tensor_create(coll, count, s->tp.size, s->tp.rank, stream,
-                                 &t) != CP_OK)
-            goto out;
-        cp_tensor_table_insert(&s->tensors, key, count, kind, t,
-                               cp_gpu_tensor_bytes(t));
+        if (cp_gpu_tensor_create(coll, count, s->tp.size, s->tp.rank,
+                                 stream, &t) == CP_OK) {
+            cp_tensor_table_insert(&s->tensors, key, count, kind, t,
+                                   cp_gpu_tensor_bytes(t));
+            created = 1;
+        } else {
+            t = NULL;
+            cudaGetLastError(); /* the failed allocation's error is handled */
+            cp_warn("out of GPU memory for the state of a tensor of %zu "
+                    "elements: sent without error feedback", count);
+        }
+        if (t == NULL) {
+            s->stateless.count = count;
+            t = &s->stateless;
+        }
     }
-    s->calls++;
     /* Calls on one communicator may come on different streams: the
      * workspace is shared, so order each call after the previous one. */
     if (s->last_stream != NULL && s->last_stream != stream)
@@ -221,6 +300,8 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     cp_status_t st = cp_gpu_allreduce(&a, &res);
     cudaEventRecord(s->done, stream);
     s->last_stream = stream;
+    if (st == CP_ERR_NOMEM)
+        fatal("out of GPU memory for the compression workspace", comm);
     if (st != CP_OK) {
         cp_warn("compressed ncclAllReduce of %zu elements failed: %s", count,
                 cp_status_string(st));

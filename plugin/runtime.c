@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "plugin/runtime.h"
+#include "util/fault.h"
 #include "util/log.h"
 
 static pthread_mutex_t cp_rt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -22,6 +23,7 @@ cp_status_t cp_runtime_load(char *err, size_t errlen)
         if (cp_rt_status == CP_OK) {
             cp_log_set_level((cp_log_level_t)cp_rt_cfg.debug);
             cp_config_to_coll(&cp_rt_cfg, &cp_rt_coll);
+            cp_fault_configure(cp_rt_cfg.fault);
         }
         cp_rt_loaded = 1;
     }

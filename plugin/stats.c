@@ -12,10 +12,11 @@ void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
 {
     s->calls_compressed++;
     s->calls_nonfinite += res->nonfinite != 0;
+    s->calls_fallback += res->fallback != CP_FALLBACK_NONE && !res->nonfinite;
     s->bytes_uncompressed += res->bytes_dense;
     s->bytes_sent += cp_coll_wire_bytes(res);
     s->compress_seconds += res->compress_seconds;
-    if (res->algo == CP_ALGO_SPARSE && !res->nonfinite) {
+    if (res->algo == CP_ALGO_SPARSE && res->fallback == CP_FALLBACK_NONE) {
         s->calls_sparse++;
         s->bytes_uncompressed_sparse += res->bytes_dense;
         s->bytes_sent_sparse += res->bytes_sent;
@@ -100,7 +101,8 @@ int cp_stats_write_json(const char *tmpl, int rank)
             "\"bytes_passthrough\": %llu, \"ratio\": %.6g, "
             "\"compress_seconds\": %.6f, \"state_bytes\": %llu, "
             "\"state_bytes_peak\": %llu, \"calls_sparse\": %llu, "
-            "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu}\n",
+            "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu, "
+            "\"calls_fallback\": %llu}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -111,7 +113,8 @@ int cp_stats_write_json(const char *tmpl, int rank)
             (unsigned long long)s.state_bytes_peak,
             (unsigned long long)s.calls_sparse,
             (unsigned long long)s.bytes_uncompressed_sparse,
-            (unsigned long long)s.bytes_sent_sparse);
+            (unsigned long long)s.bytes_sent_sparse,
+            (unsigned long long)s.calls_fallback);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -120,11 +123,13 @@ void cp_stats_print_summary(int rank, const char *compressor)
     commpress_stats_t s;
     cp_stats_get(&s);
     cp_info("summary rank %d: compressor %s, %llu calls compressed "
-            "(%llu non-finite, sent exact), %llu passed through; "
+            "(%llu non-finite and %llu after a failure, sent exact), %llu "
+            "passed through; "
             "%.3f MB a plain allreduce would send, %.3f MB sent, ratio %.2fx; "
             "%.3f s compressing; state %.1f MB",
             rank, compressor, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_nonfinite,
+            (unsigned long long)s.calls_fallback,
             (unsigned long long)s.calls_passthrough,
             (double)s.bytes_uncompressed / 1e6, (double)s.bytes_sent / 1e6,
             s.ratio, s.compress_seconds, (double)s.state_bytes_peak / 1e6);

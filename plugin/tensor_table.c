@@ -34,32 +34,39 @@ void cp_tensor_table_fini(cp_tensor_table_t *t)
     t->heads = NULL;
 }
 
-static size_t bucket_of(const cp_tensor_table_t *t, uintptr_t addr,
+static size_t bucket_of(const cp_tensor_table_t *t, uint64_t id,
                         size_t count, uint32_t kind)
 {
-    return cp_hash32((uint64_t)addr ^ ((uint64_t)kind << 56), count) &
-           (t->nbuckets - 1);
+    return cp_hash32(id ^ ((uint64_t)kind << 56), count) & (t->nbuckets - 1);
 }
 
-void *cp_tensor_table_find(cp_tensor_table_t *t, uintptr_t addr, size_t count,
+static int lookup(const cp_tensor_table_t *t, uint64_t id, size_t count,
+                  uint32_t kind)
+{
+    for (int e = t->heads[bucket_of(t, id, count, kind)]; e >= 0;
+         e = t->entries[e].next) {
+        const cp_tensor_entry_t *x = &t->entries[e];
+        if (x->id == id && x->count == count && x->kind == kind)
+            return e;
+    }
+    return -1;
+}
+
+void *cp_tensor_table_find(cp_tensor_table_t *t, uint64_t id, size_t count,
                            uint32_t kind)
 {
     t->clock++;
-    for (int e = t->heads[bucket_of(t, addr, count, kind)]; e >= 0;
-         e = t->entries[e].next) {
-        cp_tensor_entry_t *x = &t->entries[e];
-        if (x->addr == addr && x->count == count && x->kind == kind) {
-            x->last_used = t->clock;
-            return x->tensor;
-        }
-    }
-    return NULL;
+    int e = lookup(t, id, count, kind);
+    if (e < 0)
+        return NULL;
+    t->entries[e].last_used = t->clock;
+    return t->entries[e].tensor;
 }
 
 static void unlink_entry(cp_tensor_table_t *t, int e)
 {
     cp_tensor_entry_t *x = &t->entries[e];
-    int *link = &t->heads[bucket_of(t, x->addr, x->count, x->kind)];
+    int *link = &t->heads[bucket_of(t, x->id, x->count, x->kind)];
     while (*link != e)
         link = &t->entries[*link].next;
     *link = x->next;
@@ -84,8 +91,7 @@ static int free_entry(cp_tensor_table_t *t)
     if (!t->warned_evict) {
         cp_warn("more than COMMPRESS_MAX_TENSORS=%zu tensors on one "
                 "communicator: dropping the least recently used tensor's "
-                "error feedback (raise the limit, or use "
-                "COMMPRESS_STATE_KEY=order for fresh buffers each step)",
+                "error feedback (raise the limit)",
                 t->max_entries);
         t->warned_evict = 1;
     }
@@ -93,12 +99,12 @@ static int free_entry(cp_tensor_table_t *t)
     return victim;
 }
 
-void cp_tensor_table_insert(cp_tensor_table_t *t, uintptr_t addr, size_t count,
+void cp_tensor_table_insert(cp_tensor_table_t *t, uint64_t id, size_t count,
                             uint32_t kind, void *tensor, size_t bytes)
 {
-    size_t b = bucket_of(t, addr, count, kind);
     int e = free_entry(t);
-    t->entries[e] = (cp_tensor_entry_t){.addr = addr, .count = count,
+    size_t b = bucket_of(t, id, count, kind);
+    t->entries[e] = (cp_tensor_entry_t){.id = id, .count = count,
                                         .kind = kind, .used = 1,
                                         .next = t->heads[b],
                                         .last_used = t->clock,
@@ -106,4 +112,42 @@ void cp_tensor_table_insert(cp_tensor_table_t *t, uintptr_t addr, size_t count,
     t->heads[b] = e;
     t->nused++;
     t->bytes += bytes;
+}
+
+size_t cp_tensor_table_remap(cp_tensor_table_t *t, const cp_sd_rename_t *ren,
+                             size_t n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < t->max_entries; i++)
+        t->entries[i].keep = 0;
+    /* Mark first, rename after: a rename may take the name of a state that
+     * is itself renamed or dropped. */
+    for (size_t r = 0; r < n; r++) {
+        int e = lookup(t, ren[r].old_id, (size_t)(ren[r].sig >> 2),
+                       (uint32_t)(ren[r].sig & 3));
+        if (e >= 0 && !t->entries[e].keep) {
+            t->entries[e].keep = 1;
+            t->entries[e].new_id = ren[r].new_id;
+        }
+    }
+    for (size_t b = 0; b < t->nbuckets; b++)
+        t->heads[b] = -1;
+    for (size_t i = 0; i < t->max_entries; i++) {
+        cp_tensor_entry_t *x = &t->entries[i];
+        if (!x->used)
+            continue;
+        if (!x->keep) {
+            t->bytes -= x->bytes;
+            t->free_fn(x->tensor);
+            x->used = 0;
+            t->nused--;
+            continue;
+        }
+        x->id = x->new_id;
+        size_t b = bucket_of(t, x->id, x->count, x->kind);
+        x->next = t->heads[b];
+        t->heads[b] = (int)i;
+        kept++;
+    }
+    return kept;
 }

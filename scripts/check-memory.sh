@@ -26,8 +26,26 @@ run() {
 }
 for comp in topk sign quant fp16; do
   echo "== $comp, 3 ranks, ASan/UBSan/LSan"
-  COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_allreduce compress | tail -1
+  COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=address \
+    run 3 build-asan/tests/test_allreduce compress | tail -1
 done
+echo "== tensor identity: buffer patterns, changes, faults, overflow (4 and 3 ranks)"
+for cfg in "topk ef21" "quant econtrol" "sign ef" "fp16 none" "topk ef21-sgdm"; do
+  set -- $cfg
+  COMMPRESS_COMPRESSOR=$1 COMMPRESS_FEEDBACK=$2 COMMPRESS_MIN_BYTES=0 \
+    run 4 build-asan/tests/test_identity patterns | tail -1
+done
+COMMPRESS_COMPRESSOR=dgc COMMPRESS_DGC_WARMUP_STEPS=4 COMMPRESS_DGC_DENSE_BELOW=5000 \
+  COMMPRESS_MIN_BYTES=0 run 4 build-asan/tests/test_identity patterns | tail -1
+COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_identity changes | tail -1
+for f in alloc@1:8 alloc@2:9 wsalloc@1:9 encode@2:11; do
+  COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 COMMPRESS_FAULT=$f \
+    run 3 build-asan/tests/test_identity faults | tail -1
+done
+COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_FAULT=corrupt1@1:12 \
+  run 3 build-asan/tests/test_identity faults | tail -1
+COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_identity range | tail -1
+COMMPRESS_COMPRESSOR=fp16 COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_identity overflow | tail -1
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -45,7 +63,7 @@ COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=order COMMPR
 echo "== valgrind on the unit tests"
 scripts/build.sh >/dev/null
 ulog=$(mktemp)
-for u in cast sign quant topk feedback dgc fl config fuzz_decode; do
+for u in cast sign quant topk feedback dgc fl config fuzz_decode step_detect; do
   t=build/tests/test_$u
   valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
     "$t" --no-early-exit --jobs 1 >/dev/null 2>"$ulog" || { cat "$ulog"; exit 1; }
@@ -73,6 +91,14 @@ COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=order COMMPR
   --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
   --log-file="$vg/rank.%p" build-debug/tests/test_allreduce order | tail -1
 check_ours "$vg" '(status|log|registry|none|cast|topk|sign|quant|feedback_[a-z0-9]+|allreduce[a-z_]*|transport_mpi|config|comm_state|stats|api|mpi_allreduce|test_allreduce)'
+rm -rf "$vg"
+echo "== valgrind on both ranks of a 2-rank identity run (auto naming, EF21; debug build)"
+vg=$(mktemp -d)
+COMMPRESS_COMPRESSOR=topk COMMPRESS_FEEDBACK=ef21 COMMPRESS_MIN_BYTES=0 \
+  LD_PRELOAD=$PWD/build-debug/libcommpress.so tests/mpi/mpirun.sh 2 valgrind -q \
+  --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
+  --log-file="$vg/rank.%p" build-debug/tests/test_identity patterns | tail -1
+check_ours "$vg" '(status|log|u64map|fault|registry|none|topk|feedback_[a-z0-9_]+|allreduce[a-z_]*|transport_mpi|config|step_detect|addr_seen|tensor_table|comm_state|stats|api|mpi_allreduce|test_identity)'
 rm -rf "$vg"
 echo "== valgrind on both ranks of 1-bit Adam (debug build)"
 vg=$(mktemp -d)

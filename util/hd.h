@@ -59,6 +59,49 @@ CP_HD uint16_t cp_f32_to_f16(float x)
     return (uint16_t)(sign | (a >> 13));
 }
 
+/* fp32 -> binary16 rounding toward zero, for |x| <= 65504 (the scaled
+ * casts, compressors/cast.c: the result never exceeds |x|). */
+CP_HD uint16_t cp_f32_to_f16_rtz(float x)
+{
+    uint32_t u = cp_f32_bits(x);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+
+    if (a >= 0x477fe000u) /* 65504 and beyond */
+        return (uint16_t)(sign | 0x7bffu);
+    if (a < 0x38800000u) /* subnormal or zero: multiples of 2^-24, truncated */
+        return (uint16_t)(sign | (uint32_t)(cp_bits_f32(a) * 16777216.0f));
+    return (uint16_t)(sign | ((a >> 13) - ((uint32_t)(127 - 15) << 10)));
+}
+
+/* The largest finite values of the 16-bit formats, as fp32. */
+#define CP_F16_MAX 65504.0f
+#define CP_BF16_MAX 3.38953139e38f
+
+/* The casts' scale (compressors/cast.c): 0 when amax <= max (or not
+ * finite: such a vector is never sent), else the exponent e >= 1 of the
+ * smallest power of two with amax * 2^-e <= max. */
+CP_HD int cp_cast_exponent(float amax, float max)
+{
+    int e = 1;
+    if (!(amax > max) || cp_nonfinite(amax))
+        return 0;
+    /* Halving is exact for normal values; a few steps from a start that
+     * is at most one too small. */
+    uint32_t ea = (cp_f32_bits(amax) >> 23) & 0xffu, em = (cp_f32_bits(max) >> 23) & 0xffu;
+    if (ea > em + 1)
+        e = (int)(ea - em) - 1;
+    while (amax * cp_bits_f32((uint32_t)(127 - e) << 23) > max)
+        e++;
+    return e;
+}
+
+/* 2^e as fp32, for 0 <= e <= 127. */
+CP_HD float cp_pow2f(int e)
+{
+    return cp_bits_f32((uint32_t)(127 + e) << 23);
+}
+
 CP_HD float cp_f16_to_f32(uint16_t h)
 {
     uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
@@ -94,6 +137,32 @@ CP_HD uint16_t cp_f32_to_bf16(float x)
 CP_HD float cp_bf16_to_f32(uint16_t h)
 {
     return cp_bits_f32((uint32_t)h << 16);
+}
+
+/* fp32 -> bfloat16 rounding toward zero (finite x): the scaled casts. */
+CP_HD uint16_t cp_f32_to_bf16_rtz(float x)
+{
+    return (uint16_t)(cp_f32_bits(x) >> 16);
+}
+
+/* The conversions for a result stored in the caller's 16-bit buffer
+ * (ncclAllReduce of fp16/bf16): round to nearest even, and a value beyond
+ * the format's range becomes Inf, as the plain 16-bit sum would; never a
+ * silent clip. */
+CP_HD uint16_t cp_f32_to_f16_ovf(float x)
+{
+    uint32_t a = cp_f32_bits(x) & 0x7fffffffu;
+    if (a >= 0x477ff000u && a <= 0x7f800000u) /* rounds to >= 65520, or Inf */
+        return (uint16_t)(((cp_f32_bits(x) >> 16) & 0x8000u) | 0x7c00u);
+    return cp_f32_to_f16(x);
+}
+
+CP_HD uint16_t cp_f32_to_bf16_ovf(float x)
+{
+    uint32_t u = cp_f32_bits(x), a = u & 0x7fffffffu;
+    if (a >= 0x7f7f8000u && a <= 0x7f800000u)
+        return (uint16_t)(((u >> 16) & 0x8000u) | 0x7f80u);
+    return cp_f32_to_bf16(x);
 }
 
 /* FNV-1a over bytes: configuration hashes compared across ranks. */

@@ -17,7 +17,9 @@ extern "C" {
     X(CP_ERR_UNSUPPORTED, -6, "unsupported operation")                      \
     X(CP_ERR_CONFIG, -7, "invalid configuration")                           \
     X(CP_ERR_MISMATCH, -8, "configuration differs across ranks")           \
-    X(CP_ERR_NONFINITE, -9, "non-finite values on some rank: step skipped")
+    X(CP_ERR_NONFINITE, -9, "non-finite values on some rank: step skipped") \
+    X(CP_ERR_RANGE, -10, "values beyond what the codec can represent")    \
+    X(CP_ERR_RANKS, -11, "the ranks disagree: another rank failed, or holds another step")
 
 typedef enum {
 #define CP_STATUS_ENUM(name, value, text) name = value,

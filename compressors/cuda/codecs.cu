@@ -9,6 +9,7 @@
 #include "compressors/cuda/cp_cuda.h"
 
 #define THREADS 256
+#define HDR CP_CUDA_SLOT_HDR
 
 namespace {
 
@@ -83,6 +84,8 @@ __global__ void k_header(unsigned char *slot, const int *bad, uint32_t len)
     int b = bad ? *bad : 0;
     st_u32(slot, b ? 1u : 0u);
     st_u32(slot + 4, b ? 0u : len);
+    for (int i = 8; i < HDR; i += 4) /* check, evidence: not used here yet */
+        st_u32(slot + i, 0u);
 }
 
 __global__ void k_slots_flag(const unsigned char *slots, int n, size_t slot,
@@ -117,7 +120,7 @@ __global__ void k_none_dec(const unsigned char *slot, uint32_t expect,
 {
     if (unusable(slot, expect, abort, err))
         return;
-    const unsigned char *pl = slot + 8;
+    const unsigned char *pl = slot + HDR;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         out[i] = (y ? y[i] : 0.0f) + alpha * ld_f32(pl + 4 * i);
@@ -125,20 +128,51 @@ __global__ void k_none_dec(const unsigned char *slot, uint32_t expect,
 
 __global__ void k_none_enc(const float *x, unsigned char *slot, size_t n)
 {
-    float *o = (float *)(slot + 8);
+    float *o = (float *)(slot + HDR);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         o[i] = x[i];
 }
 
-/* ---- fp16 / bf16 ---- */
+/* ---- fp16 / bf16 (compressors/cast.c) ----
+ * The plain cast and the largest magnitude in one pass; a second kernel
+ * writes the scale exponent and, only when that magnitude is out of the
+ * format's range, encodes again scaled (rounding toward zero). */
 template <int BF>
-__global__ void k_cast_enc(const float *x, unsigned char *slot, size_t n)
+__global__ void k_cast_enc(const float *x, unsigned char *slot, size_t n,
+                           unsigned int *amax_bits)
 {
-    uint16_t *h = (uint16_t *)(slot + 8);
+    uint16_t *h = (uint16_t *)(slot + HDR + 4);
+    unsigned int m = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        unsigned int a = __float_as_uint(x[i]) & 0x7fffffffu;
+        m = a > m ? a : m;
+        h[i] = BF ? cp_f32_to_bf16(x[i]) : cp_f32_to_f16(x[i]);
+    }
+    for (int w = 16; w > 0; w /= 2) {
+        unsigned int o = __shfl_down_sync(0xffffffffu, m, w);
+        m = o > m ? o : m;
+    }
+    if ((threadIdx.x & 31) == 0 && m)
+        atomicMax(amax_bits, m);
+}
+
+template <int BF>
+__global__ void k_cast_scale(const float *x, unsigned char *slot, size_t n,
+                             const unsigned int *amax_bits)
+{
+    const int e = cp_cast_exponent(__uint_as_float(*amax_bits),
+                                   BF ? CP_BF16_MAX : CP_F16_MAX);
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        st_u32(slot + HDR, (uint32_t)e);
+    if (e == 0)
+        return;
+    const float s = cp_bits_f32((uint32_t)(127 - e) << 23);
+    uint16_t *h = (uint16_t *)(slot + HDR + 4);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        h[i] = BF ? cp_f32_to_bf16(x[i]) : cp_f32_to_f16(x[i]);
+        h[i] = BF ? cp_f32_to_bf16_rtz(x[i] * s) : cp_f32_to_f16_rtz(x[i] * s);
 }
 
 template <int BF>
@@ -148,10 +182,17 @@ __global__ void k_cast_dec(const unsigned char *slot, uint32_t expect,
 {
     if (unusable(slot, expect, abort, err))
         return;
-    const uint16_t *h = (const uint16_t *)(slot + 8);
+    const uint32_t e = ld_u32(slot + HDR);
+    if (e > 127) { /* beyond any encoder's scale: malformed */
+        if (blockIdx.x == 0 && threadIdx.x == 0)
+            atomicOr(err, 1);
+        return;
+    }
+    const float s = cp_pow2f((int)e);
+    const uint16_t *h = (const uint16_t *)(slot + HDR + 4);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        float f = BF ? cp_bf16_to_f32(h[i]) : cp_f16_to_f32(h[i]);
+        float f = (BF ? cp_bf16_to_f32(h[i]) : cp_f16_to_f32(h[i])) * s;
         out[i] = y ? y[i] + alpha * f : alpha * f;
     }
 }
@@ -197,12 +238,12 @@ __global__ void k_sum_level(const double *in, size_t m, double *out)
 __global__ void k_sign_scale(const double *sum, size_t n, unsigned char *slot)
 {
     float scale = n ? (float)sqrt(*sum / (double)n) : 0.0f;
-    st_u32(slot + 8, __float_as_uint(scale));
+    st_u32(slot + HDR, __float_as_uint(scale));
 }
 
 __global__ void k_sign_pack(const float *x, size_t n, unsigned char *slot)
 {
-    unsigned char *bytes = slot + 8 + 4;
+    unsigned char *bytes = slot + HDR + 4;
     size_t nbytes = (n + 7) / 8;
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < nbytes;
          j += (size_t)gridDim.x * blockDim.x) {
@@ -217,14 +258,14 @@ __global__ void k_sign_dec(const unsigned char *slot, uint32_t expect,
                            float alpha, const float *y, float *out, size_t n,
                            const int *abort, int *err, int nan_on_abort)
 {
-    const float scale = ld_f32(slot + 8);
+    const float scale = ld_f32(slot + HDR);
     bool bad = unusable(slot, expect, abort, err);
     if (!bad && (!(scale >= 0.0f) || cp_nonfinite(scale))) {
         if (blockIdx.x == 0 && threadIdx.x == 0)
             atomicOr(err, 1);
         bad = true; /* every thread sees the same scale */
     }
-    const unsigned char *bytes = slot + 12;
+    const unsigned char *bytes = slot + HDR + 4;
     const float pos = alpha * scale;
     const size_t nfull = 8 * (n / 8);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -269,7 +310,7 @@ __global__ void k_quant_hdr(const float *x, size_t n, size_t bucket, float qmax,
         __syncthreads();
     }
     if (threadIdx.x == 0) {
-        unsigned char *h = slot + 8 + 8 * b;
+        unsigned char *h = slot + HDR + 8 * b;
         st_u32(h, __float_as_uint(lo_s[0]));
         st_u32(h + 4, __float_as_uint((hi_s[0] - lo_s[0]) / qmax));
     }
@@ -283,8 +324,8 @@ __global__ void k_quant_pack(const float *x, size_t n, size_t bucket, int bits,
                              int chunk, uint64_t count, unsigned char *slot)
 {
     const size_t nb = (n + bucket - 1) / bucket;
-    const unsigned char *hdr = slot + 8;
-    unsigned char *stream = slot + 8 + 8 * nb;
+    const unsigned char *hdr = slot + HDR;
+    unsigned char *stream = slot + HDR + 8 * nb;
     const size_t nbits = n * (size_t)bits, nbytes = (nbits + 7) / 8;
     const uint64_t seed =
         stochastic ? cp_seed_mix(seed_base, rank, phase, chunk, *steps, count)
@@ -346,12 +387,12 @@ __global__ void k_quant_enc_warp(const float *x, size_t n, size_t bucket,
     }
     const float unit = (mx - mn) / qmax;
     const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
-    unsigned char *hdr = slot + 8 + 8 * b;
+    unsigned char *hdr = slot + HDR + 8 * b;
     if (lane == 0) {
         st_u32(hdr, __float_as_uint(mn));
         st_u32(hdr + 4, __float_as_uint(unit));
     }
-    unsigned char *stream = slot + 8 + 8 * nb + lo * BITS / 8;
+    unsigned char *stream = slot + HDR + 8 * nb + lo * BITS / 8;
     const uint64_t seed =
         stochastic ? cp_seed_mix(seed_base, rank, phase, chunk, *steps, count)
                    : 0;
@@ -385,8 +426,8 @@ __global__ void k_quant_dec_warp(const unsigned char *slot, uint32_t expect,
     if (!warp_block(n, bucket, &b, &lo, &m, &lane))
         return;
     const size_t nb = (n + bucket - 1) / bucket;
-    const float mn = ld_f32(slot + 8 + 8 * b), unit = ld_f32(slot + 12 + 8 * b);
-    const unsigned char *stream = slot + 8 + 8 * nb + lo * BITS / 8;
+    const float mn = ld_f32(slot + HDR + 8 * b), unit = ld_f32(slot + HDR + 4 + 8 * b);
+    const unsigned char *stream = slot + HDR + 8 * nb + lo * BITS / 8;
     for (size_t i = lane; i < m; i += 32) {
         const uint32_t q = (stream[i / per] >> ((i % per) * BITS)) & qmax;
         float d = alpha * cp_quant_value(q, mn, unit);
@@ -401,7 +442,7 @@ __global__ void k_quant_validate(const unsigned char *slot, size_t nb,
         return;
     for (size_t b = blockIdx.x * (size_t)blockDim.x + threadIdx.x; b < nb;
          b += (size_t)gridDim.x * blockDim.x) {
-        float mn = ld_f32(slot + 8 + 8 * b), unit = ld_f32(slot + 12 + 8 * b);
+        float mn = ld_f32(slot + HDR + 8 * b), unit = ld_f32(slot + HDR + 4 + 8 * b);
         if (cp_nonfinite(mn) || cp_nonfinite(unit) || unit < 0.0f)
             atomicOr(err, 1);
     }
@@ -415,7 +456,7 @@ __global__ void k_quant_dec(const unsigned char *slot, uint32_t expect,
     if (unusable(slot, expect, abort, err))
         return;
     const size_t nb = (n + bucket - 1) / bucket;
-    const unsigned char *hdr = slot + 8, *stream = slot + 8 + 8 * nb;
+    const unsigned char *hdr = slot + HDR, *stream = slot + HDR + 8 * nb;
     const size_t nbytes = (n * (size_t)bits + 7) / 8;
     const uint32_t qmax = (1u << bits) - 1u;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -581,9 +622,9 @@ __global__ void k_topk_validate(const unsigned char *slot, size_t slot_size,
 {
     if (abort && *abort)
         return;
-    const unsigned char *pl = slot + 8;
+    const unsigned char *pl = slot + HDR;
     const uint32_t len = ld_u32(slot + 4), k = ld_u32(pl);
-    if (len < 4 || len > slot_size - 8 || k > n || len != 4 + 8ull * k) {
+    if (len < 4 || len > slot_size - HDR || k > n || len != 4 + 8ull * k) {
         if (blockIdx.x == 0 && threadIdx.x == 0)
             atomicOr(err, 1);
         return;
@@ -614,7 +655,7 @@ __global__ void k_topk_scatter(const unsigned char *slot, size_t maxk,
 {
     if ((abort && *abort) || *err)
         return;
-    const unsigned char *pl = slot + 8;
+    const unsigned char *pl = slot + HDR;
     const uint32_t k = ld_u32(pl);
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
          j < k && j < maxk; j += (size_t)gridDim.x * blockDim.x) {
@@ -650,7 +691,7 @@ __global__ void k_store16(const float *in, uint16_t *out, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        out[i] = BF ? cp_f32_to_bf16(in[i]) : cp_f32_to_f16(in[i]);
+        out[i] = BF ? cp_f32_to_bf16_ovf(in[i]) : cp_f32_to_f16_ovf(in[i]);
 }
 
 __global__ void k_step(unsigned long long *steps, const int *abort,
@@ -687,7 +728,7 @@ cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
     if (n > (size_t)INT32_MAX)
         return CP_ERR_UNSUPPORTED;
     const size_t k = n ? cp_topk_k(p->density, n) : 0;
-    unsigned char *pl = slot + 8;
+    unsigned char *pl = slot + HDR;
     k_put_u32<<<1, 1, 0, s>>>(pl, (uint32_t)k);
     if (n == 0)
         return CP_OK;
@@ -727,6 +768,8 @@ size_t cp_cuda_encode_scratch(const cp_compressor_ops_t *codec,
     if (codec == &cp_compressor_sign)
         return (sumsq_blocks(n) + sumsq_blocks(sumsq_blocks(n)) + 2) *
                sizeof(double);
+    if (codec == &cp_compressor_fp16 || codec == &cp_compressor_bf16)
+        return sizeof(unsigned int); /* the largest magnitude's bits */
     return 0;
 }
 
@@ -746,17 +789,23 @@ cp_status_t cp_cuda_encode_slot(const cp_compressor_ops_t *codec,
 {
     const unsigned g = grid_for(n);
     size_t len = codec->max_size(p, n);
-    if (len + 8 > slot_size)
+    if (len + HDR > slot_size)
         return CP_ERR_NOSPACE;
     if (codec == &cp_compressor_none) {
         if (n)
             k_none_enc<<<g, THREADS, 0, s>>>(d_x, d_slot, n);
-    } else if (codec == &cp_compressor_fp16) {
-        if (n)
-            k_cast_enc<0><<<g, THREADS, 0, s>>>(d_x, d_slot, n);
-    } else if (codec == &cp_compressor_bf16) {
-        if (n)
-            k_cast_enc<1><<<g, THREADS, 0, s>>>(d_x, d_slot, n);
+    } else if (codec == &cp_compressor_fp16 || codec == &cp_compressor_bf16) {
+        unsigned int *amax = (unsigned int *)d_scratch;
+        cudaMemsetAsync(amax, 0, sizeof(*amax), s);
+        if (codec == &cp_compressor_fp16) {
+            if (n)
+                k_cast_enc<0><<<g, THREADS, 0, s>>>(d_x, d_slot, n, amax);
+            k_cast_scale<0><<<g, THREADS, 0, s>>>(d_x, d_slot, n, amax);
+        } else {
+            if (n)
+                k_cast_enc<1><<<g, THREADS, 0, s>>>(d_x, d_slot, n, amax);
+            k_cast_scale<1><<<g, THREADS, 0, s>>>(d_x, d_slot, n, amax);
+        }
     } else if (codec == &cp_compressor_sign) {
         /* Levels ping-pong between two partial arrays. */
         double *buf[2] = {(double *)d_scratch,
@@ -824,7 +873,7 @@ cp_status_t cp_cuda_decode_slot(const cp_compressor_ops_t *codec,
     const unsigned g = grid_for(n);
     const uint32_t expect = (uint32_t)codec->max_size(p, n);
     if (codec == &cp_compressor_topk) {
-        size_t maxk = slot_size >= 12 ? (slot_size - 12) / 8 : 0;
+        size_t maxk = slot_size >= HDR + 4 ? (slot_size - HDR - 4) / 8 : 0;
         k_topk_validate<<<grid_for(maxk), THREADS, 0, s>>>(d_slot, slot_size,
                                                            n, d_abort, d_err);
         if (n)

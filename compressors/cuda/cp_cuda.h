@@ -3,7 +3,9 @@
  * workspace, sized by cp_cuda_encode_scratch).
  *
  * Slots are the same as on the CPU (collectives/allreduce.h): [u32 flags]
- * [u32 payload length][payload], here in device memory.
+ * [u32 payload length][u64 check][u64 evidence][payload], here in device
+ * memory. The GPU path fills check and evidence with zeros (its ranks do
+ * not compare them yet: docs/gpu.md).
  *
  * Device flags replace the CPU's early returns, since the host cannot look:
  *  - d_bad: set by prepare when the vector holds Inf/NaN; encode then
@@ -26,6 +28,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Bytes before the payload: CP_SLOT_HDR of collectives/allreduce.h
+ * (collectives/allreduce_gpu.c checks that they agree). */
+#define CP_CUDA_SLOT_HDR 24
 
 typedef enum {
     CP_DT_F32 = 0,

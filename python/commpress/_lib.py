@@ -107,7 +107,8 @@ class ShimStats(ctypes.Structure):
                 for n in ("calls_compressed", "calls_passthrough", "calls_nonfinite",
                           "bytes_uncompressed", "bytes_sent", "bytes_passthrough", "ratio",
                           "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
-                          "bytes_uncompressed_sparse", "bytes_sent_sparse")]
+                          "bytes_uncompressed_sparse", "bytes_sent_sparse",
+                          "calls_fallback")]
 
 
 def shim_stats():

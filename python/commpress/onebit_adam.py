@@ -148,11 +148,15 @@ def _torch_optimizer():
             return sd
 
         def load_state_dict(self, state_dict):
+            """Collective: every rank loads its own checkpoint; if any rank's
+            is missing, corrupt or of another step, all raise and none
+            changes (commpress_onebit_adam_load)."""
             state_dict = dict(state_dict)
             blob = state_dict.pop("commpress_onebit_adam", None)
+            # Called on every rank even without a blob (it then fails
+            # there), so that the others refuse too instead of waiting.
+            self._flat.load(blob if blob is not None else b"")
             super().load_state_dict(state_dict)
-            if blob is not None:
-                self._flat.load(blob)
 
     return OneBitAdam
 

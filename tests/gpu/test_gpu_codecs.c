@@ -4,9 +4,11 @@
  *    bit, the sum of squares being added in another order; the bits equal);
  *  - decodes of the same message equal bit for bit, for y = NULL, y = out
  *    and error feedback (alpha = -1, y = v);
+ *  - fp16/bf16 messages out of the format's range travel scaled alike;
  *  - non-finite input sets the flag; an aborted decode leaves a state alone
  *    or writes NaN into a result; a malformed message sets the error flag
  *    and writes nothing. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +23,14 @@
 
 static cudaStream_t S;
 static int g_ties; /* coarse values: many equal magnitudes (top-k ties) */
+static float g_big; /* nonzero: the middle element (the casts' scale) */
 
 static float *gradient(size_t n, uint64_t seed)
 {
-    return cp_test_gradient(n, seed, g_ties, 1);
+    float *x = cp_test_gradient(n, seed, g_ties, 1);
+    if (g_big != 0.0f && n > 0)
+        x[n / 2] = g_big;
+    return x;
 }
 
 static void *dev(const void *h, size_t bytes)
@@ -82,16 +88,16 @@ static void one_case(const cp_compressor_ops_t *c, cp_params_t p, size_t n,
     if (c == &cp_compressor_sign && n > 0) {
         float cs, gs;
         memcpy(&cs, cmsg, 4);
-        memcpy(&gs, gslot + 8, 4);
+        memcpy(&gs, gslot + CP_SLOT_HDR, 4);
         CHECK(fabsf(cs - gs) <= 1.5f * (nextafterf(cs, INFINITY) - cs),
               "%s n=%zu: scale %a vs %a", what, n, cs, gs);
-        CHECK(memcmp(cmsg + 4, gslot + 12, clen - 4) == 0, "%s n=%zu: sign bits differ", what, n);
+        CHECK(memcmp(cmsg + 4, gslot + CP_SLOT_HDR + 4, clen - 4) == 0, "%s n=%zu: sign bits differ", what, n);
     } else {
-        CHECK(memcmp(cmsg, gslot + 8, clen) == 0, "%s n=%zu: encodings differ", what, n);
+        CHECK(memcmp(cmsg, gslot + CP_SLOT_HDR, clen) == 0, "%s n=%zu: encodings differ", what, n);
     }
 
     /* Decode the CPU's message on both sides: result, accumulate, commit. */
-    memcpy(gslot + 8, cmsg, clen);
+    memcpy(gslot + CP_SLOT_HDR, cmsg, clen);
     uint32_t l32 = (uint32_t)clen;
     memset(gslot, 0, 4);
     memcpy(gslot + 4, &l32, 4);
@@ -167,10 +173,11 @@ static void flags_and_malformed(void)
 
     /* Top-k message with a repeated index: error flag, nothing written. */
     const cp_compressor_ops_t *t = &cp_compressor_topk;
-    unsigned char m[8 + 4 + 24];
+    unsigned char m[CP_SLOT_HDR + 4 + 24] = {0};
     uint32_t hdr[2] = {0, 28}, k = 3, idx[3] = {1, 5, 5};
     float val[3] = {1, 2, 3};
-    memcpy(m, hdr, 8), memcpy(m + 8, &k, 4), memcpy(m + 12, idx, 12), memcpy(m + 24, val, 12);
+    memcpy(m, hdr, 8), memcpy(m + CP_SLOT_HDR, &k, 4);
+    memcpy(m + CP_SLOT_HDR + 4, idx, 12), memcpy(m + CP_SLOT_HDR + 16, val, 12);
     unsigned char *dm = dev(m, sizeof(m));
     CU(cudaMemset(df, 0, 64));
     CU(cudaMemcpy(de, keep, n * 4, cudaMemcpyHostToDevice));
@@ -237,6 +244,15 @@ int main(void)
         one_case(&cp_compressor_quant, params(), sizes[s], "quant ties");
     }
     g_ties = 0;
+    /* Beyond the 16-bit range (a server's sum): scaled, not clipped. */
+    const float bigs[] = {80000.0f, -3e30f, FLT_MAX};
+    for (int b = 0; b < 3; b++)
+        for (size_t s = 0; s < 5; s++) {
+            g_big = bigs[b];
+            one_case(&cp_compressor_fp16, params(), sizes[s], "fp16 scaled");
+            one_case(&cp_compressor_bf16, params(), sizes[s], "bf16 scaled");
+        }
+    g_big = 0.0f;
     flags_and_malformed();
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;

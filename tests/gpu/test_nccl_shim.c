@@ -115,17 +115,22 @@ static int same(const void *a, const void *b, size_t bytes, size_t esize,
     return 1;
 }
 
-/* Four steps of one fp32 tensor, out of place or in place. */
-static void steps_f32(size_t n, int in_place, ncclRedOp_t op)
+/* Four steps of one fp32 tensor, out of place or in place, continuing the
+ * reference r: calls of one count in a row are one tensor whatever their
+ * buffers (docs/design.md, "Tensor identity"). big puts a value beyond
+ * fp16's range in every step (the casts then travel scaled). */
+static void steps_f32(ref_t *rp, size_t n, int in_place, ncclRedOp_t op, int big)
 {
-    ref_t r = ref_new(n);
+    ref_t r = *rp;
     float *dsend, *drecv, *out = malloc(n * 4), *want = malloc(n * 4);
     CU(cudaMalloc((void **)&dsend, n * 4));
     drecv = dsend;
     if (!in_place)
         CU(cudaMalloc((void **)&drecv, n * 4));
     for (int t = 0; t < 4; t++) {
-        float *g = gradient(n, 100 * n + t);
+        float *g = gradient(n, 100 * n + t + 10 * in_place);
+        if (big)
+            g[n / 2] = 1e6f;
         commpress_stats_t b = stats();
         CU(cudaMemcpyAsync(dsend, g, n * 4, cudaMemcpyHostToDevice, S));
         CHECK(ncclAllReduce(dsend, drecv, n, ncclFloat32, op, comm, S) == ncclSuccess, "rc");
@@ -138,8 +143,11 @@ static void steps_f32(size_t n, int in_place, ncclRedOp_t op)
               n, in_place ? " in place" : "", t, first, out[first], want[first]);
         free(g);
     }
-    /* Buffers stay allocated: the shim keys state by address. */
-    free(out), free(want), free(r.ew), free(r.es);
+    *rp = r;
+    free(out), free(want);
+    cudaFree(dsend);
+    if (!in_place)
+        cudaFree(drecv);
 }
 
 /* fp16/bf16 input: widened exactly, the fp32 pipeline, rounded back. */
@@ -307,11 +315,16 @@ int main(void)
         return 1;
     }
     size_t counts[] = {1, 7, 1000, (1u << 20) + 3};
-    for (int c = 0; c < 4; c++) {
-        steps_f32(counts[c], 0, ncclSum);
-        steps_f32(counts[c], 1, ncclSum);
+    for (int c = 0; c < 4; c++) { /* one tensor, its buffers freed and new */
+        ref_t r = ref_new(counts[c]);
+        steps_f32(&r, counts[c], 0, ncclSum, 0);
+        steps_f32(&r, counts[c], 1, ncclSum, 0);
+        free(r.ew), free(r.es);
     }
-    steps_f32(4099, 0, ncclAvg); /* n = 1: the average is the sum */
+    ref_t r = ref_new(4099);
+    steps_f32(&r, 4099, 0, ncclAvg, 0); /* n = 1: the average is the sum */
+    steps_f32(&r, 4099, 1, ncclAvg, 1);
+    free(r.ew), free(r.es);
     steps_16(4099, ncclFloat16);
     steps_16(4099, ncclBfloat16);
     nonfinite(65536);

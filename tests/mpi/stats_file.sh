@@ -4,7 +4,7 @@
 # summary line on rank 0. Usage: stats_file.sh MPIRUN_SH PROGRAM
 set -u
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
-out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO \
+out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO COMMPRESS_STATE_KEY=address \
       COMMPRESS_STATS_FILE="$dir/stats.%r.json" "$1" 3 "$2" compress 2>&1) || { echo "$out"; echo "FAIL: run"; exit 1; }
 fail=0
 n=$(grep -c 'commpress INFO summary rank 0' <<<"$out")

@@ -180,9 +180,12 @@ static int cmp_idx(const void *a, const void *b)
     return by_mag_desc_base_cmp(sort_x, *(const size_t *)a, *(const size_t *)b);
 }
 
+/* Bytes of a slot's header (collectives/allreduce.h, docs/design.md). */
+#define SLOT_HDR 24
+
 /* topk below the sampling threshold: the result is exactly the fp32 sum,
  * in rank order, of every rank's exact top-k vector; unless one sparse
- * message (8-byte header, 4-byte k, 8 bytes per entry, padded to 8) is at
+ * message (24-byte header, 4-byte k, 8 bytes per entry, padded to 8) is at
  * least the dense share 8 n / ranks, where the shim sends the tensor dense
  * and the result is the rank-order sum of the full vectors
  * (docs/algorithms.md, "Choice of algorithm"). */
@@ -201,7 +204,7 @@ static void test_topk_exact_sum(size_t n)
         ord[i] = i;
     sort_x = x;
     qsort(ord, n, sizeof(size_t), cmp_idx);
-    size_t slot = (8 + 4 + 8 * k + 7) / 8 * 8;
+    size_t slot = (SLOT_HDR + 4 + 8 * k + 7) / 8 * 8;
     /* EControl sends a tensor's first step dense. */
     int dense = (double)slot >= 8.0 * (double)n / nranks ||
                 strcmp(env("COMMPRESS_FEEDBACK", ""), "econtrol") == 0;
@@ -242,7 +245,7 @@ static void test_dgc(size_t n, int steps)
         double d = t < W && D < 0.25 ? 0.25 * pow(D / 0.25, t / W) : D;
         size_t k = (size_t)ceil(d * (double)n);
         k = k < 1 ? 1 : k > n ? n : k;
-        size_t slot = (8 + 4 + 8 * k + 7) / 8 * 8;
+        size_t slot = (SLOT_HDR + 4 + 8 * k + 7) / 8 * 8;
         int dense = n < below || (double)slot >= 8.0 * (double)n / nranks;
         ndense += dense, nsparse += !dense;
         for (int q = 0; q < nranks; q++) {

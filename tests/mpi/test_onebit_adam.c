@@ -194,6 +194,23 @@ static void test_save_resume(MPI_Comm comm, int r)
     CHECK(commpress_onebit_adam_load(p, ck, 3) == -3, "3 bytes accepted");
     commpress_onebit_adam_save(p, bad, len, &len2);
     CHECK(memcmp(bad, s2, len) == 0, "a refused load changed the state");
+    /* Ranks at different steps (the last rank took an older checkpoint),
+     * or one rank's checkpoint corrupt: every rank refuses, none changes
+     * (no rank carries on fresh or from another step while its peers
+     * resume). */
+    int cr, cn;
+    MPI_Comm_rank(comm, &cr);
+    MPI_Comm_size(comm, &cn);
+    if (cn > 1) {
+        int rc = commpress_onebit_adam_load(p, cr == cn - 1 ? ck : s1, len);
+        CHECK(rc == -11, "steps 25 and 50 on different ranks: load returned %d", rc);
+        memcpy(bad, ck, len);
+        bad[len / 2] ^= 1;
+        rc = commpress_onebit_adam_load(p, cr == 1 ? bad : ck, len);
+        CHECK(rc == (cr == 1 ? -3 : -11), "rank 1 corrupt: load returned %d", rc);
+        commpress_onebit_adam_save(p, bad, len, &len2);
+        CHECK(memcmp(bad, s2, len) == 0, "a load refused on some rank changed the state");
+    }
     commpress_onebit_adam_t *q;
     commpress_onebit_adam_create(&c, comm, n + 1, &q);
     CHECK(commpress_onebit_adam_load(q, ck, len) == -3, "other count accepted");

@@ -71,7 +71,8 @@ static void roundtrip(const cp_compressor_ops_t *c, float (*ref)(float))
         float out[64];
         size_t len;
         unsigned char *m = tu_encode(c, &p, x, n, &len);
-        cr_assert_eq(len, 2 * n);
+        cr_assert_eq(len, 4 + 2 * n);
+        cr_assert_eq(cp_get_u32(m), 0); /* in range: no scale */
         cr_assert_leq(len, c->max_size(&p, n));
         cr_assert_eq(c->decode(&p, m, len, 1.0f, y, out, n), CP_OK);
         for (size_t i = 0; i < n; i++)
@@ -82,6 +83,8 @@ static void roundtrip(const cp_compressor_ops_t *c, float (*ref)(float))
         cr_assert_eq(c->decode(&p, m, len + 1, 1.0f, NULL, out, n), CP_ERR_MALFORMED);
         if (n)
             cr_assert_eq(c->decode(&p, m, len - 2, 1.0f, NULL, out, n), CP_ERR_MALFORMED);
+        cp_put_u32(m, 128); /* a scale beyond any encoder's */
+        cr_assert_eq(c->decode(&p, m, len, 1.0f, NULL, out, n), CP_ERR_MALFORMED);
         free(m), free(x), free(y);
     }
 }
@@ -99,4 +102,62 @@ Test(cast, small_buffer_rejected)
     unsigned char out[8];
     size_t len;
     cr_assert_eq(cp_compressor_fp16.encode(&p, x, 4, out, 7, &len, NULL), CP_ERR_NOSPACE);
+}
+
+/* Rounding toward zero: never above |x|, and the next binary16 up is. */
+Test(cast, fp16_rtz_truncates)
+{
+    uint64_t s = 11;
+    for (int i = 0; i < 200000; i++) {
+        float x = (float)((tu_unif(&s) - 0.5) * ldexp(1.0, (int)(tu_next(&s) % 42) - 26));
+        uint16_t h = cp_f32_to_f16_rtz(x);
+        float r = cp_f16_to_f32(h), up = cp_f16_to_f32((uint16_t)(h + 1));
+        cr_assert_leq(fabsf(r), fabsf(x), "x=%a", x);
+        cr_assert_gt(fabsf(up), fabsf(x), "x=%a", x);
+        cr_assert(x == 0.0f || signbit(r) == signbit(x) || r == 0.0f);
+    }
+    cr_assert_eq(cp_f32_to_f16_rtz(65504.0f), 0x7bff);
+    cr_assert_eq(cp_f32_to_f16_rtz(65503.0f), 0x7bfe);
+    cr_assert_eq(cp_f32_to_f16_rtz(0x1p-24f * 1.9f), 0x0001);
+}
+
+/* Two ranks of 40000 sum to 80000 on the server: the old cast saturated it
+ * to 65504. Out of range, the message is scaled: nothing is clipped, no
+ * decoded value exceeds its input, large values keep fp16's relative
+ * precision, and it holds up to FLT_MAX. */
+static void scaled(const cp_compressor_ops_t *c, float max, float rel)
+{
+    cp_params_t p = tu_params();
+    const float big[] = {80000.0f, -1e6f, 3e30f, FLT_MAX, -FLT_MAX};
+    for (size_t b = 0; b < sizeof(big) / sizeof(*big); b++) {
+        if (fabsf(big[b]) <= max)
+            continue;
+        float x[6] = {big[b], 1.0f, -0.5f, 1e-30f, 0.0f, big[b] * 0.75f};
+        float out[6];
+        size_t len;
+        unsigned char *m = tu_encode(c, &p, x, 6, &len);
+        cr_assert_not_null(m);
+        int e = (int)cp_get_u32(m);
+        cr_assert_geq(e, 1);
+        cr_assert_leq(fabsf(big[b]) * ldexpf(1.0f, -e), max);
+        cr_assert_gt(fabsf(big[b]) * ldexpf(1.0f, 1 - e), max); /* the smallest */
+        cr_assert_eq(c->decode(&p, m, len, 1.0f, NULL, out, 6), CP_OK);
+        for (int i = 0; i < 6; i++) {
+            cr_assert(isfinite(out[i]), "%g -> %g", x[i], out[i]);
+            cr_assert_leq(fabsf(out[i]), fabsf(x[i]), "%g -> %g", x[i], out[i]);
+        }
+        cr_assert_geq(fabsf(out[0]), fabsf(x[0]) * (1 - rel), "%g -> %g", x[0], out[0]);
+        cr_assert_geq(fabsf(out[5]), fabsf(x[5]) * (1 - rel), "%g -> %g", x[5], out[5]);
+        free(m);
+    }
+}
+
+Test(cast, fp16_scales_out_of_range_instead_of_clipping)
+{
+    scaled(&cp_compressor_fp16, CP_F16_MAX, 0x1p-10f);
+}
+
+Test(cast, bf16_scales_out_of_range_instead_of_clipping)
+{
+    scaled(&cp_compressor_bf16, CP_BF16_MAX, 0x1p-7f);
 }

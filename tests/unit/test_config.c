@@ -97,13 +97,35 @@ Test(config, invalid_values_named_with_what_is_accepted)
     expect_error("COMMPRESS_BITS", "-1", "COMMPRESS_BITS='-1' is invalid; accepted: an integer in [1, 8]");
     expect_error("COMMPRESS_BITS", "", "COMMPRESS_BITS='' is invalid; accepted: an integer in [1, 8]");
     expect_error("COMMPRESS_FEEDBACK", "ef21x",
-                 "COMMPRESS_FEEDBACK='ef21x' is invalid; accepted: auto | none | ef | ef21 | econtrol");
+                 "COMMPRESS_FEEDBACK='ef21x' is invalid; accepted: auto | none | ef | ef21 | econtrol | ef21-sgdm");
     expect_error("COMMPRESS_ROUNDING", "up",
                  "COMMPRESS_ROUNDING='up' is invalid; accepted: nearest | stochastic");
     expect_error("COMMPRESS_MIN_BYTES", "1k",
                  "COMMPRESS_MIN_BYTES='1k' is invalid; accepted: an integer in [0, 1000000000000000000]");
     expect_error("COMMPRESS_STATE_KEY", "order",
                  "COMMPRESS_STEP_CALLS='0' is invalid with COMMPRESS_STATE_KEY=order; accepted: an integer >= 1 (the number of compressed calls per step)");
+    expect_error("COMMPRESS_STATE_KEY", "buffer",
+                 "COMMPRESS_STATE_KEY='buffer' is invalid; accepted: auto | address | order");
+    expect_error("COMMPRESS_EF21_SGDM_ETA", "0",
+                 "COMMPRESS_EF21_SGDM_ETA='0' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_FAULT", "alloc@one:3",
+                 "COMMPRESS_FAULT='alloc@one:3' is invalid; accepted: kind@rank:call[,...]");
+    expect_error("COMMPRESS_FAULT", "melt@0:3",
+                 "COMMPRESS_FAULT='melt@0:3' is invalid; accepted: kind@rank:call[,...]");
+}
+
+/* The default naming is the step detector's; fault specifications parse. */
+Test(config, state_key_default_and_faults)
+{
+    cp_config_t c;
+    char err[512];
+    clear_env();
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK);
+    cr_assert_eq(c.state_key, CP_KEY_AUTO);
+    setenv("COMMPRESS_FAULT", "alloc@1:8,corrupt@0:12", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK, "%s", err);
+    cr_assert_str_eq(c.fault, "alloc@1:8,corrupt@0:12");
+    clear_env();
 }
 
 /* Equal values spelled differently hash equal; different values do not;

@@ -23,7 +23,7 @@ static void reference_step(float *u, float *v, const float *g, size_t n,
 static void run_steps(double clip, size_t n, int steps, float m)
 {
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {m, clip, 0.0f};
+    cp_fb_params_t fp = {.momentum = m, .clip = clip};
     float *st = calloc(2 * n, sizeof(float)), *work = malloc(n * 4);
     float *aux = malloc(n * 4), *d = malloc(n * 4), *before = malloc(2 * n * 4);
     float *u = calloc(n, 4), *v = calloc(n, 4);
@@ -83,7 +83,7 @@ Test(dgc, clipping_matches_the_formula)
 Test(dgc, clipped_norm_is_the_bound)
 {
     const size_t n = 4096;
-    cp_fb_params_t fp = {0.0f, 0.05, 0.0f};
+    cp_fb_params_t fp = {.clip = 0.05};
     float *st = calloc(2 * n, 4), *work = malloc(n * 4), *aux = malloc(n * 4);
     float *g = tu_gradient(n, 3);
     int bad;
@@ -102,7 +102,7 @@ Test(dgc, dense_send_is_momentum_sgd)
 {
     const size_t n = 300;
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.9f, 0.0, 0.0f};
+    cp_fb_params_t fp = {.momentum = 0.9f};
     float *st = calloc(2 * n, 4), *work = malloc(n * 4), *aux = malloc(n * 4);
     float *u = calloc(n, 4);
     for (int t = 0; t < 5; t++) {
@@ -129,7 +129,7 @@ Test(dgc, dense_send_is_momentum_sgd)
 Test(dgc, commit_rejects_bad_input)
 {
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.9f, 0.0, 0.0f};
+    cp_fb_params_t fp = {.momentum = 0.9f};
     float st[8] = {0}, v[4] = {1, 2, 3, 4}, aux[4] = {1, 2, 3, 4};
     unsigned char msg[12];
     cp_put_u32(msg, 1);
@@ -193,7 +193,7 @@ Test(dgc, small_tensors_dense_and_clip_split)
     c.fb.clip = 2.0;
     cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, 999, 4), CP_ALGO_DENSE);
     cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, 1000, 4), CP_ALGO_SPARSE);
-    cr_assert_float_eq(cp_step_fb(&c, 4).clip, 1.0, 1e-15);
+    cr_assert_float_eq(cp_step_fb(&c, 4, 0).clip, 1.0, 1e-15);
     /* DGC keeps no server state, whichever algorithm runs. */
     size_t w, s;
     c.algo = CP_ALGO_AUTO;

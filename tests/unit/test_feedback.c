@@ -5,7 +5,7 @@
 #include "compressors/feedback.h"
 #include "testutil.h"
 
-static const cp_fb_params_t fp0 = {0.9f, 0.0, 0.1f};
+static const cp_fb_params_t fp0 = {.momentum = 0.9f, .eta = 0.1f};
 
 static const cp_compressor_ops_t *codecs[] = {
     &cp_compressor_none, &cp_compressor_fp16, &cp_compressor_bf16,
@@ -129,7 +129,7 @@ static void estimator_steps(const cp_feedback_ops_t *fb, float eta,
     const size_t n = 777, sf = fb->state_floats(1);
     const int ec = fb == &cp_feedback_econtrol;
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.0f, 0.0, eta};
+    cp_fb_params_t fp = {.eta = eta};
     float *st = calloc(sf * n, 4), *work = malloc(n * 4), *aux = malloc(n * 4);
     float *tmp = malloc(n * 4), *d = malloc(n * 4), *out = malloc(n * 4);
     float *e = calloc(n, 4), *h = calloc(n, 4), *H = calloc(n, 4);
@@ -187,7 +187,7 @@ Test(feedback, econtrol_eta0_is_ef21)
 {
     const size_t n = 1000;
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.0f, 0.0, 0.0f};
+    cp_fb_params_t fp = {.eta = 0.0f};
     float *s21 = calloc(2 * n, 4), *sec = calloc(3 * n, 4);
     float *w1 = malloc(n * 4), *w2 = malloc(n * 4), *aux = malloc(n * 4);
     float *tmp = malloc(n * 4), *o1 = malloc(n * 4), *o2 = malloc(n * 4);
@@ -222,7 +222,7 @@ Test(feedback, econtrol_h0_eta1_is_ef)
 {
     const size_t n = 500;
     cp_params_t p = tu_params();
-    cp_fb_params_t fp = {0.0f, 0.0, 1.0f};
+    cp_fb_params_t fp = {.eta = 1.0f};
     float *sec = calloc(3 * n, 4), *e = malloc(n * 4), *w1 = malloc(n * 4);
     float *w2 = malloc(n * 4), *aux = malloc(n * 4), *tmp = malloc(n * 4);
     float *err = tu_gradient(n, 5), *g = tu_gradient(n, 6);
@@ -239,4 +239,66 @@ Test(feedback, econtrol_h0_eta1_is_ef)
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(sec[3 * i], e[i], "i %zu", i);
     free(sec), free(e), free(w1), free(w2), free(aux), free(tmp), free(err), free(g), free(m);
+}
+
+/* EF21-SGDM, step by step against its formulas (SUM form, exact):
+ *   v = (1 - eta) v + eta g (v = g on the first step); Delta = C(v - h);
+ *   h += Delta; H += S; result H.
+ * With eta = 1 it is EF21 (v = g): the same messages and h, bit for bit. */
+static void sgdm_steps(float eta, const cp_compressor_ops_t *codec)
+{
+    const size_t n = 777;
+    cp_params_t p = tu_params();
+    cp_fb_params_t fp = {.sgdm_eta = eta};
+    float *st = calloc(3 * n, 4), *work = malloc(n * 4), *aux = malloc(n * 4);
+    float *tmp = malloc(n * 4), *d = malloc(n * 4), *out = malloc(n * 4);
+    float *v = calloc(n, 4), *h = calloc(n, 4), *H = calloc(n, 4);
+    float *s21 = calloc(2 * n, 4), *w21 = malloc(n * 4);
+    float *others = tu_gradient(n, 998);
+
+    for (int t = 0; t < 6; t++) {
+        float *g = tu_gradient(n, 70 + (uint64_t)t);
+        int bad = 1;
+        size_t len, len21;
+        fp.first = t == 0;
+        const float *x = cp_feedback_ef21_sgdm.prepare(&fp, st, g, work, aux, n, &bad);
+        cr_assert_eq(bad, 0);
+        for (size_t i = 0; i < n; i++) {
+            v[i] = t == 0 ? g[i] : (1.0f - eta) * v[i] + eta * g[i];
+            cr_assert_eq(x[i], v[i] - h[i], "step %d i %zu", t, i);
+        }
+        unsigned char *m = tu_encode(codec, &p, x, n, &len);
+        cr_assert_eq(codec->decode(&p, m, len, 1.0f, NULL, d, n), CP_OK);
+        cr_assert_eq(cp_feedback_ef21_sgdm.commit(&fp, st, x, aux, tmp, codec, &p, m, len, n), CP_OK);
+        for (size_t i = 0; i < n; i++) {
+            h[i] = h[i] + d[i];
+            out[i] = d[i] + others[i];
+            H[i] = H[i] + out[i];
+        }
+        cp_feedback_ef21_sgdm.finish(st, out, n);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_eq(out[i], H[i], "step %d: result is not H", t);
+            cr_assert_eq(st[3 * i], v[i], "step %d: v", t);
+            cr_assert_eq(st[3 * i + 1], h[i], "step %d: h", t);
+        }
+        if (eta == 1.0f) {
+            const float *x21 = cp_feedback_ef21.prepare(&fp, s21, g, w21, NULL, n, &bad);
+            unsigned char *m21 = tu_encode(codec, &p, x21, n, &len21);
+            cr_assert(len21 == len && memcmp(m, m21, len) == 0, "eta 1: not EF21");
+            cp_feedback_ef21.commit(&fp, s21, x21, NULL, tmp, codec, &p, m21, len21, n);
+            for (size_t i = 0; i < n; i++)
+                cr_assert_eq(s21[2 * i], st[3 * i + 1]);
+            free(m21);
+        }
+        free(g), free(m);
+    }
+    free(st), free(work), free(aux), free(tmp), free(d), free(out);
+    free(v), free(h), free(H), free(s21), free(w21), free(others);
+}
+
+Test(feedback, ef21_sgdm_matches_the_formulas)
+{
+    sgdm_steps(0.1f, &cp_compressor_quant);
+    sgdm_steps(0.25f, &cp_compressor_topk);
+    sgdm_steps(1.0f, &cp_compressor_topk);
 }
