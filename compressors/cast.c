@@ -11,6 +11,7 @@
  * below amax * 2^-30). Wire: [i32 e][n x u16]; e = 0 is the plain cast. */
 #include "compressors/compressor.h"
 #include "util/hd.h"
+#include "util/simd.h"
 
 #define CAST_HDR 4
 #define CAST_MAX_E 127 /* cp_pow2f's range; encoders use at most 113 */
@@ -22,23 +23,23 @@ static size_t cast_max_size(const cp_params_t *p, size_t n)
 }
 
 #define CP_DEFINE_CAST(kind, to16, to16_rtz, from16, limit)                 \
-    static cp_status_t kind##_encode(const cp_params_t *p, const float *x,  \
-                                     size_t n, void *out, size_t cap,       \
-                                     size_t *len_p, void *scratch)          \
+    CP_CLONES static cp_status_t kind##_encode(                             \
+        const cp_params_t *p, const float *x, size_t n, void *out,          \
+        size_t cap, size_t *len_p, void *scratch)                           \
     {                                                                       \
         uint16_t *h = (uint16_t *)((unsigned char *)out + CAST_HDR);        \
-        float amax = 0.0f;                                                  \
+        uint32_t amax = 0; /* |x| as bits: an integer max vectorizes */     \
         int e = 0;                                                          \
         (void)p;                                                            \
         (void)scratch;                                                      \
         if (cap < cast_max_size(p, n))                                      \
             return CP_ERR_NOSPACE;                                          \
         for (size_t i = 0; i < n; i++) {                                    \
-            float a = cp_bits_f32(cp_f32_bits(x[i]) & 0x7fffffffu);         \
+            uint32_t a = cp_f32_bits(x[i]) & 0x7fffffffu;                   \
             amax = a > amax ? a : amax;                                     \
             h[i] = to16(x[i]);                                              \
         }                                                                   \
-        e = cp_cast_exponent(amax, (limit));                                \
+        e = cp_cast_exponent(cp_bits_f32(amax), (limit));                   \
         if (e > 0) {                                                        \
             const float s = cp_bits_f32((uint32_t)(127 - e) << 23);         \
             for (size_t i = 0; i < n; i++)                                  \
