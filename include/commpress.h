@@ -56,8 +56,13 @@ void commpress_destroy(commpress_ctx_t *ctx);
 
 /* Compressed SUM allreduce of fp32. send == NULL means in place (recv holds
  * the input). tensor_id names the tensor whose error-feedback state is used:
- * pass the same id for the same tensor every step. Every rank gets identical
- * bits. A step holding Inf/NaN on any rank is reduced exactly (non-finite
+ * pass the same id for the same tensor every step, and the same on every
+ * rank (a tensor's first call and the workspace's growth are agreed across
+ * ranks at points every rank must reach together). Every rank gets
+ * identical bits. A rank out of memory makes every rank send the call
+ * exact; a rank that cannot go on in step with its peers (a corrupt
+ * message only it received) returns an error, which the caller should
+ * treat as fatal. A step holding Inf/NaN on any rank is reduced exactly (non-finite
  * results everywhere) and leaves all state unchanged. */
 int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
                         size_t count, uint64_t tensor_id);

@@ -204,6 +204,8 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
     if (created)
         cp_tensor_table_insert(&s->tensors, id, count, 0, created,
                                cp_tensor_bytes(created));
+    if (cp_fault(CP_FAULT_DIVERGE))
+        a.tensor->hist ^= 1; /* tests: the slot check words must catch it */
     cp_status_t st = cp_allreduce(&a, res);
     if (st != CP_OK)
         return st;

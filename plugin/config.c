@@ -128,7 +128,8 @@ static const cp_field_t cp_fields[] = {
     {"COMMPRESS_FAULT", "", F_STRING, OFF(fault), NULL, 0,
      sizeof(((cp_config_t *)0)->fault), 0, 0,
      "Testing only: make a failure happen on one rank, kind@rank:call "
-     "(kinds alloc, wsalloc, encode, corrupt1, corrupt; util/fault.h), to "
+     "(kinds alloc, wsalloc, encode, corrupt1, corrupt, diverge; "
+     "util/fault.h), to "
      "check that every rank takes the same path."},
 };
 #define NFIELDS (sizeof(cp_fields) / sizeof(*cp_fields))

@@ -14,7 +14,7 @@ typedef struct {
 } cp_fault_spec_t;
 
 static const char *const kind_names[CP_FAULT_KINDS] = {
-    "alloc", "wsalloc", "encode", "corrupt1", "corrupt"};
+    "alloc", "wsalloc", "encode", "corrupt1", "corrupt", "diverge"};
 static cp_fault_spec_t faults[MAX_FAULTS];
 static int nfaults;
 static int fault_rank = -1;

@@ -10,6 +10,8 @@
  *             corrupt: its payload length is out of range
  *   corrupt   a message this rank receives in the final exchange is
  *             corrupt
+ *   diverge   this rank's state of the call's tensor differs from its
+ *             peers' (as if it had missed a step)
  * Unset, every check is one load and a compare. */
 #ifndef CP_FAULT_H
 #define CP_FAULT_H
@@ -25,6 +27,7 @@ typedef enum {
     CP_FAULT_ENCODE,
     CP_FAULT_CORRUPT1,
     CP_FAULT_CORRUPT,
+    CP_FAULT_DIVERGE,
     CP_FAULT_KINDS
 } cp_fault_kind_t;
 
