@@ -1,5 +1,5 @@
-/* What the benchmark programs share: the median of timings, and the codec
- * settings the kernel benchmarks (CPU and GPU) run. */
+/* What the benchmark programs share: the median of timings and the input
+ * (the codec settings are bench/spec.h's). */
 #ifndef CP_BENCH_H
 #define CP_BENCH_H
 
@@ -37,24 +37,5 @@ static inline void bench_fill(float *x, size_t n, uint64_t stream)
             x[i + 1] = (float)(r * sin(6.283185307179586 * u2));
     }
 }
-
-typedef struct {
-    const cp_compressor_ops_t *codec;
-    int bits;
-    double density;
-    const char *label;
-} bench_case_t;
-
-#define BENCH_NCASES 8
-static const bench_case_t bench_cases[BENCH_NCASES] = {
-    {&cp_compressor_fp16, 4, 0.01, "fp16"},
-    {&cp_compressor_bf16, 4, 0.01, "bf16"},
-    {&cp_compressor_sign, 4, 0.01, "sign"},
-    {&cp_compressor_quant, 8, 0.01, "quant:bits=8"},
-    {&cp_compressor_quant, 4, 0.01, "quant:bits=4"},
-    {&cp_compressor_quant, 2, 0.01, "quant:bits=2"},
-    {&cp_compressor_topk, 4, 0.01, "topk:density=0.01"},
-    {&cp_compressor_topk, 4, 0.001, "topk:density=0.001"},
-};
 
 #endif

@@ -6,10 +6,10 @@
  *       [--json FILE]
  *   build/commpress-bench --kernels [--count C] [--iters I] [--json FILE]
  *
- * SPEC is a compressor with optional settings: "topk:density=0.001",
- * "quant:bits=4,rounding=stochastic", "sign", "fp16", "none" (plain
- * PMPI_Allreduce). Without --compressor: none and every compressor at its
- * defaults. Per size and setting: median time (the slowest rank's, per
+ * SPEC is a compressor with optional settings (bench/spec.h):
+ * "topk:density=0.001", "quant:bits=4,rounding=stochastic",
+ * "randk:density=0.05", "sign", "none" (plain PMPI_Allreduce). Without
+ * --compressor: every codec of the registry at its defaults. Per size and setting: median time (the slowest rank's, per
  * iteration), PMPI_Allreduce's median on the same data in the same run,
  * speedup, algorithm bandwidth, bytes sent per rank, ratio, relative error
  * against an exact (double) reduction of the same inputs, and whether every
@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "bench/spec.h"
 #include "commpress.h"
 
 #define MAX_SPECS 32
@@ -28,9 +29,9 @@
 static int rank, nranks;
 
 typedef struct {
-    char text[128];
+    bench_spec_t b;
     commpress_config_t cfg;
-    int plain; /* "none": PMPI_Allreduce itself */
+    int plain; /* the identity codec: PMPI_Allreduce itself */
 } spec_t;
 
 static void die(const char *msg, const char *arg)
@@ -41,38 +42,17 @@ static void die(const char *msg, const char *arg)
     exit(2);
 }
 
-/* "name[:key=value,...]" into a configuration. */
+/* The setting, checked, as the API's configuration: the codec by name and
+ * its rows as the config's settings string. */
 static void parse_spec(const char *text, spec_t *s)
 {
-    char buf[128], *save = NULL;
-    snprintf(s->text, sizeof(s->text), "%s", text);
-    snprintf(buf, sizeof(buf), "%s", text);
+    char err[512];
+    if (bench_spec_parse(text, &s->b, err, sizeof(err)) != 0)
+        die("--compressor: ", err);
     commpress_config_default(&s->cfg);
-    char *name = strtok_r(buf, ":", &save), *rest = strtok_r(NULL, "", &save);
-    static const char *const names[] = {"none", "fp16", "bf16", "topk", "sign", "quant"};
-    int ok = 0;
-    for (int i = 0; i < 6; i++)
-        if (name && strcmp(name, names[i]) == 0) {
-            s->cfg.compressor = names[i];
-            ok = 1;
-        }
-    if (!ok)
-        die("unknown compressor in --compressor ", text);
-    s->plain = strcmp(s->cfg.compressor, "none") == 0;
-    for (char *kv = rest ? strtok_r(rest, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(kv, '=');
-        if (!eq)
-            die("expected key=value in --compressor ", text);
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (!strcmp(kv, "density")) s->cfg.density = atof(v);
-        else if (!strcmp(kv, "bits")) s->cfg.bits = atoi(v);
-        else if (!strcmp(kv, "bucket")) s->cfg.bucket = (size_t)atol(v);
-        else if (!strcmp(kv, "rounding")) s->cfg.stochastic = !strcmp(v, "stochastic");
-        else if (!strcmp(kv, "feedback")) s->cfg.feedback = !strcmp(v, "none") ? "none" : "ef";
-        else if (!strcmp(kv, "select")) s->cfg.topk_select = !strcmp(v, "exact") ? "exact" : !strcmp(v, "sampled") ? "sampled" : "auto";
-        else die("unknown setting in --compressor ", text);
-    }
+    s->cfg.compressor = s->b.codec->name;
+    s->cfg.settings = s->b.vars;
+    s->plain = (s->b.codec->caps & CP_CODEC_IDENTITY) != 0;
 }
 
 static int identical(const float *r, size_t n)
@@ -152,9 +132,8 @@ int main(int argc, char **argv)
         !(factor > 1) || iters < 1 || warmup < 0)
         die("invalid sweep: need 1 <= --min-count <= --max-count <= 2^30, --factor > 1, --iters >= 1", NULL);
     if (nspec == 0) {
-        const char *dflt[] = {"none", "fp16", "bf16", "topk", "sign", "quant"};
-        for (int i = 0; i < 6; i++)
-            parse_spec(dflt[i], &specs[nspec++]);
+        for (size_t i = 0; i < cp_compressor_count() && nspec < MAX_SPECS; i++)
+            parse_spec(cp_compressor_at(i)->name, &specs[nspec++]);
     }
     FILE *jf = NULL;
     if (rank == 0 && json && !(jf = fopen(json, "w")))
@@ -184,7 +163,7 @@ int main(int argc, char **argv)
             commpress_ctx_t *ctx = NULL;
             commpress_stats_t st0 = {0}, st1 = {0};
             if (!s->plain && commpress_create(&s->cfg, MPI_COMM_WORLD, &ctx) != COMMPRESS_OK)
-                die("invalid settings in --compressor ", s->text);
+                die("invalid settings in --compressor ", s->b.text);
             /* First call on fresh state: its error is one step's. */
             timed(s->plain, ctx, x, r, n);
             double err = relerr(r, exact, n);
@@ -209,7 +188,7 @@ int main(int argc, char **argv)
             double tm = bench_median(t, iters);
             if (rank == 0) {
                 printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s\n",
-                       s->text, n, nranks, tm, base, base / tm, 4.0 * n / tm / 1e9, sent, ratio,
+                       s->b.text, n, nranks, tm, base, base / tm, 4.0 * n / tm / 1e9, sent, ratio,
                        err, same ? "yes" : "NO");
                 if (jf)
                     fprintf(jf,
@@ -217,7 +196,7 @@ int main(int argc, char **argv)
                             "\"time_s\": %.9g, \"baseline_time_s\": %.9g, \"speedup\": %.9g, "
                             "\"algbw_gbs\": %.6f, \"bytes_sent\": %.0f, \"ratio\": %.6f, "
                             "\"relerr\": %.6g, \"identical\": %s}",
-                            rows ? "," : "", s->text, n, nranks, tm, base, base / tm,
+                            rows ? "," : "", s->b.text, n, nranks, tm, base, base / tm,
                             4.0 * n / tm / 1e9, sent, ratio, err, same ? "true" : "false");
             }
             rows++;

@@ -1,4 +1,4 @@
-/* GPU kernel throughput: encode and decode-accumulate of every codec over
+/* GPU kernel throughput: encode and decode-accumulate of every GPU codec over
  * N floats, timed with CUDA events (median of iterations), next to a
  * device-to-device copy of the same 4N bytes in the same run.
  *
@@ -14,6 +14,7 @@
 
 #include "collectives/allreduce.h"
 #include "bench/bench.h"
+#include "bench/spec.h"
 #include "compressors/cuda/cp_cuda.h"
 
 typedef void (*op_fn)(void *ctx, cudaStream_t s);
@@ -118,20 +119,23 @@ int main(int argc, char **argv)
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (jf)
         fprintf(jf, "[{\"codec\": \"copy\", \"count\": %zu, \"gbs\": %.3f, \"device\": \"%s\"}", n, copy_gbs, prop.name);
-    for (int k = 0; k < BENCH_NCASES; k++) {
-        c.c = bench_cases[k].codec;
-        c.p = (cp_params_t){.density = bench_cases[k].density, .topk_select = CP_TOPK_EXACT,
-                            .bits = bench_cases[k].bits, .bucket = 512, .rounding = CP_ROUND_NEAREST};
+    static bench_spec_t cases[32];
+    size_t ncases = bench_kernel_specs(cases, 32);
+    for (size_t k = 0; k < ncases; k++) {
+        c.c = cases[k].codec;
+        if (c.c->gpu == NULL)
+            continue; /* MPI path only */
+        c.p = *bench_spec_params(&cases[k]);
         c.slot = cp_slot_size(c.c->max_size(&c.p, n));
         cudaMalloc((void **)&c.dslot, c.slot);
         cudaMalloc(&c.scratch, cp_cuda_encode_scratch(c.c, &c.p, n) + 1);
         float e = time_ms(do_encode, &c, iters, s), d = time_ms(do_decode, &c, iters, s);
         double eg = n * 4 / (e * 1e6), dg = n * 4 / (d * 1e6);
-        printf("%-18s %12.1f %8.2fx %14.1f %8.2fx\n", bench_cases[k].label, eg, eg / copy_gbs, dg, dg / copy_gbs);
+        printf("%-18s %12.1f %8.2fx %14.1f %8.2fx\n", cases[k].text, eg, eg / copy_gbs, dg, dg / copy_gbs);
         if (jf)
             fprintf(jf, ",\n {\"codec\": \"%s\", \"count\": %zu, \"encode_gbs\": %.3f, \"encode_vs_copy\": %.4f, "
                         "\"decode_gbs\": %.3f, \"decode_vs_copy\": %.4f}",
-                    bench_cases[k].label, n, eg, eg / copy_gbs, dg, dg / copy_gbs);
+                    cases[k].text, n, eg, eg / copy_gbs, dg, dg / copy_gbs);
         cudaFree(c.dslot);
         cudaFree(c.scratch);
     }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "bench/spec.h"
 
 static double now(void)
 {
@@ -75,21 +76,22 @@ int bench_kernels(int argc, char **argv)
     printf("%-20s %12.2f %7.2fx %12s %8s\n", "memcpy", copy, 1.0, "-", "-");
     if (jf)
         fprintf(jf, "[{\"codec\": \"memcpy\", \"count\": %zu, \"gbs\": %.4f}", n, copy);
-    for (int c = 0; c < BENCH_NCASES; c++) {
-        k.c = bench_cases[c].codec;
-        k.p = (cp_params_t){.density = bench_cases[c].density, .topk_select = CP_TOPK_AUTO,
-                            .topk_sample_min = 1 << 18, .bits = bench_cases[c].bits,
-                            .bucket = 512, .rounding = CP_ROUND_NEAREST, .seed = 1};
+    static bench_spec_t cases[32];
+    size_t ncases = bench_kernel_specs(cases, 32);
+    for (size_t c = 0; c < ncases; c++) {
+        k.c = cases[c].codec;
+        k.p = *bench_spec_params(&cases[c]); /* the defaults, as a job's */
+        k.p.seed = k.p.shared_seed = 1;
         k.cap = k.c->max_size(&k.p, n);
         k.msg = malloc(k.cap);
         k.scratch = malloc(k.c->scratch_size(&k.p, n) + 1);
         double te = median_time(k_encode, &k, iters), td = median_time(k_decode, &k, iters);
         double eg = n * 4 / te / 1e9, dg = n * 4 / td / 1e9;
-        printf("%-20s %12.2f %7.2fx %12.2f %7.2fx\n", bench_cases[c].label, eg, eg / copy, dg, dg / copy);
+        printf("%-20s %12.2f %7.2fx %12.2f %7.2fx\n", cases[c].text, eg, eg / copy, dg, dg / copy);
         if (jf)
             fprintf(jf, ",\n {\"codec\": \"%s\", \"count\": %zu, \"encode_gbs\": %.4f, "
                         "\"encode_vs_memcpy\": %.4f, \"decode_gbs\": %.4f, \"decode_vs_memcpy\": %.4f}",
-                    bench_cases[c].label, n, eg, eg / copy, dg, dg / copy);
+                    cases[c].text, n, eg, eg / copy, dg, dg / copy);
         free(k.msg);
         free(k.scratch);
     }

@@ -90,7 +90,7 @@ static cp_status_t sparse(const cp_gpu_args_t *a, float *out, float alpha,
     const cp_coll_config_t *cfg = a->cfg;
     const cp_compressor_ops_t *codec = cfg->codec;
     const int n = a->tp->size, me = a->tp->rank;
-    const int ef = cfg->feedback != &cp_feedback_none && a->tensor->worker != NULL;
+    const int ef = a->tensor->worker != NULL && a->tensor->worker_floats > 0;
     cp_params_t p = cfg->params;
     const size_t slot = cp_slot_size(codec->max_size(&p, a->count));
     unsigned char *send, *recv;
@@ -129,7 +129,7 @@ static cp_status_t twophase(const cp_gpu_args_t *a,
 {
     const cp_coll_config_t *cfg = a->cfg;
     const int n = a->tp->size, me = a->tp->rank;
-    const int ef = cfg->feedback != &cp_feedback_none && a->tensor->worker != NULL;
+    const int ef = a->tensor->worker != NULL && a->tensor->worker_floats > 0;
     cp_params_t p = cfg->params;
     size_t off, len, moff, mlen, maxlen;
     unsigned char *send1, *recv1, *recv2;

@@ -3,7 +3,7 @@
  * every rank decodes all of them in rank order. Every rank reads every
  * header, so a flag or a disagreement sends all ranks to the exact
  * allreduce together. */
-#include "collectives/allreduce.h"
+#include "collectives/allreduce_sparse.h"
 #include "util/fault.h"
 #include "util/log.h"
 
@@ -45,10 +45,10 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_RECV1, need[CP_WS_RECV1], (void **)&recv));
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_SCRATCH, need[CP_WS_SCRATCH], &scratch));
     CP_CHECK(cp_feedback_buffers(fb, a->ws, a->count, &aux, &tmp));
-    p.seed = cp_call_seed(a, 0, 0);
+    cp_call_seeds(a, 0, 0, &p);
     v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
     const cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
-                                 .check = cp_slot_check(a),
+                                 .check = cp_call_check(a),
                                  .evidence = a->evidence};
     cp_status_t est = cp_slot_encode(codec, &p, v, a->count, &meta, send, slot,
                                      scratch);
@@ -60,7 +60,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(a->tp->ops->allgather(a->tp->ctx, send, recv, slot));
     res->bytes_sent = (size_t)(n - 1) * slot;
     if (cp_fault(CP_FAULT_CORRUPT))
-        cp_put_u32(recv + (size_t)((a->tp->rank + 1) % n) * slot + 4, UINT32_MAX);
+        cp_slot_corrupt(recv + (size_t)((a->tp->rank + 1) % n) * slot);
     cp_slots_scan(recv, n, slot, meta.check, a->ev_period, &view);
     res->evidence = view.evidence;
     cp_fallback_t why = cp_slots_fallback(&view);
@@ -78,7 +78,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
         CP_CHECK(cp_slot_decode(codec, &p, recv + (size_t)r * slot, slot, 1.0f,
                                 r == 0 ? NULL : a->recv, a->recv, a->count));
     CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, tmp, codec, &p,
-                        send + CP_SLOT_HDR, cp_get_u32(send + 4), a->count));
+                        cp_slot_payload(send), cp_slot_payload_len(send), a->count));
     res->compress_seconds += cp_now() - t0;
     return CP_OK;
 }

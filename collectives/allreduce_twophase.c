@@ -13,7 +13,7 @@
  * every rank runs the exact allreduce on the untouched input instead and
  * commits no state. With the identity codec this is a deterministic dense
  * allreduce. */
-#include "collectives/allreduce.h"
+#include "collectives/allreduce_twophase.h"
 #include "util/fault.h"
 #include "util/log.h"
 
@@ -67,7 +67,7 @@ static void serve(const cp_allreduce_args_t *a, const cp_compressor_ops_t *codec
         .flags = failed ? CP_SLOT_FAILED : bad ? CP_SLOT_NONFINITE : 0,
         .check = check};
     cp_params_t ps = *p;
-    ps.seed = cp_call_seed(a, 2, me);
+    cp_call_seeds(a, 2, me, &ps);
     cp_status_t st = cp_slot_encode(codec, &ps, *vs_p, mlen, &meta, send2, slot,
                                     scratch);
     if (st != CP_OK)
@@ -109,11 +109,11 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     /* Phase 1: worker feedback, encode n chunks. */
     v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
     const cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
-                                 .check = cp_slot_check(a),
+                                 .check = cp_call_check(a),
                                  .evidence = a->evidence};
     for (int j = 0; j < n; j++) {
         cp_chunk_range(a->count, n, j, &off, &len);
-        p.seed = cp_call_seed(a, 1, j);
+        cp_call_seeds(a, 1, j, &p);
         cp_status_t st = cp_slot_encode(codec, &p, v + off, len, &meta,
                                         send1 + (size_t)j * slot, slot, scratch);
         if (st != CP_OK)
@@ -123,7 +123,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     CP_CHECK(a->tp->ops->alltoall(a->tp->ctx, send1, recv1, slot));
     res->bytes_sent = (size_t)(n - 1) * slot;
     if (cp_fault(CP_FAULT_CORRUPT1))
-        cp_put_u32(recv1 + (size_t)((me + 1) % n) * slot + 4, UINT32_MAX);
+        cp_slot_corrupt(recv1 + (size_t)((me + 1) % n) * slot);
     cp_slots_scan(recv1, n, slot, meta.check, a->ev_period, &view);
     res->evidence = view.evidence;
     if (view.flags & CP_SLOT_NONFINITE)
@@ -140,7 +140,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     CP_CHECK(a->tp->ops->allgather(a->tp->ctx, send2, recv2, slot));
     res->bytes_sent = 2 * (size_t)(n - 1) * slot;
     if (cp_fault(CP_FAULT_CORRUPT))
-        cp_put_u32(recv2 + (size_t)((me + 1) % n) * slot + 4, UINT32_MAX);
+        cp_slot_corrupt(recv2 + (size_t)((me + 1) % n) * slot);
     cp_slots_scan(recv2, n, slot, meta.check, 0, &view);
     cp_fallback_t why = cp_slots_fallback(&view);
     if (why != CP_FALLBACK_NONE)
@@ -160,11 +160,11 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
         CP_CHECK(fb->commit(&fp, a->tensor->worker + fb->state_floats(off),
                             v + off, aux ? aux + off : NULL,
                             tmp ? tmp + off : NULL, codec, &p,
-                            s + CP_SLOT_HDR, cp_get_u32(s + 4), len));
+                            cp_slot_payload(s), cp_slot_payload_len(s), len));
     }
     CP_CHECK(sfb->commit(&fp, a->tensor->server, vs, NULL, NULL, codec, &p,
-                         recv2 + (size_t)me * slot + CP_SLOT_HDR,
-                         cp_get_u32(recv2 + (size_t)me * slot + 4), mlen));
+                         cp_slot_payload(recv2 + (size_t)me * slot),
+                         cp_slot_payload_len(recv2 + (size_t)me * slot), mlen));
     res->compress_seconds += cp_now() - t0;
     return CP_OK;
 }

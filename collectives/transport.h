@@ -1,5 +1,6 @@
 /* Byte-moving primitives the compressed collectives are written against.
- * An MPI transport (PMPI_*) exists now; NCCL's comes with the GPU path.
+ * Two implement them: MPI (transport_mpi.c, PMPI_*) and NCCL
+ * (transport_nccl.c, the real library's functions, for the GPU path).
  * Sizes are bytes per rank. Buffers live where the transport moves data
  * from: host memory for MPI (calls complete before returning), device
  * memory for NCCL (calls are enqueued on a stream and return at once). */

@@ -67,8 +67,12 @@ static size_t cast_max_size(const cp_params_t *p, size_t n)
         }                                                                   \
         return CP_OK;                                                       \
     }                                                                       \
+    CP_GPU_TWIN(cp_gpu_##kind);                                             \
     const cp_compressor_ops_t cp_compressor_##kind = {                      \
         .name = #kind,                                                      \
+        .doc = #kind " cast: 16 bits a value, sums in fp32, a power-of-two " \
+               "scale beyond the format's range",                          \
+        .gpu = &cp_gpu_##kind,                                              \
         .max_size = cast_max_size,                                          \
         .scratch_size = cp_scratch_none,                                    \
         .encode = kind##_encode,                                            \

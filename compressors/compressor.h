@@ -1,4 +1,9 @@
-/* Compression operators: one table of function pointers per codec.
+/* Compression operators: one table per codec, in its own file, that says
+ * everything about it: its name, its parameters (configuration rows,
+ * util/param.h), what it can do (caps), the feedback it fixes if any, its
+ * GPU twin if any, and its functions. compressors/registry.c lists them:
+ * adding a codec is its file and one line there (docs/design.md,
+ * "Extending").
  *
  * Contract of every codec (DESIGN.md, "Contracts"):
  *  - encode(x[0..n)) writes at most max_size(n) bytes into a caller buffer;
@@ -19,6 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/param.h"
 #include "util/status.h"
 
 #ifdef __cplusplus
@@ -45,8 +51,19 @@ typedef struct {
     cp_rounding_t rounding;      /* quant */
     int topk_fp16;               /* topk: values travel as fp16 */
     uint64_t seed;               /* randomness for this call (sampling,
-                                    stochastic rounding); set per call */
+                                    stochastic rounding); set per call,
+                                    different on every rank */
+    uint64_t shared_seed;        /* set per call, the same on every rank
+                                    (randk's indices) */
 } cp_params_t;
+
+/* A validated sparse message: k little-endian u32 indices (strictly
+ * increasing, all < n) and k finite values, f32 or fp16. */
+typedef struct {
+    const unsigned char *idx, *vals;
+    size_t k;
+    int fp16;
+} cp_topk_view_t;
 
 typedef size_t (*cp_max_size_func_t)(const cp_params_t *p, size_t n);
 typedef size_t (*cp_scratch_size_func_t)(const cp_params_t *p, size_t n);
@@ -57,39 +74,70 @@ typedef cp_status_t (*cp_decode_func_t)(const cp_params_t *p, const void *in,
                                         size_t len, float alpha,
                                         const float *y, float *out, size_t n);
 
-typedef struct {
+/* The entries of a CP_CODEC_SPARSE codec's message (validated). */
+typedef cp_status_t (*cp_entries_func_t)(const void *in, size_t len, size_t n,
+                                         cp_topk_view_t *e);
+
+/* What a codec can do; the collectives and the configuration read these
+ * instead of asking which codec it is. */
+enum {
+    CP_CODEC_IDENTITY = 1u << 0, /* sends the values as they are:
+                                    COMMPRESS_COMPRESSOR=none passes calls
+                                    through; the dense algorithm's codec */
+    CP_CODEC_SPARSE = 1u << 1,   /* (index, value) entries: the sparse
+                                    allgather; entries() lists them */
+    CP_CODEC_BIASED = 1u << 2,   /* biased: error feedback (ef) by default */
+};
+
+struct cp_feedback_ops;
+typedef struct cp_gpu_codec cp_gpu_codec_t; /* compressors/cuda/gpu_codec.h */
+/* Declares a codec's GPU twin, defined in its compressors/cuda/<name>.cu
+ * file: a weak reference, NULL in a build without CUDA (hidden: resolved
+ * when the library is linked, never by another library). */
+#define CP_GPU_TWIN(sym)                                                     \
+    extern const cp_gpu_codec_t sym __attribute__((weak, visibility("hidden")))
+
+typedef struct cp_compressor_ops {
     const char *name;
+    const char *doc;                 /* one line (commpress-info) */
+    unsigned caps;                   /* CP_CODEC_* */
+    const cp_param_t *params;        /* its rows, offsets into cp_params_t */
+    size_t nparams;
+    const struct cp_feedback_ops *feedback; /* the feedback it fixes (DGC);
+                                               NULL: COMMPRESS_FEEDBACK's */
+    const cp_gpu_codec_t *gpu;       /* its GPU twin; NULL: MPI path only */
     cp_max_size_func_t max_size;
     cp_scratch_size_func_t scratch_size; /* bytes of scratch encode needs */
     cp_encode_func_t encode;
     cp_decode_func_t decode;
+    cp_entries_func_t entries;       /* CP_CODEC_SPARSE codecs */
 } cp_compressor_ops_t;
 
+/* The identity codec: the dense algorithm sends with it. */
 extern const cp_compressor_ops_t cp_compressor_none;
-extern const cp_compressor_ops_t cp_compressor_fp16;
-extern const cp_compressor_ops_t cp_compressor_bf16;
-extern const cp_compressor_ops_t cp_compressor_topk;
-extern const cp_compressor_ops_t cp_compressor_sign;
-extern const cp_compressor_ops_t cp_compressor_quant;
 
-/* k = ceil(density * n), at least 1, at most n. */
+/* The registry (compressors/registry.c). */
+size_t cp_compressor_count(void);
+const cp_compressor_ops_t *cp_compressor_at(size_t i);
+/* Lookup by name; NULL if unknown. Its index with cp_compressor_index
+ * (-1 if unknown). */
+const cp_compressor_ops_t *cp_compressor_find(const char *name);
+int cp_compressor_index(const char *name);
+#define CP_MAX_CODECS 16
+
+/* The sparse wire format shared by sparse codecs (compressors/topk.c):
+ * [u32 k][k u32 indices][k values]; bit 31 of k marks fp16 values. */
 size_t cp_topk_k(double density, size_t n);
-
-/* A validated top-k message: k little-endian u32 indices (strictly
- * increasing, all < n) and k finite values, f32 or fp16. */
-typedef struct {
-    const unsigned char *idx, *vals;
-    size_t k;
-    int fp16;
-} cp_topk_view_t;
 cp_status_t cp_topk_entries(const void *in, size_t len, size_t n,
                             cp_topk_view_t *e);
 float cp_topk_value(const cp_topk_view_t *e, size_t j);
-
-/* Lookup by name in the registry; NULL if unknown. */
-const cp_compressor_ops_t *cp_compressor_find(const char *name);
-/* "none|fp16|..." for error messages and docs. */
-const char *cp_compressor_names(void);
+size_t cp_sparse_max_size(size_t k, int fp16);
+/* out holds k strictly increasing u32 indices from byte 4 and k f32 values
+ * after them: writes the header and the message's length. */
+void cp_sparse_finish(void *out, size_t k, size_t *len_p);
+/* out = y + alpha * D(in) for a sparse message, validated first. */
+cp_status_t cp_sparse_decode(const void *in, size_t len, float alpha,
+                             const float *y, float *out, size_t n);
 
 /* Shared helpers for codecs. */
 size_t cp_scratch_none(const cp_params_t *p, size_t n);

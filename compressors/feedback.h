@@ -20,14 +20,17 @@
 extern "C" {
 #endif
 
-/* Per-call parameters of the variants that have any. */
+/* Parameters of the variants that have any: each variant's rows
+ * (configuration) point into this struct. */
 typedef struct {
-    float momentum; /* dgc: m in u <- m u + g */
-    double clip;    /* dgc: g is scaled to norm <= clip; 0 = off. The
-                       collectives pass the configured norm / sqrt(n). */
-    float eta;      /* econtrol: feedback strength */
-    float sgdm_eta; /* ef21-sgdm: momentum weight */
-    int first;      /* the tensor's first step (no completed step yet) */
+    float momentum;       /* dgc: m in u <- m u + g */
+    double clip;          /* dgc: g is scaled to norm <= clip; 0 = off. The
+                             collectives pass the configured norm / sqrt(n). */
+    size_t warmup_steps;  /* dgc: density 0.25 -> the codec's over these steps */
+    size_t dense_below;   /* dgc: tensors of fewer elements go dense */
+    float eta;            /* econtrol: feedback strength */
+    float sgdm_eta;       /* ef21-sgdm: momentum weight */
+    int first;            /* set per call: the tensor's first step */
 } cp_fb_params_t;
 
 typedef size_t (*cp_fb_state_floats_func_t)(size_t n);
@@ -56,8 +59,21 @@ typedef cp_status_t (*cp_fb_commit_func_t)(const cp_fb_params_t *fp,
  * Hbar. Runs on the whole tensor, after commit, on clean steps only. */
 typedef void (*cp_fb_finish_func_t)(float *state, float *out, size_t n);
 
+/* What a variant is (flags). */
+enum {
+    CP_FB_GPU = 1u << 0,   /* runs on the GPU path too */
+    CP_FB_FIXED = 1u << 1, /* only as a codec's own feedback (DGC's), not a
+                              COMMPRESS_FEEDBACK choice */
+    CP_FB_WARMUP = 1u << 2, /* the codec's density warms up from 0.25 over
+                               warmup_steps (DGC's schedule) */
+};
+
 typedef struct cp_feedback_ops {
     const char *name;
+    const char *doc;         /* one line (commpress-info) */
+    unsigned flags;          /* CP_FB_* */
+    const cp_param_t *params; /* its rows, offsets into cp_fb_params_t */
+    size_t nparams;
     cp_fb_state_floats_func_t state_floats;
     int uses_aux; /* prepare fills aux for commit */
     int uses_tmp; /* commit needs tmp */
@@ -72,14 +88,18 @@ typedef struct cp_feedback_ops {
     cp_fb_finish_func_t finish; /* NULL: the result is the decoded sum */
 } cp_feedback_ops_t;
 
+/* The variants other files name: the defaults (none, ef), the server
+ * side of the estimators (ef), DGC's (fixed by the dgc codec). */
 extern const cp_feedback_ops_t cp_feedback_none;
 extern const cp_feedback_ops_t cp_feedback_ef;
 extern const cp_feedback_ops_t cp_feedback_dgc;
-extern const cp_feedback_ops_t cp_feedback_ef21;
-extern const cp_feedback_ops_t cp_feedback_econtrol;
-extern const cp_feedback_ops_t cp_feedback_ef21_sgdm;
 
+/* The registry (compressors/feedback_registry.c). */
+size_t cp_feedback_count(void);
+const cp_feedback_ops_t *cp_feedback_at(size_t i);
 const cp_feedback_ops_t *cp_feedback_find(const char *name);
+int cp_feedback_index(const char *name);
+#define CP_MAX_FEEDBACKS 8
 /* EF21's and EControl's finish: H (the last float of each element's
  * stride floats of state) += out; out = H. */
 void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
@@ -87,7 +107,6 @@ void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
 /* The same for variants whose H is the third of three floats (EControl,
  * EF21-SGDM): their finish slot. */
 void cp_feedback_finish_estimator3(float *st, float *out, size_t n);
-const char *cp_feedback_names(void);
 
 /* Shared by variants: nonzero if any of x[0..n) is Inf or NaN. */
 int cp_any_nonfinite(const float *x, size_t n);

@@ -15,6 +15,7 @@
  * State: (u, v) interleaved per element, 2 n floats, so a chunk [off, off+m)
  * starts at 2 off. prepare leaves u' in aux for commit. */
 #include <math.h>
+#include <stddef.h>
 
 #include "compressors/feedback.h"
 #include "util/hd.h"
@@ -60,16 +61,16 @@ static cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st,
     cp_topk_view_t e;
     (void)fp, (void)p, (void)tmp;
 
-    if (codec == &cp_compressor_none) { /* everything went: v is delivered */
+    if (codec->caps & CP_CODEC_IDENTITY) { /* everything went: v delivered */
         for (size_t i = 0; i < n; i++) {
             st[2 * i] = aux[i];
             st[2 * i + 1] = 0.0f;
         }
         return CP_OK;
     }
-    if (codec != &cp_compressor_topk)
-        return CP_ERR_INVALID;
-    CP_CHECK(cp_topk_entries(msg, len, n, &e));
+    if (codec->entries == NULL)
+        return CP_ERR_INVALID; /* masking needs to know what was sent */
+    CP_CHECK(codec->entries(msg, len, n, &e));
     for (size_t i = 0; i < n; i++) {
         st[2 * i] = aux[i];
         st[2 * i + 1] = v[i];
@@ -84,8 +85,37 @@ static cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st,
     return CP_OK;
 }
 
+static const cp_param_t dgc_params[] = {
+    {.name = "COMMPRESS_DGC_MOMENTUM", .dflt = "0.9", .type = CP_PT_FLOAT,
+     .offset = offsetof(cp_fb_params_t, momentum), .lo = 0, .hi = 1,
+     .open = CP_OPEN_HI, .must_match = 1,
+     .doc = "dgc: momentum m of the momentum correction u <- m u + g. The "
+            "application's optimizer must then run WITHOUT momentum."},
+    {.name = "COMMPRESS_DGC_CLIP", .dflt = "0", .type = CP_PT_DOUBLE,
+     .offset = offsetof(cp_fb_params_t, clip), .lo = 0, .hi = 1e30,
+     .must_match = 1,
+     .doc = "dgc: local gradient clipping norm c; each rank scales a "
+            "tensor's gradient to norm <= c / sqrt(ranks). 0: off."},
+    {.name = "COMMPRESS_DGC_WARMUP_STEPS", .dflt = "0", .type = CP_PT_SIZE,
+     .offset = offsetof(cp_fb_params_t, warmup_steps), .lo = 0, .hi = 1e12,
+     .must_match = 1,
+     .doc = "dgc: steps (per tensor) over which the density falls "
+            "exponentially from 0.25 to COMMPRESS_DENSITY. 0: no warm-up."},
+    {.name = "COMMPRESS_DGC_DENSE_BELOW", .dflt = "16384", .type = CP_PT_SIZE,
+     .offset = offsetof(cp_fb_params_t, dense_below), .lo = 0, .hi = 1e18,
+     .must_match = 1,
+     .doc = "dgc: tensors of fewer elements are sent dense (still with DGC's "
+            "momentum). Biases and norms are small; the shim sees only "
+            "sizes."},
+};
+
 const cp_feedback_ops_t cp_feedback_dgc = {
     .name = "dgc",
+    .doc = "DGC's momentum correction, clipping, masking and warm-up (the "
+           "dgc compressor's own)",
+    .flags = CP_FB_FIXED | CP_FB_WARMUP,
+    .params = dgc_params,
+    .nparams = sizeof(dgc_params) / sizeof(*dgc_params),
     .state_floats = dgc_state_floats,
     .uses_aux = 1,
     .server = &cp_feedback_none,

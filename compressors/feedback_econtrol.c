@@ -7,6 +7,8 @@
  * send it with the identity codec), so h_i = g_i and H = sum g exactly.
  * eta = 0 with a compressed first step is EF21; h = 0 and eta = 1 is EF.
  * State: (e, h, H) interleaved per element; prepare leaves w in aux. */
+#include <stddef.h>
+
 #include "compressors/feedback.h"
 #include "util/hd.h"
 
@@ -45,8 +47,17 @@ static cp_status_t econtrol_commit(const cp_fb_params_t *fp, float *st,
     return CP_OK;
 }
 
+static const cp_param_t econtrol_params[] = {
+    {.name = "COMMPRESS_ECONTROL_ETA", .dflt = "0.01", .type = CP_PT_FLOAT,
+     .offset = offsetof(cp_fb_params_t, eta), .lo = 0, .hi = 1, .must_match = 1,
+     .doc = "econtrol: feedback strength eta of the error term."},
+};
+
 const cp_feedback_ops_t cp_feedback_econtrol = {
     .name = "econtrol",
+    .doc = "EControl: EF21 with a controlled error term; first step dense",
+    .params = econtrol_params,
+    .nparams = sizeof(econtrol_params) / sizeof(*econtrol_params),
     .state_floats = econtrol_state_floats,
     .uses_aux = 1,
     .uses_tmp = 1,

@@ -61,6 +61,8 @@ static void ef21_finish(float *st, float *out, size_t n)
 
 const cp_feedback_ops_t cp_feedback_ef21 = {
     .name = "ef21",
+    .doc = "EF21: returns the estimator H; for full or large-batch "
+           "gradients (docs/feedback.md)",
     .state_floats = ef21_state_floats,
     .uses_tmp = 1,
     .server = &cp_feedback_ef,

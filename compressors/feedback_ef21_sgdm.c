@@ -9,6 +9,8 @@
  * h_i = g_i and H = sum g exactly. The average lives here: the
  * application's optimizer runs without momentum, as with DGC.
  * State: (v, h, H) interleaved per element; prepare leaves v in aux. */
+#include <stddef.h>
+
 #include "compressors/feedback.h"
 #include "util/hd.h"
 
@@ -46,8 +48,21 @@ static cp_status_t sgdm_commit(const cp_fb_params_t *fp, float *st,
     return CP_OK;
 }
 
+static const cp_param_t sgdm_params[] = {
+    {.name = "COMMPRESS_EF21_SGDM_ETA", .dflt = "0.1", .type = CP_PT_FLOAT,
+     .offset = offsetof(cp_fb_params_t, sgdm_eta), .lo = 0, .hi = 1,
+     .open = CP_OPEN_LO, .must_match = 1,
+     .doc = "ef21-sgdm: weight eta of the moving average v <- (1 - eta) v + "
+            "eta g. The application's optimizer must then run WITHOUT "
+            "momentum."},
+};
+
 const cp_feedback_ops_t cp_feedback_ef21_sgdm = {
     .name = "ef21-sgdm",
+    .doc = "EF21-SGDM: EF21 on a moving average, for stochastic gradients; "
+           "first step dense",
+    .params = sgdm_params,
+    .nparams = sizeof(sgdm_params) / sizeof(*sgdm_params),
     .state_floats = sgdm_state_floats,
     .uses_aux = 1,
     .uses_tmp = 1,

@@ -37,8 +37,14 @@ static cp_status_t none_decode(const cp_params_t *p, const void *in, size_t len,
     return CP_OK;
 }
 
+CP_GPU_TWIN(cp_gpu_none);
+
 const cp_compressor_ops_t cp_compressor_none = {
     .name = "none",
+    .doc = "no compression: COMMPRESS_COMPRESSOR=none passes every call "
+           "through; the dense algorithm sends with it",
+    .caps = CP_CODEC_IDENTITY,
+    .gpu = &cp_gpu_none,
     .max_size = none_max_size,
     .scratch_size = cp_scratch_none,
     .encode = none_encode,

@@ -5,6 +5,7 @@
  * Wire: [nb x (f32 min, f32 unit)][ceil(n * b / 8) bytes of q, LSB first,
  * one bit stream across buckets]. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "compressors/compressor.h"
@@ -207,7 +208,7 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
         const float unit = (mx - mn) / qmax;
         /* A range beyond FLT_MAX (values near both ends of the float
          * range) has no finite unit, or levels whose value overflows: the
-         * caller sends such a call exact (collectives/allreduce.h). */
+         * caller sends such a call exact (collectives/slot.h, CP_SLOT_FAILED). */
         if (cp_nonfinite(unit * qmax))
             return CP_ERR_RANGE;
         const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
@@ -305,8 +306,30 @@ CP_CLONES static cp_status_t quant_decode(const cp_params_t *p, const void *in, 
     return CP_OK;
 }
 
+static const char *const rounding_choices[] = {"nearest", "stochastic", NULL};
+
+static const cp_param_t quant_params[] = {
+    {.name = "COMMPRESS_BITS", .dflt = "4", .type = CP_PT_INT,
+     .offset = offsetof(cp_params_t, bits), .lo = 1, .hi = 8, .must_match = 1,
+     .doc = "quant: bits per element."},
+    {.name = "COMMPRESS_BUCKET", .dflt = "512", .type = CP_PT_SIZE,
+     .offset = offsetof(cp_params_t, bucket), .lo = 1, .hi = 1 << 24,
+     .must_match = 1,
+     .doc = "quant: elements per bucket (one min and unit per bucket)."},
+    {.name = "COMMPRESS_ROUNDING", .dflt = "nearest", .type = CP_PT_ENUM,
+     .offset = offsetof(cp_params_t, rounding), .choices = rounding_choices,
+     .must_match = 1, .doc = "quant: nearest, or stochastic (unbiased)."},
+};
+
+CP_GPU_TWIN(cp_gpu_quant);
+
 const cp_compressor_ops_t cp_compressor_quant = {
     .name = "quant",
+    .doc = "max-min quantization: 1-8 bits a value, a min and unit a bucket",
+    .caps = CP_CODEC_BIASED,
+    .params = quant_params,
+    .nparams = sizeof(quant_params) / sizeof(*quant_params),
+    .gpu = &cp_gpu_quant,
     .max_size = quant_max_size,
     .scratch_size = cp_scratch_none,
     .encode = quant_encode,

@@ -177,8 +177,13 @@ CP_CLONES static cp_status_t sign_decode(const cp_params_t *p, const void *in, s
     return CP_OK;
 }
 
+CP_GPU_TWIN(cp_gpu_sign);
+
 const cp_compressor_ops_t cp_compressor_sign = {
     .name = "sign",
+    .doc = "1-bit sign compression with one scale (norm / sqrt(n)) a chunk",
+    .caps = CP_CODEC_BIASED,
+    .gpu = &cp_gpu_sign,
     .max_size = sign_max_size,
     .scratch_size = sign_scratch_size,
     .encode = sign_encode,

@@ -12,14 +12,43 @@
  * back to the exact path, so the result is always a "top set": every kept
  * magnitude >= every dropped one, at most k entries. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "compressors/compressor.h"
 #include "compressors/codec_math.h"
+#include "compressors/topk.h"
 #include "util/simd.h"
 
 #define TOPK_HDR 4
 #define TOPK_FP16 0x80000000u
+
+static const char *const select_choices[] = {"auto", "exact", "sampled", NULL};
+static const char *const values_choices[] = {"f32", "fp16", NULL};
+
+/* Shared with dgc (compressors/dgc.c), which sends what topk sends. */
+const cp_param_t cp_topk_params[CP_TOPK_NPARAMS] = {
+    {.name = "COMMPRESS_DENSITY", .dflt = "0.01", .type = CP_PT_DOUBLE,
+     .offset = offsetof(cp_params_t, density), .lo = 0, .hi = 1,
+     .open = CP_OPEN_LO, .must_match = 1,
+     .doc = "topk, dgc: fraction of entries sent, k = ceil(density * count)."},
+    {.name = "COMMPRESS_TOPK_SELECT", .dflt = "auto", .type = CP_PT_ENUM,
+     .offset = offsetof(cp_params_t, topk_select), .choices = select_choices,
+     .must_match = 1,
+     .doc = "topk selection: exact (radix select), sampled (DGC threshold), "
+            "or auto (sampled from COMMPRESS_TOPK_SAMPLE_MIN elements)."},
+    {.name = "COMMPRESS_TOPK_SAMPLE_MIN", .dflt = "262144", .type = CP_PT_SIZE,
+     .offset = offsetof(cp_params_t, topk_sample_min), .lo = 1, .hi = 1e18,
+     .must_match = 1,
+     .doc = "topk auto: tensors of at least this many elements use the "
+            "sampled threshold."},
+    {.name = "COMMPRESS_TOPK_VALUES", .dflt = "f32", .type = CP_PT_ENUM,
+     .offset = offsetof(cp_params_t, topk_fp16), .choices = values_choices,
+     .must_match = 1, .cpu_only = 1,
+     .doc = "topk, dgc: value format on the wire. fp16 sends 6 bytes per "
+            "entry instead of 8 (saturating; error feedback keeps the "
+            "rounding). MPI path only."},
+};
 
 size_t cp_topk_k(double density, size_t n)
 {
@@ -29,11 +58,14 @@ size_t cp_topk_k(double density, size_t n)
     return k >= (double)n ? n : (size_t)k;
 }
 
-static size_t topk_max_size(const cp_params_t *p, size_t n)
+size_t cp_sparse_max_size(size_t k, int fp16)
 {
-    if (n == 0)
-        return TOPK_HDR;
-    return TOPK_HDR + 8 * cp_topk_k(p->density, n);
+    return TOPK_HDR + (fp16 ? 6 : 8) * k;
+}
+
+size_t cp_topk_max_size(const cp_params_t *p, size_t n)
+{
+    return cp_sparse_max_size(n ? cp_topk_k(p->density, n) : 0, p->topk_fp16);
 }
 
 static size_t topk_sample_count(const cp_params_t *p, size_t n)
@@ -42,11 +74,13 @@ static size_t topk_sample_count(const cp_params_t *p, size_t n)
     return s >= (double)n ? n : (size_t)s;
 }
 
-static size_t topk_scratch_size(const cp_params_t *p, size_t n)
+size_t cp_topk_scratch_size(const cp_params_t *p, size_t n)
 {
-    /* Sample magnitudes, then up to 2k candidates (index + value). */
+    /* Sample magnitudes, then up to 2k candidates (index + value); with
+     * fp16 values, the k f32 values before they are narrowed. */
     size_t k = n ? cp_topk_k(p->density, n) : 0;
-    return topk_sample_count(p, n) * sizeof(float) + 2 * k * 8;
+    return topk_sample_count(p, n) * sizeof(float) + 2 * k * 8 +
+           (p->topk_fp16 ? k * sizeof(float) : 0);
 }
 
 static inline uint32_t mag(float x) { return cp_mag_bits(x); }
@@ -188,14 +222,14 @@ CP_INLINE size_t select_sampled(const cp_params_t *p, const float *x, size_t n,
     return emit(cv, ci, c, t, ties, oi, ov);
 }
 
-CP_CLONES static cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
-                               void *out, size_t cap, size_t *len_p,
-                               void *scratch)
+CP_CLONES cp_status_t cp_topk_encode(const cp_params_t *p, const float *x,
+                                     size_t n, void *out, size_t cap,
+                                     size_t *len_p, void *scratch)
 {
     size_t k, c;
     int sampled;
 
-    if (cap < topk_max_size(p, n))
+    if (cap < cp_topk_max_size(p, n))
         return CP_ERR_NOSPACE;
     if (n > UINT32_MAX)
         return CP_ERR_UNSUPPORTED;
@@ -205,10 +239,13 @@ CP_CLONES static cp_status_t topk_encode(const cp_params_t *p, const float *x, s
         return CP_OK;
     }
     k = cp_topk_k(p->density, n);
-    /* Values go after the index block of a k-entry message; a message with
+    /* Values go after the index block of a k-entry message (fp16: to the
+     * end of scratch, narrowed into the message below); a message with
      * c < k entries is compacted below. */
     uint32_t *oi = (uint32_t *)((unsigned char *)out + TOPK_HDR);
-    float *ov = (float *)(oi + k);
+    float *ov = p->topk_fp16 ? (float *)((unsigned char *)scratch +
+                                         cp_topk_scratch_size(p, n)) - k
+                             : (float *)(oi + k);
     sampled = p->topk_select == CP_TOPK_SAMPLED ||
               (p->topk_select == CP_TOPK_AUTO && n >= p->topk_sample_min);
     if (k == n) {
@@ -222,18 +259,24 @@ CP_CLONES static cp_status_t topk_encode(const cp_params_t *p, const float *x, s
     } else {
         c = select_exact(x, n, k, oi, ov);
     }
-    if (c < k)
-        memmove(oi + c, ov, c * sizeof(float));
-    if (p->topk_fp16) { /* narrow the values in place, front to back */
+    if (p->topk_fp16) {
         unsigned char *hv = (unsigned char *)(oi + c);
         for (size_t j = 0; j < c; j++) {
-            uint16_t h = cp_f32_to_f16(cp_get_f32(hv + 4 * j));
+            uint16_t h = cp_f32_to_f16(ov[j]);
             memcpy(hv + 2 * j, &h, 2);
         }
+    } else if (c < k) {
+        memmove(oi + c, ov, c * sizeof(float));
     }
     cp_put_u32(out, (uint32_t)c | (p->topk_fp16 ? TOPK_FP16 : 0));
-    *len_p = TOPK_HDR + (p->topk_fp16 ? 6 : 8) * c;
+    *len_p = cp_sparse_max_size(c, p->topk_fp16);
     return CP_OK;
+}
+
+void cp_sparse_finish(void *out, size_t k, size_t *len_p)
+{
+    cp_put_u32(out, (uint32_t)k);
+    *len_p = cp_sparse_max_size(k, 0);
 }
 
 cp_status_t cp_topk_entries(const void *in, size_t len, size_t n,
@@ -263,12 +306,10 @@ cp_status_t cp_topk_entries(const void *in, size_t len, size_t n,
     return CP_OK;
 }
 
-static cp_status_t topk_decode(const cp_params_t *p, const void *in, size_t len,
-                               float alpha, const float *y, float *out,
-                               size_t n)
+cp_status_t cp_sparse_decode(const void *in, size_t len, float alpha,
+                             const float *y, float *out, size_t n)
 {
     cp_topk_view_t e;
-    (void)p;
 
     /* Validate everything before writing anything. */
     CP_CHECK(cp_topk_entries(in, len, n, &e));
@@ -278,12 +319,28 @@ static cp_status_t topk_decode(const cp_params_t *p, const void *in, size_t len,
     return CP_OK;
 }
 
+cp_status_t cp_topk_decode(const cp_params_t *p, const void *in, size_t len,
+                           float alpha, const float *y, float *out, size_t n)
+{
+    (void)p;
+    return cp_sparse_decode(in, len, alpha, y, out, n);
+}
+
+CP_GPU_TWIN(cp_gpu_topk);
+
 const cp_compressor_ops_t cp_compressor_topk = {
     .name = "topk",
-    .max_size = topk_max_size,
-    .scratch_size = topk_scratch_size,
-    .encode = topk_encode,
-    .decode = topk_decode,
+    .doc = "top-k sparsification: the k largest magnitudes, as (index, "
+           "value) pairs",
+    .caps = CP_CODEC_SPARSE | CP_CODEC_BIASED,
+    .params = cp_topk_params,
+    .nparams = CP_TOPK_NPARAMS,
+    .gpu = &cp_gpu_topk,
+    .max_size = cp_topk_max_size,
+    .scratch_size = cp_topk_scratch_size,
+    .encode = cp_topk_encode,
+    .decode = cp_topk_decode,
+    .entries = cp_topk_entries,
 };
 
 float cp_topk_value(const cp_topk_view_t *e, size_t j)

@@ -21,7 +21,8 @@ extern "C" {
 #define COMMPRESS_OK 0
 
 typedef struct {
-    const char *compressor; /* none | fp16 | bf16 | topk | sign | quant | dgc */
+    const char *compressor; /* a codec of `commpress-info`: none, fp16,
+                               bf16, topk, sign, quant, dgc, randk */
     double density;         /* topk: fraction kept, (0, 1] */
     int bits;               /* quant: 1..8 */
     size_t bucket;          /* quant: elements per bucket */
@@ -41,6 +42,13 @@ typedef struct {
     double econtrol_eta;       /* econtrol: feedback strength, [0, 1]; 0.01 */
     int topk_fp16;             /* topk, dgc: values travel as fp16 */
     double ef21_sgdm_eta;      /* ef21-sgdm: moving-average weight, (0, 1]; 0.1 */
+    /* Any other setting of the collective, by its environment variable:
+     * "NAME=value" items separated by spaces or commas, applied after the
+     * fields above and validated as the environment is (e.g.
+     * "COMMPRESS_RANDK_DENSITY=0.05"; `commpress-info` lists the
+     * variables). NULL = none. A codec added later is reached here without
+     * a new field. */
+    const char *settings;
 } commpress_config_t;
 
 /* Fills the documented defaults (those of the environment variables). */

@@ -19,8 +19,11 @@ extern "C" {
 
 typedef struct {
     const char *algorithm;  /* fedavg | scafcom | scallion */
-    const char *compressor; /* none | fp16 | bf16 | topk | sign | quant */
-    double density;         /* topk */
+    const char *compressor; /* a codec of commpress-info but dgc (whose
+                               momentum is a collective's): none, fp16,
+                               bf16, topk, sign, quant, randk */
+    double density;         /* topk, randk (the clients of a round send
+                               the same random indices) */
     int bits;               /* quant */
     size_t bucket;          /* quant */
     int stochastic;         /* quant: stochastic rounding (unbiased) */

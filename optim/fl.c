@@ -15,12 +15,14 @@
  * Message: [u32 magic][u32 version][u32 client][u32 algorithm]
  *          [u64 round][u64 dim][u64 payload bytes] + codec payload. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compressors/codec_math.h"
 #include "compressors/compressor.h"
 #include "compressors/feedback.h"
+#include "collectives/coll_config.h"
 #include "include/commpress_fl.h"
 #include "optim/state_blob.h"
 #include "util/hd.h"
@@ -69,6 +71,33 @@ void commpress_fl_config_default(commpress_fl_config_t *c)
     c->alpha = 0.1;
 }
 
+/* The codec through the collectives' one builder (the same rows, the same
+ * validation as the environment and the API). Top-k selects exactly: a
+ * client's message must not depend on a sample. */
+static cp_status_t codec_setup(const commpress_fl_config_t *c, fl_setup_t *s)
+{
+    cp_coll_settings_t set;
+    cp_coll_config_t coll;
+    cp_status_t st = CP_OK;
+#define SET(...) cp_coll_settings_setf(&set, &st, __VA_ARGS__)
+    cp_coll_settings_defaults(&set);
+    SET("COMMPRESS_COMPRESSOR", "%s", c->compressor);
+    SET("COMMPRESS_DENSITY", "%.17g", c->density);
+    SET("COMMPRESS_RANDK_DENSITY", "%.17g", c->density);
+    SET("COMMPRESS_BITS", "%d", c->bits);
+    SET("COMMPRESS_BUCKET", "%zu", c->bucket);
+    SET("COMMPRESS_ROUNDING", "%s", c->stochastic ? "stochastic" : "nearest");
+    SET("COMMPRESS_TOPK_VALUES", "%s", c->topk_fp16 ? "fp16" : "f32");
+    SET("COMMPRESS_TOPK_SELECT", "%s", "exact");
+#undef SET
+    if (st != CP_OK || cp_coll_build(&set, &coll, NULL, 0) != CP_OK ||
+        coll.codec->feedback != NULL) /* a codec that fixes its feedback */
+        return CP_ERR_INVALID;
+    s->codec = coll.codec;
+    s->p = coll.params;
+    return CP_OK;
+}
+
 static cp_status_t setup(const commpress_fl_config_t *c, fl_setup_t *s)
 {
     static const char *const algos[] = {"fedavg", "scafcom", "scallion"};
@@ -79,23 +108,13 @@ static cp_status_t setup(const commpress_fl_config_t *c, fl_setup_t *s)
     for (int i = 0; i < 3; i++)
         if (strcmp(c->algorithm, algos[i]) == 0)
             s->algo = i;
-    s->codec = cp_compressor_find(c->compressor);
-    if (s->algo < 0 || s->codec == NULL || c->dim == 0 ||
-        c->dim > UINT32_MAX || c->num_clients == 0 || c->local_steps < 1 ||
-        !(c->lr_local > 0) || !(c->lr_global > 0) || !isfinite(c->lr_local) ||
+    if (s->algo < 0 || c->dim == 0 || c->dim > UINT32_MAX ||
+        c->num_clients == 0 || c->local_steps < 1 || !(c->lr_local > 0) ||
+        !(c->lr_global > 0) || !isfinite(c->lr_local) ||
         !isfinite(c->lr_global) || !(c->beta > 0 && c->beta <= 1) ||
-        !(c->alpha > 0 && c->alpha <= 1) ||
-        !(c->density > 0 && c->density <= 1) || c->bits < 1 || c->bits > 8 ||
-        c->bucket < 1)
+        !(c->alpha > 0 && c->alpha <= 1) || codec_setup(c, s) != CP_OK)
         return CP_ERR_INVALID;
     s->c = *c;
-    s->p.density = c->density;
-    s->p.topk_select = CP_TOPK_EXACT;
-    s->p.topk_sample_min = SIZE_MAX;
-    s->p.bits = c->bits;
-    s->p.bucket = c->bucket;
-    s->p.rounding = c->stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
-    s->p.topk_fp16 = c->topk_fp16 != 0;
     return CP_OK;
 }
 
@@ -205,6 +224,8 @@ int commpress_fl_client_round(commpress_fl_client_t *cl, const float *x,
         return CP_ERR_INVALID;
     cp_params_t p = cl->s.p;
     p.seed = cp_seed_mix(cl->s.c.seed, (int)cl->id, 7, 0, round, d);
+    /* The same for every client of a round (randk's indices). */
+    p.shared_seed = cp_seed_mix(cl->s.c.seed, -1, 7, 0, round, d);
     unsigned char *m = msg;
     CP_CHECK(cl->s.codec->encode(&p, u, d, m + FL_HDR, cap - FL_HDR, &plen,
                                  cl->scratch));

@@ -105,7 +105,7 @@ int commpress_onebit_adam_create(const commpress_onebit_adam_config_t *cfg,
         o->dense.codec = &cp_compressor_none;
         o->dense.feedback = &cp_feedback_none;
         o->dense.algo = CP_ALGO_DENSE;
-        o->onebit.codec = &cp_compressor_sign;
+        o->onebit.codec = cp_compressor_find("sign");
         o->onebit.feedback = &cp_feedback_ef;
         o->onebit.algo = CP_ALGO_TWOPHASE;
         o->m = calloc(count, sizeof(float));

@@ -1,11 +1,12 @@
 /* The explicit API (include/commpress.h): the same collectives as the
  * shim, configured by a struct, tensors named by the caller. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "include/commpress.h"
+#include "collectives/coll_config.h"
 #include "plugin/comm_state.h"
-#include "plugin/config.h"
 #include "plugin/stats.h"
 #include "util/fault.h"
 #include "util/hd.h"
@@ -18,22 +19,28 @@ struct commpress_ctx {
     commpress_stats_t stats;
 };
 
+/* The default of a row, as a number (commpress_config_t's defaults are
+ * the environment's). */
+static double row_default(const char *name)
+{
+    const cp_param_t *r = cp_coll_row(name);
+    return r ? strtod(r->dflt, NULL) : 0.0;
+}
+
 void commpress_config_default(commpress_config_t *c)
 {
-    cp_config_t d;
-    cp_config_defaults(&d);
     memset(c, 0, sizeof(*c));
     c->compressor = "none";
-    c->density = d.density;
-    c->bits = d.bits;
-    c->bucket = d.bucket;
-    c->topk_sample_min = d.topk_sample_min;
-    c->dgc_momentum = d.dgc_momentum;
-    c->dgc_clip = d.dgc_clip;
-    c->dgc_warmup_steps = d.dgc_warmup_steps;
-    c->dgc_dense_below = d.dgc_dense_below;
-    c->econtrol_eta = d.econtrol_eta;
-    c->ef21_sgdm_eta = d.ef21_sgdm_eta;
+    c->density = row_default("COMMPRESS_DENSITY");
+    c->bits = (int)row_default("COMMPRESS_BITS");
+    c->bucket = (size_t)row_default("COMMPRESS_BUCKET");
+    c->topk_sample_min = (size_t)row_default("COMMPRESS_TOPK_SAMPLE_MIN");
+    c->dgc_momentum = row_default("COMMPRESS_DGC_MOMENTUM");
+    c->dgc_clip = row_default("COMMPRESS_DGC_CLIP");
+    c->dgc_warmup_steps = (uint64_t)row_default("COMMPRESS_DGC_WARMUP_STEPS");
+    c->dgc_dense_below = (size_t)row_default("COMMPRESS_DGC_DENSE_BELOW");
+    c->econtrol_eta = row_default("COMMPRESS_ECONTROL_ETA");
+    c->ef21_sgdm_eta = row_default("COMMPRESS_EF21_SGDM_ETA");
 }
 
 const char *commpress_strerror(int status)
@@ -41,86 +48,53 @@ const char *commpress_strerror(int status)
     return cp_status_string((cp_status_t)status);
 }
 
-static int pick(const char *v, const char *const *names, int n, int dflt)
+/* The struct, as settings: each field through the variable's own row, so
+ * the API accepts exactly what the environment accepts. */
+static cp_status_t to_settings(const commpress_config_t *c,
+                               cp_coll_settings_t *s)
 {
-    if (v == NULL)
-        return dflt;
-    for (int i = 0; i < n; i++)
-        if (strcmp(v, names[i]) == 0)
-            return i;
-    return -1;
-}
-
-static cp_status_t to_coll(const commpress_config_t *c, cp_coll_config_t *o)
-{
-    static const char *const fb[] = {"none", "ef", "ef21", "econtrol", "ef21-sgdm"};
-    static const char *const sel[] = {"auto", "exact", "sampled"};
-    static const char *const algo[] = {"auto", "sparse", "twophase", "dense"};
-    int f, s, a;
-
-    const int dgc = c->compressor && strcmp(c->compressor, "dgc") == 0;
-    memset(o, 0, sizeof(*o));
-    o->codec = c->compressor ? cp_compressor_find(dgc ? "topk" : c->compressor)
-                             : NULL;
-    f = pick(c->feedback, fb, 5, -2);
-    if (dgc && (f != -2 || !(c->dgc_momentum >= 0.0 && c->dgc_momentum < 1.0) ||
-                !(c->dgc_clip >= 0.0)))
+    cp_status_t st = CP_OK;
+#define SET(...) cp_coll_settings_setf(s, &st, __VA_ARGS__)
+    cp_coll_settings_defaults(s);
+    if (c->compressor == NULL)
         return CP_ERR_INVALID;
-    s = pick(c->topk_select, sel, 3, 0);
-    a = pick(c->algorithm, algo, 4, 0);
-    if (o->codec == NULL || f == -1 || s < 0 || a < 0 ||
-        !(c->density > 0.0 && c->density <= 1.0) || c->bits < 1 ||
-        !(c->econtrol_eta >= 0.0 && c->econtrol_eta <= 1.0) ||
-        !(c->ef21_sgdm_eta > 0.0 && c->ef21_sgdm_eta <= 1.0) ||
-        c->bits > 8 || c->bucket < 1)
-        return CP_ERR_INVALID;
-    if (f == -2)
-        f = (o->codec == &cp_compressor_topk || o->codec == &cp_compressor_sign ||
-             o->codec == &cp_compressor_quant) ? 1 : 0;
-    o->feedback = dgc ? &cp_feedback_dgc : cp_feedback_find(fb[f]);
-    o->params.density = c->density;
-    o->params.bits = c->bits;
-    o->params.bucket = c->bucket;
-    o->params.rounding = c->stochastic ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
-    o->params.topk_select = (cp_topk_select_t)s;
-    o->params.topk_sample_min = c->topk_sample_min;
-    o->params.topk_fp16 = c->topk_fp16 != 0;
-    o->algo = (cp_algo_t)a;
-    o->seed = c->seed;
-    o->fb.momentum = (float)c->dgc_momentum;
-    o->fb.clip = c->dgc_clip;
-    o->fb.eta = (float)c->econtrol_eta;
-    o->fb.sgdm_eta = (float)c->ef21_sgdm_eta;
-    o->warmup_steps = c->dgc_warmup_steps;
-    o->dense_below = c->dgc_dense_below;
-    return CP_OK;
-}
-
-/* Hash of the resolved configuration, to be compared across ranks. */
-static uint64_t coll_hash(const cp_coll_config_t *o)
-{
-    char buf[384];
-    snprintf(buf, sizeof(buf),
-             "%s|%s|%.17g|%d|%zu|%d|%d|%zu|%d|%llu|%.9g|%.17g|%llu|%zu|%.9g|%d|%.9g",
-             o->codec->name, o->feedback->name, o->params.density,
-             o->params.bits, o->params.bucket, (int)o->params.rounding,
-             (int)o->params.topk_select, o->params.topk_sample_min,
-             (int)o->algo, (unsigned long long)o->seed, (double)o->fb.momentum,
-             o->fb.clip, (unsigned long long)o->warmup_steps, o->dense_below,
-             (double)o->fb.eta, o->params.topk_fp16, (double)o->fb.sgdm_eta);
-    return cp_fnv1a(buf, strlen(buf));
+    SET("COMMPRESS_COMPRESSOR", "%s", c->compressor);
+    SET("COMMPRESS_DENSITY", "%.17g", c->density);
+    SET("COMMPRESS_BITS", "%d", c->bits);
+    SET("COMMPRESS_BUCKET", "%zu", c->bucket);
+    SET("COMMPRESS_ROUNDING", "%s", c->stochastic ? "stochastic" : "nearest");
+    SET("COMMPRESS_FEEDBACK", "%s", c->feedback ? c->feedback : "auto");
+    SET("COMMPRESS_TOPK_SELECT", "%s", c->topk_select ? c->topk_select : "auto");
+    SET("COMMPRESS_TOPK_SAMPLE_MIN", "%zu", c->topk_sample_min);
+    SET("COMMPRESS_TOPK_VALUES", "%s", c->topk_fp16 ? "fp16" : "f32");
+    SET("COMMPRESS_ALLREDUCE_ALGO", "%s", c->algorithm ? c->algorithm : "auto");
+    SET("COMMPRESS_SEED", "%llu", (unsigned long long)c->seed);
+    SET("COMMPRESS_DGC_MOMENTUM", "%.17g", c->dgc_momentum);
+    SET("COMMPRESS_DGC_CLIP", "%.17g", c->dgc_clip);
+    SET("COMMPRESS_DGC_WARMUP_STEPS", "%llu", (unsigned long long)c->dgc_warmup_steps);
+    SET("COMMPRESS_DGC_DENSE_BELOW", "%zu", c->dgc_dense_below);
+    SET("COMMPRESS_ECONTROL_ETA", "%.17g", c->econtrol_eta);
+    SET("COMMPRESS_EF21_SGDM_ETA", "%.17g", c->ef21_sgdm_eta);
+#undef SET
+    if (st == CP_OK && c->settings)
+        st = cp_coll_settings_apply(s, c->settings, NULL, 0);
+    return st == CP_OK ? CP_OK : CP_ERR_INVALID;
 }
 
 int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
                      commpress_ctx_t **ctx_p)
 {
     commpress_ctx_t *ctx;
+    cp_coll_settings_t settings;
     cp_coll_config_t coll;
-    cp_status_t st = to_coll(cfg, &coll);
+    cp_status_t st = cfg ? to_settings(cfg, &settings) : CP_ERR_INVALID;
     int fail;
 
+    if (st == CP_OK && cp_coll_build(&settings, &coll, NULL, 0) != CP_OK)
+        st = CP_ERR_INVALID;
     /* Agree on validity and configuration before anyone allocates. */
-    CP_CHECK(cp_mpi_agree(comm, st == CP_OK, st == CP_OK ? coll_hash(&coll) : 0));
+    CP_CHECK(cp_mpi_agree(comm, st == CP_OK,
+                          st == CP_OK ? cp_coll_settings_hash(&settings) : 0));
 
     ctx = calloc(1, sizeof(*ctx));
     fail = ctx == NULL;

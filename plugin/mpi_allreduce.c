@@ -108,7 +108,7 @@ static void plugin_init(MPI_Comm comm)
     }
 
     cp_config_warn_unknown();
-    if (rank == 0 && cp_coll.codec == &cp_compressor_none &&
+    if (rank == 0 && (cp_coll.codec->caps & CP_CODEC_IDENTITY) &&
         cp_cfg.debug >= CP_LOG_WARN)
         fprintf(stderr, "commpress: COMMPRESS_COMPRESSOR is %s: nothing is "
                         "compressed (exact pass-through)\n",
@@ -198,7 +198,7 @@ static int worth_compressing(size_t count, MPI_Datatype dt, MPI_Op op,
                              MPI_Comm comm)
 {
     int size;
-    if (!cp_inited || cp_coll.codec == &cp_compressor_none)
+    if (!cp_inited || (cp_coll.codec->caps & CP_CODEC_IDENTITY))
         return 0;
     if (dt != MPI_FLOAT || op != MPI_SUM || count == 0 ||
         count * sizeof(float) < cp_cfg.min_bytes || comm == MPI_COMM_NULL)

@@ -144,36 +144,15 @@ static void state_release(ncclComm_t comm)
     pthread_mutex_unlock(&cp_nccl_lock);
 }
 
-/* What the GPU path cannot run, as the one-line error naming the
- * variable; NULL when it can run the configuration. DGC, EF21, EControl
- * and fp16 top-k values exist on the CPU (MPI) path only. */
-static const char *nccl_unsupported(const cp_coll_config_t *c)
-{
-    if (c->feedback == &cp_feedback_ef21)
-        return "COMMPRESS_FEEDBACK='ef21' is invalid with NCCL (it runs on the "
-               "MPI path only); accepted: auto | none | ef";
-    if (c->feedback == &cp_feedback_ef21_sgdm)
-        return "COMMPRESS_FEEDBACK='ef21-sgdm' is invalid with NCCL (it runs on "
-               "the MPI path only); accepted: auto | none | ef";
-    if (c->feedback == &cp_feedback_econtrol)
-        return "COMMPRESS_FEEDBACK='econtrol' is invalid with NCCL (it runs on "
-               "the MPI path only); accepted: auto | none | ef";
-    if (c->params.topk_fp16)
-        return "COMMPRESS_TOPK_VALUES='fp16' is invalid with NCCL (MPI path "
-               "only); accepted: f32";
-    if (c->feedback == &cp_feedback_dgc)
-        return "COMMPRESS_COMPRESSOR='dgc' is invalid with NCCL (DGC runs on "
-               "the MPI path only); accepted: none | fp16 | bf16 | topk | sign "
-               "| quant";
-    return NULL;
-}
-
-/* The configuration, with what the GPU path cannot run refused at once. */
+/* The configuration, with what the GPU path cannot run refused at once:
+ * one generic check of the registries (a codec or feedback variant with
+ * no GPU twin, a setting marked MPI-only). */
 static void nccl_load_or_exit(void)
 {
+    char why[512];
     cp_runtime_load_or_exit();
-    const char *why = nccl_unsupported(cp_runtime_coll());
-    if (why != NULL) {
+    if (cp_coll_gpu_refusal((cp_coll_settings_t *)&cp_runtime_config()->coll,
+                            why, sizeof(why)) != NULL) {
         fprintf(stderr, "commpress: error: %s\n", why);
         fflush(stderr);
         exit(1);
@@ -336,7 +315,7 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
         return ncclSystemError; /* no NCCL beneath us */
     nccl_load_or_exit();
     const cp_config_t *cfg = cp_runtime_config();
-    if (cp_runtime_coll()->codec != &cp_compressor_none && cp_group_depth == 0 &&
+    if (!(cp_runtime_coll()->codec->caps & CP_CODEC_IDENTITY) && cp_group_depth == 0 &&
         (op == ncclSum || op == ncclAvg) && dtype_of(datatype, &dt, &dsize) &&
         count > 0 && count * (size_t)dsize >= cfg->min_bytes &&
         count <= (size_t)INT32_MAX) {

@@ -65,13 +65,6 @@ void cp_stats_get(commpress_stats_t *out)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
-void cp_stats_reset(void)
-{
-    pthread_mutex_lock(&cp_stats_lock);
-    memset(&cp_stats, 0, sizeof(cp_stats));
-    pthread_mutex_unlock(&cp_stats_lock);
-}
-
 int cp_stats_write_json(const char *tmpl, int rank)
 {
     char path[1200];

@@ -20,7 +20,6 @@ enum { CP_STATS_PART_MPI = 0, CP_STATS_PART_NCCL = 1 };
 void cp_stats_set_state_bytes_part(int part, size_t bytes);
 #define cp_stats_set_state_bytes(b) cp_stats_set_state_bytes_part(CP_STATS_PART_MPI, (b))
 void cp_stats_get(commpress_stats_t *out);
-void cp_stats_reset(void);
 /* Writes the JSON file (path with %r replaced by rank); 0 on success. */
 int cp_stats_write_json(const char *path_template, int rank);
 void cp_stats_print_summary(int rank, const char *compressor);

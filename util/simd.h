@@ -17,8 +17,10 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(__CUDACC__) && !defined(CP_NO_CLONES)
 #define CP_CLONES __attribute__((target_clones("avx2", "default")))
+#define CP_SIMD_CLONES 1
 #else
 #define CP_CLONES
+#define CP_SIMD_CLONES 0
 #endif
 
 #define CP_INLINE static inline __attribute__((always_inline))

@@ -2,7 +2,7 @@
  * no host synchronization, no allocation (scratch comes from the caller's
  * workspace, sized by cp_cuda_encode_scratch).
  *
- * Slots are the same as on the CPU (collectives/allreduce.h): [u32 flags]
+ * Slots are the same as on the CPU (collectives/slot.h): [u32 flags]
  * [u32 payload length][u64 check][u64 evidence][payload], here in device
  * memory. The GPU path fills check and evidence with zeros (its ranks do
  * not compare them yet: docs/gpu.md).
@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-/* Bytes before the payload: CP_SLOT_HDR of collectives/allreduce.h
+/* Bytes before the payload: CP_SLOT_HDR of collectives/slot.h
  * (collectives/allreduce_gpu.c checks that they agree). */
 #define CP_CUDA_SLOT_HDR 24
 

@@ -20,6 +20,7 @@
 #include "compressors/codec_math.h"
 #include "compressors/cuda/cp_cuda.h"
 #include "common/check.h"
+#include "tests/common/codecs.h"
 
 static cudaStream_t S;
 static int g_ties; /* coarse values: many equal magnitudes (top-k ties) */

@@ -185,10 +185,11 @@ static int cmp_idx(const void *a, const void *b)
 
 /* topk below the sampling threshold: the result is exactly the fp32 sum,
  * in rank order, of every rank's exact top-k vector; unless one sparse
- * message (24-byte header, 4-byte k, 8 bytes per entry, padded to 8) is at
- * least the dense share 8 n / ranks, where the shim sends the tensor dense
- * and the result is the rank-order sum of the full vectors
- * (docs/algorithms.md, "Choice of algorithm"). */
+ * message (24-byte header, 4-byte k, 8 bytes per entry or 6 with fp16
+ * values, padded to 8) is at least the dense share 8 n / ranks, where the
+ * shim sends the tensor dense and the result is the rank-order sum of the
+ * full vectors (docs/algorithms.md, "Choice of algorithm"). Sparse, each
+ * rank sends its slot to every other rank. */
 static void test_topk_exact_sum(size_t n)
 {
     double density = atof(env("COMMPRESS_DENSITY", "0.01"));
@@ -204,23 +205,80 @@ static void test_topk_exact_sum(size_t n)
         ord[i] = i;
     sort_x = x;
     qsort(ord, n, sizeof(size_t), cmp_idx);
-    size_t slot = (SLOT_HDR + 4 + 8 * k + 7) / 8 * 8;
+    /* COMMPRESS_TOPK_VALUES=fp16: sparse values travel rounded to fp16
+     * (these magnitudes are in fp16's normal range: no saturation). */
+    const int f16v = strcmp(env("COMMPRESS_TOPK_VALUES", "f32"), "fp16") == 0;
+    size_t slot = (SLOT_HDR + 4 + (f16v ? 6 : 8) * k + 7) / 8 * 8;
     /* EControl sends a tensor's first step dense. */
     int dense = (double)slot >= 8.0 * (double)n / nranks ||
                 strcmp(env("COMMPRESS_FEEDBACK", ""), "econtrol") == 0;
-    /* COMMPRESS_TOPK_VALUES=fp16: sparse values travel rounded to fp16
-     * (these magnitudes are in fp16's normal range: no saturation). */
-    const int f16 = !dense && strcmp(env("COMMPRESS_TOPK_VALUES", "f32"), "fp16") == 0;
+    const int f16 = !dense && f16v;
     for (size_t j = 0; j < (dense ? n : k); j++)
         mine[ord[j]] = f16 ? (float)(_Float16)x[ord[j]] : x[ord[j]];
     PMPI_Allgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
     for (int q = 0; q < nranks; q++)
         for (size_t i = 0; i < n; i++)
             ref[i] = q == 0 ? all[i] : ref[i] + all[(size_t)q * n + i];
+    commpress_stats_t before = stats();
     MPI_Allreduce(x, r, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    commpress_stats_t after = stats();
     CHECK(memcmp(r, ref, n * 4) == 0, "topk count %zu: not the rank-order sum of exact top-k (%s)",
           n, dense ? "dense" : "sparse");
+    CHECK(dense || after.bytes_sent - before.bytes_sent == (nranks - 1) * slot,
+          "topk count %zu: sent %llu bytes, not %d slots of %zu", n,
+          after.bytes_sent - before.bytes_sent, nranks - 1, slot);
     free(r), free(mine), free(all), free(ref), free(ord);
+}
+
+/* randk, error feedback on (sparse sizes only): every rank draws the same
+ * k indices, so the result has exactly k nonzero elements (the gradients
+ * are nonzero everywhere), each the fp32 rank-order sum of the ranks'
+ * values there, and zero elsewhere; ranks drawing different indices would
+ * leave up to ranks * k partial sums. The next step draws another subset
+ * (the step is in the seed) and sends v = g + e, e being the first step's
+ * values where they were not sent. */
+static size_t randk_check(const float *r, const float *v_all, size_t n,
+                          size_t k, unsigned char *sent, const char *what)
+{
+    size_t nz = 0, wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = 0.0f;
+        sent[i] = r[i] != 0.0f;
+        nz += sent[i];
+        if (sent[i])
+            for (int q = 0; q < nranks; q++)
+                want = q == 0 ? v_all[i] : want + v_all[(size_t)q * n + i];
+        wrong += memcmp(&r[i], &want, 4) != 0;
+    }
+    CHECK(nz == k, "randk %s count %zu: %zu nonzero results, k = %zu", what, n, nz, k);
+    CHECK(wrong == 0, "randk %s count %zu: %zu results are not the rank-order sum",
+          what, n, wrong);
+    return nz;
+}
+
+static void test_randk_sum(size_t n)
+{
+    const double density = atof(env("COMMPRESS_RANDK_DENSITY", "0.01"));
+    const size_t k = (size_t)ceil(density * n);
+    float *x = fresh(n), *r = malloc(n * 4), *v = malloc(n * 4);
+    float *all = malloc(n * 4 * nranks);
+    unsigned char *s1 = malloc(n), *s2 = malloc(n);
+
+    fill(x, n, 500 + n);
+    PMPI_Allgather(x, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
+    MPI_Allreduce(x, r, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    randk_check(r, all, n, k, s1, "step 0");
+    /* Step 1 on the same tensor: v = g + e, e = x where not sent. */
+    float *g = malloc(n * 4);
+    fill(g, n, 600 + n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = s1[i] ? g[i] : g[i] + x[i];
+    PMPI_Allgather(v, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
+    memcpy(x, g, n * 4);
+    MPI_Allreduce(x, r, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    randk_check(r, all, n, k, s2, "step 1");
+    CHECK(memcmp(s1, s2, n) != 0, "randk count %zu: step 1 drew step 0's indices", n);
+    free(r), free(v), free(all), free(s1), free(s2), free(g);
 }
 
 /* COMMPRESS_COMPRESSOR=dgc with exact selection: every step equals, bit for
@@ -509,6 +567,11 @@ static void compress_mode(void)
         test_topk_exact_sum(1);
         test_topk_exact_sum(7);
         test_topk_exact_sum(1000);
+    }
+    const char *fbv = env("COMMPRESS_FEEDBACK", "auto");
+    if (strcmp(comp, "randk") == 0 && (!strcmp(fbv, "auto") || !strcmp(fbv, "ef"))) {
+        test_randk_sum(1000);
+        test_randk_sum((1u << 20) + 3);
     }
     if (strcmp(comp, "fp16") && strcmp(comp, "bf16") &&
         strcmp(env("COMMPRESS_FEEDBACK", "auto"), "none"))

@@ -37,6 +37,12 @@ static void same_as_shim(const char *comp)
     cfg.feedback = getenv("COMMPRESS_FEEDBACK"); /* NULL: the default */
     if (getenv("COMMPRESS_ECONTROL_ETA"))
         cfg.econtrol_eta = atof(getenv("COMMPRESS_ECONTROL_ETA"));
+    /* A codec's parameter with no field: through the settings string. */
+    char settings[128] = "";
+    if (getenv("COMMPRESS_RANDK_DENSITY"))
+        snprintf(settings, sizeof(settings), "COMMPRESS_RANDK_DENSITY=%s",
+                 getenv("COMMPRESS_RANDK_DENSITY"));
+    cfg.settings = settings;
     /* EControl sends a tensor's first step dense: no saving then. */
     const int dense_first = cfg.feedback && !strcmp(cfg.feedback, "econtrol");
     fill(x, n, 1);
@@ -88,6 +94,30 @@ static void invalid_and_mismatch(void)
     if (nranks > 1)
         CHECK(strstr(commpress_strerror(rc), "differs") != NULL, "message: %s",
               commpress_strerror(rc));
+    /* The settings string: validated as the environment is, agreed across
+     * ranks like the fields. */
+    static const char *const bad[] = {
+        "COMMPRESS_RANDK_DENSITY=2",   /* out of range */
+        "COMMPRESS_RANDK_DENSITY",     /* no value */
+        "COMMPRESS_MIN_BYTES=0",       /* the shim's, not the collective's */
+        "COMMPRESS_DENSITTY=0.1",      /* no such variable */
+        "COMMPRESS_BITS=4 COMMPRESS_ROUNDING=up",
+    };
+    commpress_config_default(&cfg);
+    cfg.compressor = "randk";
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        cfg.settings = bad[i];
+        ctx = NULL;
+        CHECK(commpress_create(&cfg, MPI_COMM_WORLD, &ctx) < 0 && ctx == NULL,
+              "settings '%s' accepted", bad[i]);
+    }
+    cfg.settings = "COMMPRESS_RANDK_DENSITY=0.05, COMMPRESS_SEED=3";
+    CHECK(commpress_create(&cfg, MPI_COMM_WORLD, &ctx) == COMMPRESS_OK,
+          "settings '%s' refused", cfg.settings);
+    commpress_destroy(ctx);
+    cfg.settings = rank == 0 ? "COMMPRESS_RANDK_DENSITY=0.05" : "COMMPRESS_RANDK_DENSITY=0.1";
+    rc = commpress_create(&cfg, MPI_COMM_WORLD, &ctx);
+    CHECK(nranks == 1 || rc < 0, "settings mismatch accepted");
 }
 
 /* A single-rank communicator: the full compress/decompress path runs. */

@@ -95,6 +95,10 @@ static commpress_ctx_t *api_context(void)
     c.dgc_warmup_steps = strtoull(env("COMMPRESS_DGC_WARMUP_STEPS", "0"), NULL, 10);
     c.dgc_dense_below = strtoull(env("COMMPRESS_DGC_DENSE_BELOW", "16384"), NULL, 10);
     c.stochastic = strcmp(env("COMMPRESS_ROUNDING", "nearest"), "stochastic") == 0;
+    static char settings[128]; /* parameters with no field */
+    snprintf(settings, sizeof(settings), "COMMPRESS_RANDK_DENSITY=%s",
+             env("COMMPRESS_RANDK_DENSITY", "0.01"));
+    c.settings = settings;
     int rc = L.create(&c, MPI_COMM_WORLD, &ctx);
     CHECK(rc == COMMPRESS_OK, "commpress_create: %d", rc);
     return ctx;

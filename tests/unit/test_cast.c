@@ -5,6 +5,7 @@
 #include "compressors/compressor.h"
 #include "testutil.h"
 #include "util/hd.h"
+#include "tests/common/codecs.h"
 
 /* Every finite binary16 value converts to fp32 and back unchanged, and the
  * codec carries it exactly. */

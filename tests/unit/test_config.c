@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "plugin/config.h"
+#include "tests/common/codecs.h"
 
 static void clear_env(void)
 {
@@ -28,9 +29,11 @@ Test(config, defaults)
     clear_env();
     cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK);
     cr_assert_str_eq(cp_config_compressor_name(&c), "none");
-    cr_assert_eq(c.density, 0.01);
-    cr_assert_eq(c.bits, 4);
-    cr_assert_eq(c.bucket, 512);
+    /* Each codec's own block of parameters. */
+    cr_assert_eq(c.coll.codec[cp_compressor_index("topk")].density, 0.01);
+    cr_assert_eq(c.coll.codec[cp_compressor_index("quant")].bits, 4);
+    cr_assert_eq(c.coll.codec[cp_compressor_index("quant")].bucket, 512);
+    cr_assert_eq(c.coll.codec[cp_compressor_index("randk")].density, 0.01);
     cr_assert_eq(c.min_bytes, 65536);
     cp_coll_config_t coll;
     setenv("COMMPRESS_COMPRESSOR", "quant", 1);
@@ -57,18 +60,21 @@ Test(config, dgc_is_topk_with_its_own_feedback)
     setenv("COMMPRESS_DGC_DENSE_BELOW", "7", 1);
     cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK, "%s", err);
     cp_config_to_coll(&c, &coll);
-    cr_assert_eq(coll.codec, &cp_compressor_topk);
+    /* topk's kernels and wire, DGC's feedback. */
+    cr_assert_eq(coll.codec, &cp_compressor_dgc);
+    cr_assert_eq(coll.codec->encode, cp_compressor_topk.encode);
+    cr_assert_eq(coll.codec->decode, cp_compressor_topk.decode);
     cr_assert_eq(coll.feedback, &cp_feedback_dgc);
     cr_assert_eq(coll.fb.momentum, 0.5f);
     cr_assert_eq(coll.fb.clip, 2.5);
-    cr_assert_eq(coll.warmup_steps, 100);
-    cr_assert_eq(coll.dense_below, 7);
+    cr_assert_eq(coll.fb.warmup_steps, 100);
+    cr_assert_eq(coll.fb.dense_below, 7);
     /* Another feedback on top of DGC's own is refused. */
     setenv("COMMPRESS_FEEDBACK", "ef", 1);
     cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_ERR_CONFIG);
     cr_assert_str_eq(err, "COMMPRESS_FEEDBACK='ef' is invalid with "
-                          "COMMPRESS_COMPRESSOR=dgc; accepted: auto (DGC's "
-                          "momentum correction is its error feedback)");
+                          "COMMPRESS_COMPRESSOR=dgc; accepted: auto (dgc "
+                          "keeps its own error feedback)");
 }
 
 static void expect_error(const char *var, const char *val, const char *msg)
@@ -84,7 +90,11 @@ static void expect_error(const char *var, const char *val, const char *msg)
 Test(config, invalid_values_named_with_what_is_accepted)
 {
     expect_error("COMMPRESS_COMPRESSOR", "zip",
-                 "COMMPRESS_COMPRESSOR='zip' is invalid; accepted: none | fp16 | bf16 | topk | sign | quant | dgc");
+                 "COMMPRESS_COMPRESSOR='zip' is invalid; accepted: none | fp16 | bf16 | topk | sign | quant | dgc | randk");
+    expect_error("COMMPRESS_RANDK_DENSITY", "0",
+                 "COMMPRESS_RANDK_DENSITY='0' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_RANDK_DENSITY", "2",
+                 "COMMPRESS_RANDK_DENSITY='2' is invalid; accepted: a number in (0, 1]");
     expect_error("COMMPRESS_DGC_MOMENTUM", "1",
                  "COMMPRESS_DGC_MOMENTUM='1' is invalid; accepted: a number in [0, 1)");
     expect_error("COMMPRESS_DGC_CLIP", "-1",

@@ -6,6 +6,7 @@
 
 #include "collectives/allreduce.h"
 #include "testutil.h"
+#include "tests/common/codecs.h"
 
 /* One DGC step by the book, in the same float operations:
  * u <- m u + s g; v <- v + u; send top-k(v); zero u, v where sent. */
@@ -161,7 +162,7 @@ static cp_coll_config_t dgc_config(void)
 Test(dgc, warmup_schedule)
 {
     cp_coll_config_t c = dgc_config();
-    c.warmup_steps = 4;
+    c.fb.warmup_steps = 4;
     /* Geometric: step 2 of 4 is the geometric mean of 0.25 and D. */
     const double want[] = {0.25, 0.25 * pow(0.004, 0.25), sqrt(0.25 * 0.001),
                            0.25 * pow(0.004, 0.75), 0.001, 0.001};
@@ -169,16 +170,16 @@ Test(dgc, warmup_schedule)
         cr_assert_float_eq(cp_step_params(&c, t).density, want[t], 1e-15,
                            "step %llu", (unsigned long long)t);
     double prev = 1.0;
-    c.warmup_steps = 1000;
+    c.fb.warmup_steps = 1000;
     for (uint64_t t = 0; t < 1000; t++) {
         double d = cp_step_params(&c, t).density;
         cr_assert_lt(d, prev);
         cr_assert_geq(d, 0.001);
         prev = d;
     }
-    c.warmup_steps = 0;
+    c.fb.warmup_steps = 0;
     cr_assert_eq(cp_step_params(&c, 0).density, 0.001);
-    c.warmup_steps = 10;
+    c.fb.warmup_steps = 10;
     c.feedback = &cp_feedback_ef;
     cr_assert_eq(cp_step_params(&c, 0).density, 0.001);
 }
@@ -188,7 +189,7 @@ Test(dgc, warmup_schedule)
 Test(dgc, small_tensors_dense_and_clip_split)
 {
     cp_coll_config_t c = dgc_config();
-    c.dense_below = 1000;
+    c.fb.dense_below = 1000;
     c.algo = CP_ALGO_SPARSE;
     c.fb.clip = 2.0;
     cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, 999, 4), CP_ALGO_DENSE);

@@ -4,6 +4,7 @@
 
 #include "compressors/feedback.h"
 #include "testutil.h"
+#include "tests/common/codecs.h"
 
 static const cp_fb_params_t fp0 = {.momentum = 0.9f, .eta = 0.1f};
 

@@ -9,6 +9,7 @@
 
 #include "include/commpress_fl.h"
 #include "testutil.h"
+#include "tests/common/codecs.h"
 
 /* Client i's loss a_i/2 ||y - t_i||^2: gradient a_i (y - t_i). */
 typedef struct {
@@ -60,6 +61,8 @@ static void *save_server(commpress_fl_server_t *s, size_t *len)
     return b;
 }
 
+static int codec_is(const char *comp, const char *name) { return strcmp(comp, name) == 0; }
+
 /* Two rounds of two clients, every quantity recomputed by the formulas. */
 static void transcription(const char *algo, const char *comp)
 {
@@ -77,6 +80,7 @@ static void transcription(const char *algo, const char *comp)
     size_t cap = commpress_fl_message_max(&c);
     unsigned char *msg[2] = {malloc(cap), malloc(cap)};
     size_t len[2];
+    unsigned char *sent[2][2] = {{calloc(d, 1), calloc(d, 1)}, {calloc(d, 1), calloc(d, 1)}};
 
     cr_assert_eq(commpress_fl_server_create(&c, x0, &s), 0);
     memcpy(x, x0, d * 4);
@@ -117,15 +121,17 @@ static void transcription(const char *algo, const char *comp)
             cp_params_t p = {.density = c.density, .bits = c.bits, .bucket = c.bucket};
             cr_assert_eq(codec->decode(&p, msg[i] + 40, len[i] - 40, 1.0f, NULL, dec, d), 0);
             size_t kept = 0;
+            const int sparse = (codec->caps & CP_CODEC_SPARSE) != 0;
             for (size_t j = 0; j < d; j++) {
-                if (codec == &cp_compressor_topk) {
-                    cr_assert(dec[j] == 0.0f || dec[j] == u[j], "topk sends u exactly");
+                if (sparse) {
+                    cr_assert(dec[j] == 0.0f || dec[j] == u[j], "%s sends u exactly", comp);
                     kept += dec[j] != 0.0f;
+                    sent[r][i][j] = dec[j] != 0.0f;
                 } else {
                     cr_assert_lt(fabsf(dec[j] - u[j]), 0.5f, "quant near u");
                 }
             }
-            if (codec == &cp_compressor_topk)
+            if (sparse)
                 cr_assert_eq(kept, 30);
             for (size_t j = 0; j < d; j++) {
                 if (scafcom)
@@ -156,9 +162,17 @@ static void transcription(const char *algo, const char *comp)
         cr_assert_eq(memcmp(commpress_fl_server_control(s), cg, d * 4), 0, "c");
         cr_assert_eq(commpress_fl_server_round(s), r + 1);
     }
+    /* randk: the clients of a round send the same indices (the round's
+     * shared seed), other ones the next round. */
+    if (codec_is(comp, "randk")) {
+        cr_assert_eq(memcmp(sent[0][0], sent[0][1], d), 0, "round 0: indices differ");
+        cr_assert_eq(memcmp(sent[1][0], sent[1][1], d), 0, "round 1: indices differ");
+        cr_assert_neq(memcmp(sent[0][0], sent[1][0], d), 0, "rounds 0 and 1: same indices");
+    }
     for (int i = 0; i < nc; i++) {
         commpress_fl_client_destroy(cl[i]);
         free(t[i]), free(ci[i]), free(vi[i]), free(msg[i]);
+        free(sent[0][i]), free(sent[1][i]);
     }
     commpress_fl_server_destroy(s);
     free(x0), free(x), free(cg), free(y), free(sum), free(dec), free(u);
@@ -167,6 +181,7 @@ static void transcription(const char *algo, const char *comp)
 Test(fl, scafcom_matches_the_formulas) { transcription("scafcom", "topk"); }
 Test(fl, scallion_matches_the_formulas) { transcription("scallion", "quant"); }
 Test(fl, fedavg_matches_the_formulas) { transcription("fedavg", "topk"); }
+Test(fl, scafcom_randk_matches_the_formulas) { transcription("scafcom", "randk"); }
 
 /* Every bad message is rejected and the server does not change; a client
  * that is not sampled keeps its state; a failing gradient changes nothing. */
@@ -267,6 +282,8 @@ Test(fl, invalid_configuration)
     cr_assert_eq(commpress_fl_client_create(&c, 0, &cl), -1);
     cr_assert_null(cl);
     c = cfg("scafcom", "zip", 10);
+    cr_assert_eq(commpress_fl_client_create(&c, 0, &cl), -1);
+    c = cfg("scafcom", "dgc", 10); /* its momentum is a collective's state */
     cr_assert_eq(commpress_fl_client_create(&c, 0, &cl), -1);
     c = cfg("scafcom", "topk", 10);
     c.beta = 0;

@@ -5,6 +5,7 @@
 #include "compressors/compressor.h"
 #include "util/hd.h"
 #include "testutil.h"
+#include "tests/common/codecs.h"
 
 /* Nearest rounding: |x' - x| <= unit / 2 per element, up to the rounding
  * of (x - min) * (1/unit) and min + q * unit in fp32 (a few ulps of the

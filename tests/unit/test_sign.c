@@ -3,6 +3,7 @@
 
 #include "compressors/compressor.h"
 #include "testutil.h"
+#include "tests/common/codecs.h"
 
 /* Signs exact (sign(0) = +1, also for -0.0), scale = ||x|| / sqrt(n), and
  * decode gives y + alpha * scale * s exactly. */

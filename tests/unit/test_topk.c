@@ -5,6 +5,7 @@
 #include "compressors/compressor.h"
 #include "util/hd.h"
 #include "testutil.h"
+#include "tests/common/codecs.h"
 
 static const float *sort_base;
 /* Larger magnitude first; equal magnitudes by lower index (the codec's
@@ -208,6 +209,11 @@ Test(topk, fp16_values)
     size_t k = cp_topk_k(p.density, n);
     cr_assert_eq(la, 4 + 8 * k);
     cr_assert_eq(lb, 4 + 6 * k);
+    /* The slot is sized for fp16 values (what the allgather sends): tu_encode
+     * allocates exactly max_size, so an f32 staging in the message would
+     * overflow it (ASan). */
+    cr_assert_eq(cp_compressor_topk.max_size(&h, n), 4 + 6 * k);
+    cr_assert_eq(cp_compressor_topk.max_size(&p, n), 4 + 8 * k);
     cr_assert_eq(cp_get_u32(mb), (uint32_t)k | 0x80000000u);
     cr_assert_eq(memcmp(ma + 4, mb + 4, 4 * k), 0, "indices differ");
     cr_assert_eq(cp_compressor_topk.decode(&p, ma, la, 1.0f, NULL, a, n), CP_OK);
@@ -227,5 +233,20 @@ Test(topk, fp16_values)
     uint16_t inf = 0x7c00;
     memcpy(mb + 4 + 4 * k, &inf, 2);
     cr_assert_eq(cp_compressor_topk.decode(&p, mb, lb, 1.0f, NULL, a, n), CP_ERR_MALFORMED);
+    /* The sampled selection too: the same entries as its f32 message. */
+    free(ma), free(mb);
+    p.topk_select = h.topk_select = CP_TOPK_SAMPLED;
+    ma = tu_encode(&cp_compressor_topk, &p, x, n, &la);
+    mb = tu_encode(&cp_compressor_topk, &h, x, n, &lb);
+    const size_t c = cp_get_u32(ma);
+    cr_assert(c > 0 && c <= k);
+    cr_assert_eq(cp_get_u32(mb), (uint32_t)c | 0x80000000u);
+    cr_assert_eq(lb, 4 + 6 * c);
+    cr_assert_eq(memcmp(ma + 4, mb + 4, 4 * c), 0, "indices differ");
+    for (size_t j = 0; j < c; j++) {
+        uint16_t hv;
+        memcpy(&hv, mb + 4 + 4 * c + 2 * j, 2);
+        cr_assert_eq(hv, cp_f32_to_f16(cp_get_f32(ma + 4 + 4 * c + 4 * j)));
+    }
     free(x), free(a), free(b), free(ma), free(mb);
 }

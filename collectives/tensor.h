@@ -1,0 +1,43 @@
+/* State of one tensor (DESIGN.md, contract 7): worker and server error.
+ * Its size is fixed at creation (cp_tensor_floats, collectives/allreduce.h,
+ * says how much a configuration needs). steps and hist change only on clean steps, which
+ * every rank learns of together, so they are equal on every rank that
+ * names the tensor alike; the slot header carries them so that a rank
+ * whose state differs is seen by all before anything is committed. */
+#ifndef CP_TENSOR_H
+#define CP_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    size_t count;
+    uint64_t steps; /* completed compressed steps */
+    uint64_t hist;  /* hash of the calls those steps were */
+    float *worker;  /* feedback state of the whole tensor */
+    float *server;  /* feedback state of this rank's chunk */
+    size_t worker_floats;
+    size_t server_floats;
+} cp_tensor_t;
+
+/* A zeroed state of count elements holding the given floats. */
+cp_status_t cp_tensor_new(size_t count, size_t worker_floats,
+                          size_t server_floats, cp_tensor_t **t_p);
+void cp_tensor_destroy(cp_tensor_t *t);
+size_t cp_tensor_bytes(const cp_tensor_t *t);
+/* Back to the state of a new tensor (zeros, step 0). */
+void cp_tensor_reset(cp_tensor_t *t);
+/* Records a completed clean step: the call's index joins the history. */
+void cp_tensor_step(cp_tensor_t *t, uint64_t call);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
