@@ -53,7 +53,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     cp_status_t est = cp_slot_encode(codec, &p, v, a->count, &meta, send, slot,
                                      scratch);
     if (est != CP_OK)
-        cp_warn("could not encode %zu floats (%s): every rank sends this call "
+        cp_warn_rl("could not encode %zu floats (%s): every rank sends this call "
                 "exact", a->count, cp_status_string(est));
     res->compress_seconds += cp_now() - t0;
 

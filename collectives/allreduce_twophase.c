@@ -33,7 +33,7 @@ void cp_allreduce_twophase_plan(const cp_allreduce_args_t *a,
 
 static void warn_encode(cp_status_t st, size_t m)
 {
-    cp_warn("could not encode a chunk of %zu floats (%s): every rank sends "
+    cp_warn_rl("could not encode a chunk of %zu floats (%s): every rank sends "
             "this call exact", m, cp_status_string(st));
 }
 
@@ -54,7 +54,7 @@ static void serve(const cp_allreduce_args_t *a, const cp_compressor_ops_t *codec
     for (int r = 0; r < n && !failed; r++)
         if (cp_slot_decode(codec, p, recv1 + (size_t)r * slot, slot, 1.0f,
                            r == 0 ? NULL : sum, sum, mlen) != CP_OK) {
-            cp_warn("malformed message from rank %d in phase 1 of an "
+            cp_warn_rl("malformed message from rank %d in phase 1 of an "
                     "allreduce of %zu floats: every rank sends it exact", r,
                     a->count);
             failed = 1;

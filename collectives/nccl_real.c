@@ -56,6 +56,9 @@ static void resolve_all(void)
     R(CommInitRankConfig);
     R(CommDestroy);
     R(CommAbort);
+#ifdef CP_HAVE_NCCL_GROUP_SIMULATE
+    R(GroupSimulateEnd);
+#endif
 #undef R
     if (cp_real.AllReduce == NULL)
         cp_warn("the real NCCL was not found in the process: every nccl* "

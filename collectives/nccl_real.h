@@ -24,6 +24,10 @@ typedef struct {
                                        ncclConfig_t *);
     ncclResult_t (*CommDestroy)(ncclComm_t);
     ncclResult_t (*CommAbort)(ncclComm_t);
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 22, 0)
+    ncclResult_t (*GroupSimulateEnd)(ncclSimInfo_t *);
+#define CP_HAVE_NCCL_GROUP_SIMULATE 1
+#endif
 } cp_nccl_real_t;
 
 /* Resolved once; members are NULL where NCCL is not loaded. */

@@ -10,7 +10,7 @@ static cp_status_t mpi_result(int rc, const char *what)
 {
     if (rc == MPI_SUCCESS)
         return CP_OK;
-    cp_warn("%s failed with MPI error %d", what, rc);
+    cp_warn_rl("%s failed with MPI error %d", what, rc);
     return CP_ERR_TRANSPORT;
 }
 

@@ -18,7 +18,7 @@ static cp_status_t nccl_result(ncclResult_t r, const char *what)
     if (r == ncclSuccess || r == ncclInProgress)
         return CP_OK;
     cp_nccl_last = r;
-    cp_warn("%s failed: NCCL error %d", what, (int)r);
+    cp_warn_rl("%s failed: NCCL error %d", what, (int)r);
     return CP_ERR_TRANSPORT;
 }
 

@@ -23,9 +23,23 @@ size_t cp_workspace_bytes(const cp_workspace_t *ws)
 
 /* Grown with headroom so that a slowly growing sequence of sizes does not
  * reallocate every call. */
+static size_t ws_cap(size_t bytes) { return (bytes + bytes / 4 + 63) & ~(size_t)63; }
+
+size_t cp_workspace_growth(const cp_workspace_t *ws,
+                           const size_t need[CP_WS_SLOTS])
+{
+    size_t g = 0;
+    for (int i = 0; i < CP_WS_SLOTS; i++) {
+        size_t b = need[i] ? need[i] : 64;
+        if (ws->cap[i] < b)
+            g += ws_cap(b) - ws->cap[i];
+    }
+    return g;
+}
+
 static cp_status_t ws_alloc(cp_workspace_t *ws, int slot, size_t bytes)
 {
-    size_t cap = (bytes + bytes / 4 + 63) & ~(size_t)63;
+    size_t cap = ws_cap(bytes);
     void *b = cp_fault(CP_FAULT_WSALLOC) ? NULL : aligned_alloc(64, cap);
     if (b == NULL)
         return CP_ERR_NOMEM;

@@ -36,6 +36,9 @@ cp_status_t cp_workspace_get(cp_workspace_t *ws, int slot, size_t bytes,
  * call runs (cp_workspace_commit). CP_ERR_NOMEM when this rank failed. */
 cp_status_t cp_workspace_reserve(cp_workspace_t *ws,
                                  const size_t need[CP_WS_SLOTS], int *grow_p);
+/* Bytes that reserving `need` would add (growth with its headroom). */
+size_t cp_workspace_growth(const cp_workspace_t *ws,
+                           const size_t need[CP_WS_SLOTS]);
 void cp_workspace_commit(cp_workspace_t *ws, const size_t need[CP_WS_SLOTS]);
 
 #ifdef __cplusplus

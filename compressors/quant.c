@@ -208,8 +208,12 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
         const float unit = (mx - mn) / qmax;
         /* A range beyond FLT_MAX (values near both ends of the float
          * range) has no finite unit, or levels whose value overflows: the
-         * caller sends such a call exact (collectives/slot.h, CP_SLOT_FAILED). */
-        if (cp_nonfinite(unit * qmax))
+         * caller sends such a call exact (collectives/slot.h, CP_SLOT_FAILED).
+         * Levels decode in increasing order from mn, so the top one tells:
+         * min + qmax * unit can round past FLT_MAX even when unit * qmax
+         * does not (mn 3.4e35, mx FLT_MAX, 5 bits). */
+        if (cp_nonfinite(unit * qmax) ||
+            cp_nonfinite(cp_quant_value((uint32_t)qmax, mn, unit)))
             return CP_ERR_RANGE;
         const float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
         cp_put_f32(hdr + 8 * b, mn);

@@ -19,6 +19,18 @@ extern "C" {
 #endif
 
 #define COMMPRESS_OK 0
+/* The negative statuses (the same numbers as util/status.h). */
+#define COMMPRESS_ERR_INVALID (-1)     /* invalid argument */
+#define COMMPRESS_ERR_NOMEM (-2)       /* out of memory */
+#define COMMPRESS_ERR_MALFORMED (-3)   /* malformed message or state */
+#define COMMPRESS_ERR_NOSPACE (-4)     /* output buffer too small */
+#define COMMPRESS_ERR_TRANSPORT (-5)   /* an MPI/NCCL call failed */
+#define COMMPRESS_ERR_UNSUPPORTED (-6)
+#define COMMPRESS_ERR_CONFIG (-7)      /* invalid configuration */
+#define COMMPRESS_ERR_MISMATCH (-8)    /* configuration differs across ranks */
+#define COMMPRESS_ERR_NONFINITE (-9)   /* non-finite values */
+#define COMMPRESS_ERR_RANGE (-10)      /* beyond what the codec represents */
+#define COMMPRESS_ERR_RANKS (-11)      /* another rank failed or disagrees */
 
 typedef struct {
     const char *compressor; /* a codec of `commpress-info`: none, fp16,
@@ -57,7 +69,9 @@ void commpress_config_default(commpress_config_t *cfg);
 typedef struct commpress_ctx commpress_ctx_t;
 
 /* Collective over comm: checks that every rank passed the same
- * configuration (COMMPRESS_ERR_MISMATCH otherwise, on every rank). */
+ * configuration (COMMPRESS_ERR_MISMATCH otherwise, on every rank). An
+ * intercommunicator (or MPI_COMM_NULL) is refused with -1 on every rank:
+ * its allreduce sums the other group's data. */
 int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
                      commpress_ctx_t **ctx_p);
 void commpress_destroy(commpress_ctx_t *ctx);
@@ -102,6 +116,10 @@ typedef struct {
      * of memory, a message it could not encode or decode) or the ranks
      * disagreed on a tensor's state (docs/design.md, "Agreement"). */
     unsigned long long calls_fallback;
+    /* Tensor states dropped to stay within COMMPRESS_MAX_STATE_BYTES (the
+     * same number on every rank of a communicator). state_bytes counts
+     * error feedback, workspaces and naming tables. */
+    unsigned long long states_dropped;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);
@@ -131,6 +149,11 @@ void commpress_onebit_adam_config_default(commpress_onebit_adam_config_t *c);
 int commpress_onebit_adam_create(const commpress_onebit_adam_config_t *cfg,
                                  MPI_Comm comm, size_t count,
                                  commpress_onebit_adam_t **opt_p);
+/* Frees the optimizer. While MPI is running it frees the duplicated
+ * communicator too (MPI_Comm_free: by the MPI standard a collective over
+ * it, so destroy on every rank); after MPI_Finalize (checked with
+ * MPI_Finalized: a garbage collector at exit) it frees memory only, since
+ * MPI_Comm_free would then be erroneous (Open MPI aborts the process). */
 void commpress_onebit_adam_destroy(commpress_onebit_adam_t *opt);
 /* Collective: one step over params[0..count) with this rank's gradient.
  * Inf/NaN in any rank's gradient (or momentum) skips the step everywhere:
@@ -153,7 +176,9 @@ int commpress_onebit_adam_save(const commpress_onebit_adam_t *opt, void *buf,
  * checkpoint, and either all of them take it or none does (state
  * unchanged everywhere). A rank rejects (COMMPRESS_ERR_MALFORMED) a buffer
  * that is truncated, corrupt, or from another count, rank, communicator
- * size or freeze_step; when any rank rejected its checkpoint, or the ranks'
+ * size or freeze_step, or whose m, v or error buffers hold Inf/NaN or whose
+ * v is negative (a crafted checkpoint: the checksum proves integrity, not
+ * origin); when any rank rejected its checkpoint, or the ranks'
  * checkpoints are of different steps, the others return -11
  * (COMMPRESS_ERR_RANKS): no rank carries on fresh, or from another step,
  * while its peers resume. */

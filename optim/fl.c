@@ -14,7 +14,9 @@
  *
  * Message: [u32 magic][u32 version][u32 client][u32 algorithm]
  *          [u64 round][u64 dim][u64 payload bytes] + codec payload. */
+#include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,9 +52,12 @@ struct commpress_fl_client {
 struct commpress_fl_server {
     fl_setup_t s;
     float *x, *c, *sum;
+    float *tmp;     /* one message decoded alone (diagnosis of a refusal) */
     uint64_t round;
     unsigned long long bytes, bytes_dense;
     uint32_t *seen; /* client ids of the round being aggregated */
+    int64_t refused;  /* the client named by the last refusal, or -1 */
+    char error[192];  /* why the last aggregate/load failed; "" on success */
 };
 
 void commpress_fl_config_default(commpress_fl_config_t *c)
@@ -127,7 +132,15 @@ size_t commpress_fl_message_max(const commpress_fl_config_t *c)
 }
 
 /* Checkpoints: optim/state_blob.h with three header words (dim,
- * algorithm, and the client id or the server round). */
+ * algorithm, and the client id or the server round). The checksum proves
+ * integrity, not origin: a crafted checkpoint with Inf/NaN is refused too. */
+static int blob_nonfinite(const unsigned char *p, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= (uint32_t)cp_nonfinite(cp_get_f32(p + 4 * i));
+    return bad != 0;
+}
 
 /* ---- client ---- */
 
@@ -230,6 +243,16 @@ int commpress_fl_client_round(commpress_fl_client_t *cl, const float *x,
     CP_CHECK(cl->s.codec->encode(&p, u, d, m + FL_HDR, cap - FL_HDR, &plen,
                                  cl->scratch));
     CP_CHECK(cl->s.codec->decode(&p, m + FL_HDR, plen, 1.0f, NULL, cl->dec, d));
+    /* The new c_i must be finite before anything is committed: a sum that
+     * overflows (a huge u) leaves the client as it was. */
+    if (algo != FL_FEDAVG) {
+        const float a = algo == FL_SCAFCOM ? 1.0f : alpha;
+        uint32_t bad = 0;
+        for (size_t j = 0; j < d; j++)
+            bad |= (uint32_t)cp_nonfinite(cl->ci[j] + a * cl->dec[j]);
+        if (bad)
+            return CP_ERR_INVALID;
+    }
     /* Commit: the client keeps what the server will decode. */
     for (size_t j = 0; j < d; j++) {
         if (algo == FL_SCAFCOM) {
@@ -274,7 +297,8 @@ int commpress_fl_client_load(commpress_fl_client_t *cl, const void *buf,
     if (cl == NULL)
         return CP_ERR_INVALID;
     CP_CHECK(cp_blob_check(buf, len, "CPFLCLNT", 3, client_floats(cl), h, &p));
-    if (h[0] != cl->s.c.dim || h[1] != (uint64_t)cl->s.algo || h[2] != cl->id)
+    if (h[0] != cl->s.c.dim || h[1] != (uint64_t)cl->s.algo || h[2] != cl->id ||
+        blob_nonfinite(p, client_floats(cl)))
         return CP_ERR_MALFORMED;
     memcpy(cl->ci, p, 4 * cl->s.c.dim);
     if (cl->s.algo == FL_SCAFCOM)
@@ -288,7 +312,7 @@ void commpress_fl_server_destroy(commpress_fl_server_t *s)
 {
     if (s == NULL)
         return;
-    free(s->x), free(s->c), free(s->sum), free(s->seen);
+    free(s->x), free(s->c), free(s->sum), free(s->tmp), free(s->seen);
     free(s);
 }
 
@@ -303,6 +327,8 @@ int commpress_fl_server_create(const commpress_fl_config_t *c, const float *x0,
     if (s == NULL)
         return CP_ERR_NOMEM;
     cp_status_t st = setup(c, &s->s);
+    if (st == CP_OK && cp_any_nonfinite(x0, c->dim))
+        st = CP_ERR_INVALID; /* every round would be refused */
     if (st != CP_OK) {
         free(s);
         return st;
@@ -310,7 +336,9 @@ int commpress_fl_server_create(const commpress_fl_config_t *c, const float *x0,
     s->x = malloc(c->dim * 4);
     s->c = calloc(c->dim, 4);
     s->sum = malloc(c->dim * 4);
-    if (s->x == NULL || s->c == NULL || s->sum == NULL) {
+    s->tmp = malloc(c->dim * 4);
+    s->refused = -1;
+    if (s->x == NULL || s->c == NULL || s->sum == NULL || s->tmp == NULL) {
         commpress_fl_server_destroy(s);
         return CP_ERR_NOMEM;
     }
@@ -334,58 +362,181 @@ uint64_t commpress_fl_server_round(const commpress_fl_server_t *s)
     return s ? s->round : 0;
 }
 
-/* Header of one message; the payload's own bounds are the codec's. */
-static cp_status_t check_header(const commpress_fl_server_t *s,
-                                const unsigned char *m, size_t len,
-                                uint32_t *id)
+const char *commpress_fl_server_error(const commpress_fl_server_t *s)
+{
+    return s ? s->error : "no server";
+}
+
+int64_t commpress_fl_server_refused(const commpress_fl_server_t *s)
+{
+    return s ? s->refused : -1;
+}
+
+/* Records why the call failed (one line, the client it names or -1) and
+ * returns st. */
+static int refuse(commpress_fl_server_t *s, cp_status_t st, int64_t client,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->error, sizeof(s->error), fmt, ap);
+    va_end(ap);
+    s->refused = client;
+    return st;
+}
+
+/* Header of one message (the i-th of the call); the payload's own bounds
+ * are the codec's. The client is the id the header claims. */
+static int check_header(commpress_fl_server_t *s, size_t i,
+                        const unsigned char *m, size_t len, uint32_t *id)
 {
     uint64_t w[3];
-    if (m == NULL || len < FL_HDR || cp_get_u32(m) != FL_MAGIC ||
-        cp_get_u32(m + 4) != FL_VERSION ||
-        cp_get_u32(m + 12) != (uint32_t)s->s.algo)
-        return CP_ERR_MALFORMED;
-    memcpy(w, m + 16, 24);
-    if (w[0] != s->round || w[1] != s->s.c.dim || w[2] != len - FL_HDR)
-        return CP_ERR_MALFORMED;
+    if (m == NULL || len < FL_HDR)
+        return refuse(s, CP_ERR_MALFORMED, -1,
+                      "message %zu: shorter than the %d-byte header", i, FL_HDR);
+    if (cp_get_u32(m) != FL_MAGIC)
+        return refuse(s, CP_ERR_MALFORMED, -1,
+                      "message %zu: not a commpress FL message (magic)", i);
     *id = cp_get_u32(m + 8);
+    memcpy(w, m + 16, 24);
+    if (cp_get_u32(m + 4) != FL_VERSION)
+        return refuse(s, CP_ERR_MALFORMED, *id, "client %" PRIu32
+                      ": message version %" PRIu32 ", expected %u", *id,
+                      cp_get_u32(m + 4), FL_VERSION);
+    if (cp_get_u32(m + 12) != (uint32_t)s->s.algo)
+        return refuse(s, CP_ERR_MALFORMED, *id,
+                      "client %" PRIu32 ": message of another algorithm", *id);
+    if (w[0] != s->round)
+        return refuse(s, CP_ERR_MALFORMED, *id, "client %" PRIu32
+                      ": message of round %" PRIu64 ", the server is at round %"
+                      PRIu64, *id, w[0], s->round);
+    if (w[1] != s->s.c.dim)
+        return refuse(s, CP_ERR_MALFORMED, *id, "client %" PRIu32
+                      ": message of dimension %" PRIu64 ", the model has %zu",
+                      *id, w[1], s->s.c.dim);
+    if (w[2] != len - FL_HDR)
+        return refuse(s, CP_ERR_MALFORMED, *id, "client %" PRIu32
+                      ": payload of %" PRIu64 " bytes in a %zu-byte message",
+                      *id, w[2], len);
+    if (*id >= s->s.c.num_clients)
+        return refuse(s, CP_ERR_MALFORMED, *id, "client %" PRIu32
+                      ": id beyond num_clients (%zu)", *id, s->s.c.num_clients);
     return CP_OK;
+}
+
+static cp_status_t decode_one(commpress_fl_server_t *s, size_t i,
+                              const void *const *msgs, const size_t *lens,
+                              const float *y, float *out)
+{
+    cp_params_t p = s->s.p;
+    const size_t d = s->s.c.dim;
+    p.seed = cp_seed_mix(s->s.c.seed, (int)s->seen[i], 7, 0, s->round, d);
+    return s->s.codec->decode(&p, (const unsigned char *)msgs[i] + FL_HDR,
+                              lens[i] - FL_HDR, 1.0f, y, out, d);
+}
+
+/* The round's update, one element; the same expression checks and commits
+ * (the build has -ffp-contract=off: recomputing gives the same bits). */
+static inline float x_next(float x, float c, float sum, float gamma, float invs)
+{
+    return x - gamma * (c + sum * invs);
+}
+
+static inline float c_next(float c, float sum, float an)
+{
+    return c + an * sum;
+}
+
+/* The slow path of a refused round (every message has passed its header
+ * and decode checks, and some committed value would be non-finite): which
+ * client to name. First a message that decodes to Inf/NaN on its own,
+ * then the message whose addition makes the sum overflow (in the order
+ * given), else the update itself overflows: the client of the largest
+ * message (largest |value|) is named. */
+static int diagnose(commpress_fl_server_t *s, const void *const *msgs,
+                    const size_t *lens, size_t count)
+{
+    const size_t d = s->s.c.dim;
+    size_t largest = 0;
+    float amax = -1.0f;
+    for (size_t i = 0; i < count; i++) {
+        if (decode_one(s, i, msgs, lens, NULL, s->tmp) != CP_OK)
+            break; /* cannot happen: it decoded a moment ago */
+        if (cp_any_nonfinite(s->tmp, d))
+            return refuse(s, CP_ERR_NONFINITE, s->seen[i], "client %" PRIu32
+                          ": its message decodes to a non-finite value",
+                          s->seen[i]);
+        float m = 0.0f;
+        for (size_t j = 0; j < d; j++)
+            m = fmaxf(m, fabsf(s->tmp[j]));
+        if (m > amax)
+            amax = m, largest = i;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (decode_one(s, i, msgs, lens, i == 0 ? NULL : s->sum, s->sum) != CP_OK)
+            break;
+        if (cp_any_nonfinite(s->sum, d))
+            return refuse(s, CP_ERR_NONFINITE, s->seen[i], "client %" PRIu32
+                          ": the round's sum overflows when its message is "
+                          "added", s->seen[i]);
+    }
+    return refuse(s, CP_ERR_NONFINITE, s->seen[largest],
+                  "the round's update would make the model non-finite (largest "
+                  "message: client %" PRIu32 ")", s->seen[largest]);
 }
 
 int commpress_fl_server_aggregate(commpress_fl_server_t *s,
                                   const void *const *msgs, const size_t *lens,
                                   size_t count)
 {
-    if (s == NULL || msgs == NULL || lens == NULL || count == 0)
+    if (s == NULL)
         return CP_ERR_INVALID;
+    s->error[0] = '\0';
+    s->refused = -1;
+    if (msgs == NULL || lens == NULL || count == 0)
+        return refuse(s, CP_ERR_INVALID, -1, "no messages");
     const size_t d = s->s.c.dim;
     uint32_t *seen = realloc(s->seen, count * sizeof(uint32_t));
     if (seen == NULL)
-        return CP_ERR_NOMEM;
+        return refuse(s, CP_ERR_NOMEM, -1, "out of memory");
     s->seen = seen;
     /* Decode everything into the sum first: state changes only after
      * every message has passed. */
     for (size_t i = 0; i < count; i++) {
         const unsigned char *m = msgs[i];
-        CP_CHECK(check_header(s, m, lens[i], &seen[i]));
-        if (seen[i] >= s->s.c.num_clients)
-            return CP_ERR_MALFORMED;
+        int st = check_header(s, i, m, lens[i], &seen[i]);
+        if (st != CP_OK)
+            return st;
         for (size_t k = 0; k < i; k++)
-            if (seen[k] == seen[i])
-                return CP_ERR_MALFORMED; /* one message per client */
-        cp_params_t p = s->s.p;
-        p.seed = cp_seed_mix(s->s.c.seed, (int)seen[i], 7, 0, s->round, d);
-        CP_CHECK(s->s.codec->decode(&p, m + FL_HDR, lens[i] - FL_HDR, 1.0f,
-                                    i == 0 ? NULL : s->sum, s->sum, d));
+            if (seen[k] == seen[i]) /* one message per client */
+                return refuse(s, CP_ERR_MALFORMED, seen[i], "client %" PRIu32
+                              ": a second message in the round", seen[i]);
+        if (decode_one(s, i, msgs, lens, i == 0 ? NULL : s->sum, s->sum) != CP_OK)
+            return refuse(s, CP_ERR_MALFORMED, seen[i], "client %" PRIu32
+                          ": its %s payload is malformed", seen[i],
+                          s->s.codec->name);
     }
     const float gamma = (float)(s->s.c.lr_global * s->s.c.lr_local *
                                 s->s.c.local_steps);
     const float invs = 1.0f / (float)count;
     const float a = s->s.algo == FL_SCALLION ? (float)s->s.c.alpha : 1.0f;
     const float an = a / (float)s->s.c.num_clients;
+    const int fedavg = s->s.algo == FL_FEDAVG; /* c stays 0 */
+    /* Every value to be committed is checked first, in one branch-free
+     * pass. x and c are finite (create, load and every round keep them so),
+     * so a finite new x means c + sum / S and the sum are finite; and the
+     * new c is then finite too: the client ids are distinct and below N,
+     * so S <= N and 0 < an <= invs, and c + an sum lies between c and
+     * c + invs sum (rounding is monotonic). */
+    uint32_t bad = 0;
+    for (size_t j = 0; j < d; j++)
+        bad |= (uint32_t)cp_nonfinite(x_next(s->x[j], s->c[j], s->sum[j], gamma, invs));
+    if (bad)
+        return diagnose(s, msgs, lens, count);
     for (size_t j = 0; j < d; j++) {
-        s->x[j] -= gamma * (s->c[j] + s->sum[j] * invs);
-        if (s->s.algo != FL_FEDAVG)
-            s->c[j] += an * s->sum[j];
+        s->x[j] = x_next(s->x[j], s->c[j], s->sum[j], gamma, invs);
+        if (!fedavg)
+            s->c[j] = c_next(s->c[j], s->sum[j], an);
     }
     for (size_t i = 0; i < count; i++)
         s->bytes += lens[i];
@@ -418,9 +569,17 @@ int commpress_fl_server_load(commpress_fl_server_t *s, const void *buf,
     const unsigned char *p;
     if (s == NULL)
         return CP_ERR_INVALID;
-    CP_CHECK(cp_blob_check(buf, len, "CPFLSRVR", 3, 2 * s->s.c.dim, h, &p));
+    s->error[0] = '\0';
+    s->refused = -1;
+    if (cp_blob_check(buf, len, "CPFLSRVR", 3, 2 * s->s.c.dim, h, &p) != CP_OK)
+        return refuse(s, CP_ERR_MALFORMED, -1,
+                      "checkpoint: truncated, corrupt or not a server's");
     if (h[0] != s->s.c.dim || h[1] != (uint64_t)s->s.algo)
-        return CP_ERR_MALFORMED;
+        return refuse(s, CP_ERR_MALFORMED, -1,
+                      "checkpoint: of another dimension or algorithm");
+    if (blob_nonfinite(p, 2 * s->s.c.dim))
+        return refuse(s, CP_ERR_MALFORMED, -1,
+                      "checkpoint: a non-finite model or control variate");
     memcpy(s->x, p, 4 * s->s.c.dim);
     memcpy(s->c, p + 4 * s->s.c.dim, 4 * s->s.c.dim);
     s->round = h[2];

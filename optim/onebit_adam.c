@@ -70,7 +70,13 @@ void commpress_onebit_adam_destroy(commpress_onebit_adam_t *o)
     cp_tensor_destroy(o->t_onebit);
     cp_workspace_free(&o->ws);
     free(o->m), free(o->v), free(o->buf);
-    if (o->comm != MPI_COMM_NULL)
+    /* After MPI_Finalize (a Python object collected at exit, after an
+     * explicit MPI.Finalize()) freeing the communicator is erroneous: Open
+     * MPI aborts the process. MPI_Finalized may be called at any time; the
+     * duplicate is then the library's to forget, only memory is freed. */
+    int finalized = 0;
+    if (o->comm != MPI_COMM_NULL &&
+        (PMPI_Finalized(&finalized) != MPI_SUCCESS || !finalized))
         PMPI_Comm_free(&o->comm);
     free(o);
 }
@@ -282,6 +288,18 @@ static cp_status_t check_blob(const commpress_onebit_adam_t *o, const void *buf,
         h[2] != (uint64_t)o->tp.rank || h[3] != o->count ||
         h[4] != o->cfg.freeze_step || h[8] != t->worker_floats ||
         h[9] != t->server_floats)
+        return CP_ERR_MALFORMED;
+    /* The checksum proves integrity, not origin: a crafted checkpoint could
+     * hold Inf/NaN (every later step would be skipped, or the parameters
+     * poisoned) or a negative v (sqrt(v) NaN). m, v, worker and server
+     * error lie one after another; p is not aligned for float access. */
+    const size_t nf = state_floats(o);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < nf; i++)
+        bad |= (uint32_t)cp_nonfinite(cp_get_f32(*p + 4 * i));
+    for (size_t i = o->count; i < 2 * o->count; i++) /* v */
+        bad |= (uint32_t)(cp_get_f32(*p + 4 * i) < 0.0f);
+    if (bad)
         return CP_ERR_MALFORMED;
     return CP_OK;
 }

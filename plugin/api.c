@@ -12,6 +12,14 @@
 #include "util/hd.h"
 #include "util/log.h"
 
+/* The public numbers are util/status.h's. */
+#define CP_SAME(x) _Static_assert(COMMPRESS_##x == CP_##x, #x)
+CP_SAME(ERR_INVALID); CP_SAME(ERR_NOMEM); CP_SAME(ERR_MALFORMED);
+CP_SAME(ERR_NOSPACE); CP_SAME(ERR_TRANSPORT); CP_SAME(ERR_UNSUPPORTED);
+CP_SAME(ERR_CONFIG); CP_SAME(ERR_MISMATCH); CP_SAME(ERR_NONFINITE);
+CP_SAME(ERR_RANGE); CP_SAME(ERR_RANKS);
+#undef CP_SAME
+
 struct commpress_ctx {
     MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's */
     cp_comm_state_t *state;
@@ -88,8 +96,16 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
     cp_coll_settings_t settings;
     cp_coll_config_t coll;
     cp_status_t st = cfg ? to_settings(cfg, &settings) : CP_ERR_INVALID;
-    int fail;
+    int fail, inter = 0;
 
+    if (ctx_p == NULL)
+        return CP_ERR_INVALID;
+    *ctx_p = NULL;
+    /* An intercommunicator's allreduce sums the other group's data: not
+     * what the collectives compute. Every rank of it sees that (local). */
+    if (comm == MPI_COMM_NULL || PMPI_Comm_test_inter(comm, &inter) != MPI_SUCCESS ||
+        inter)
+        return CP_ERR_INVALID;
     if (st == CP_OK && cp_coll_build(&settings, &coll, NULL, 0) != CP_OK)
         st = CP_ERR_INVALID;
     /* Agree on validity and configuration before anyone allocates. */

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "plugin/comm_state.h"
+#include "plugin/stats.h"
 #include "util/fault.h"
 #include "util/hd.h"
 #include "util/log.h"
@@ -27,7 +28,6 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
         s->detect = 1;
     }
     CP_CHECK_GOTO(cp_transport_mpi_init(&s->tp, &s->comm), st, err_det);
-    PMPI_Comm_test_inter(comm, &s->is_inter);
     *s_p = s;
     return CP_OK;
 err_det:
@@ -44,6 +44,8 @@ void cp_comm_state_destroy(cp_comm_state_t *s)
 {
     if (s == NULL)
         return;
+    if (s->charge)
+        cp_stats_state_charge(CP_STATS_PART_MPI, &s->charged, 0);
     cp_tensor_table_fini(&s->tensors);
     cp_workspace_free(&s->ws);
     cp_stepdet_fini(&s->det);
@@ -56,6 +58,13 @@ size_t cp_comm_state_bytes(const cp_comm_state_t *s)
     return s->tensors.bytes + cp_workspace_bytes(&s->ws) +
            (s->detect ? cp_stepdet_bytes(&s->det) + cp_addrseen_bytes(&s->seen)
                       : 0);
+}
+
+void cp_comm_state_account(cp_comm_state_t *s)
+{
+    size_t b = cp_comm_state_bytes(s);
+    if (s->charge && b != s->charged)
+        cp_stats_state_charge(CP_STATS_PART_MPI, &s->charged, b);
 }
 
 /* Rate-limited warnings of one communicator (coll/han's habit). */
@@ -132,6 +141,44 @@ static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
     return id;
 }
 
+/* COMMPRESS_MAX_STATE_BYTES, before a new tensor's state is made: how
+ * many of the least recently used states this rank must drop so that the
+ * process's state, the new tensor's and the workspace's growth stay within
+ * the bound. They are dropped now, before allocating; the ranks then agree
+ * on the largest count (cp_allreduce_ready) and each drops up to it
+ * (evict_agreed): tables that agree lose the same states. */
+static size_t evict_local(cp_comm_state_t *s, const cp_coll_config_t *cfg,
+                          size_t count, const size_t need[CP_WS_SLOTS])
+{
+    size_t w, sv;
+    if (s->limit == 0)
+        return 0;
+    cp_tensor_floats(cfg, count, s->tp.size, s->tp.rank, &w, &sv);
+    const size_t total = cp_stats_state_part(CP_STATS_PART_MPI) - s->charged +
+                         cp_comm_state_bytes(s);
+    const size_t want = total + (w + sv) * sizeof(float) +
+                        cp_workspace_growth(&s->ws, need);
+    int over;
+    size_t n = cp_tensor_table_fit(&s->tensors, want, s->limit, NULL, &over);
+    cp_stats_add_dropped(n);
+    if (over)
+        cp_warn_rl("COMMPRESS_MAX_STATE_BYTES=%zu is below what a tensor of "
+                "%zu floats needs with this process's other states and "
+                "workspaces: its state is made anyway (raise the bound)",
+                s->limit, count);
+    return n;
+}
+
+static void evict_agreed(cp_comm_state_t *s, size_t local, uint64_t agreed,
+                         const void *keep)
+{
+    if (agreed <= local)
+        return;
+    size_t before = s->tensors.nused;
+    cp_tensor_table_evict_lru(&s->tensors, (size_t)(agreed - local), keep);
+    cp_stats_add_dropped(before - s->tensors.nused);
+}
+
 /* Nobody runs the call compressed: every rank runs the exact allreduce.
  * The rank that failed says so (the highest one, when several did). */
 static cp_status_t all_exact(cp_comm_state_t *s, cp_allreduce_args_t *a,
@@ -140,7 +187,7 @@ static cp_status_t all_exact(cp_comm_state_t *s, cp_allreduce_args_t *a,
     memset(res, 0, sizeof(*res));
     res->bytes_dense = cp_ring_bytes(s->tp.size, 4.0 * (double)a->count);
     if (fail_rank == s->tp.rank)
-        cp_warn("out of memory for the compression state or workspace of "
+        cp_warn_rl("out of memory for the compression state or workspace of "
                 "%zu floats: every rank sends this call exact", a->count);
     return cp_allreduce_exact(a, res, CP_FALLBACK_FAILED);
 }
@@ -157,15 +204,18 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
                              .cfg = cfg, .ws = &s->ws, .tp = &s->tp,
                              .call = call};
     cp_tensor_t *created = NULL;
-    size_t need[CP_WS_SLOTS], fresh[CP_WS_SLOTS];
-    uint64_t words[4] = {0}, steps = 0, hist = 0;
+    size_t need[CP_WS_SLOTS], fresh[CP_WS_SLOTS], evicted = 0;
+    uint64_t words[5] = {0}, steps = 0, hist = 0;
     int local_fail = 0, ok, fail_rank;
 
     uint64_t id = name_call(s, name, (uintptr_t)(send ? send : recv), count,
                             call, &a.ident, &a);
     a.tensor = cp_tensor_table_find(&s->tensors, id, count, 0);
     const int missing = a.tensor == NULL;
+    const size_t nw = address ? 4 : 0; /* words[nw]: states to drop */
     if (missing) {
+        cp_allreduce_plan(&a, need); /* a fresh tensor's */
+        words[nw] = evicted = evict_local(s, cfg, count, need);
         if (cp_fault(CP_FAULT_ALLOC) ||
             cp_tensor_create(cfg, count, s->tp.size, s->tp.rank, &created) != CP_OK)
             local_fail = 1;
@@ -184,7 +234,8 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
         words[0] = steps, words[1] = ~steps, words[2] = hist, words[3] = ~hist;
     }
     CP_CHECK(cp_allreduce_ready(&a, need, address || missing, local_fail,
-                                words, address ? 4 : 0, &ok, &fail_rank));
+                                words, nw + 1, &ok, &fail_rank));
+    evict_agreed(s, evicted, words[nw], a.tensor);
     if (!ok) {
         cp_tensor_destroy(created);
         if (s->detect)

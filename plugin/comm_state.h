@@ -29,7 +29,6 @@ typedef struct {
 typedef struct cp_comm_state {
     MPI_Comm comm; /* the user's handle; the transport context */
     cp_transport_t tp;
-    int is_inter;
     int disabled;  /* some rank could not create its state: pass through */
     cp_workspace_t ws;
     cp_tensor_table_t tensors;
@@ -38,6 +37,12 @@ typedef struct cp_comm_state {
     cp_addrseen_t seen;
     uint64_t calls; /* compressed calls on this communicator */
     unsigned warned; /* rate-limited warnings */
+    /* The process's bound on host state (COMMPRESS_MAX_STATE_BYTES), 0:
+     * none; with charge set, this state's bytes count in the process's
+     * total (plugin/stats.h), `charged` being what it last reported. */
+    size_t limit;
+    int charge;
+    size_t charged;
     struct cp_comm_state *prev, *next; /* list of live states */
 } cp_comm_state_t;
 
@@ -47,6 +52,9 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
                                  cp_comm_state_t **s_p);
 void cp_comm_state_destroy(cp_comm_state_t *s);
 size_t cp_comm_state_bytes(const cp_comm_state_t *s);
+/* Reports this state's size to the process's total (if it is charged):
+ * called by the one thread that uses the state, after a call. */
+void cp_comm_state_account(cp_comm_state_t *s);
 
 /* Compressed SUM allreduce of fp32 on s (send NULL: in place), the
  * tensor named as `name` says. Every rank returns alike: CP_OK with

@@ -38,9 +38,18 @@ static const cp_param_t plugin_rows[] = {
      .doc = "Compressed calls per training step; required (> 0) when "
             "COMMPRESS_STATE_KEY=order."},
     {.name = "COMMPRESS_MAX_TENSORS", .dflt = "4096", .type = CP_PT_SIZE,
-     .offset = OFF(max_tensors), .lo = 1, .hi = 1e7, .must_match = 1,
+     .offset = OFF(max_tensors), .lo = 1, .hi = 1e6, .must_match = 1,
      .doc = "Most tensor states kept per communicator; beyond it the least "
-            "recently used is dropped (with a warning)."},
+            "recently used is dropped (with a warning). Each costs about "
+            "300 bytes of tables per communicator, allocated at its first "
+            "compressed call, hence the ceiling."},
+    {.name = "COMMPRESS_MAX_STATE_BYTES", .dflt = "0", .type = CP_PT_SIZE,
+     .offset = OFF(max_state_bytes), .lo = 0, .hi = 1e18,
+     .doc = "Bound on the error-feedback state and workspace memory of one "
+            "process, in bytes, host (MPI) and device (NCCL) each; beyond it "
+            "the least recently used tensors lose their state (the ranks "
+            "agree which). 0: a quarter of the node's memory divided by the "
+            "ranks on the node, and a quarter of the GPU's memory."},
     {.name = "COMMPRESS_DEBUG", .dflt = "WARN", .type = CP_PT_ENUM,
      .offset = OFF(debug), .choices = debug_choices,
      .doc = "Log level: NONE, WARN, INFO (configuration and a summary at "
@@ -49,7 +58,9 @@ static const cp_param_t plugin_rows[] = {
      .offset = OFF(stats_file), .hi = sizeof(((cp_config_t *)0)->stats_file),
      .accepted = "a path",
      .doc = "If set, each rank writes its statistics as JSON to this path at "
-            "MPI_Finalize; %r becomes the rank."},
+            "MPI_Finalize; %r becomes the rank (without %r, several ranks "
+            "append .<rank>: one file each). An existing symbolic link is "
+            "not followed."},
     {.name = "COMMPRESS_FAULT", .dflt = "", .type = CP_PT_STRING,
      .offset = OFF(fault), .hi = sizeof(((cp_config_t *)0)->fault),
      .accepted = "kind@rank:call[,...]", .check = fault_spec_ok,
@@ -262,6 +273,15 @@ void cp_config_warn_unknown(void)
             cp_warn("unknown variable %.*s ignored (see docs/configuration.md)",
                     (int)len, *e);
     }
+}
+
+size_t cp_config_state_limit(const cp_config_t *cfg, size_t memory,
+                             int sharers)
+{
+    if (cfg->max_state_bytes)
+        return cfg->max_state_bytes;
+    size_t b = memory / 4 / (size_t)(sharers > 0 ? sharers : 1);
+    return b ? b : 1;
 }
 
 const char *cp_config_compressor_name(const cp_config_t *cfg)

@@ -21,6 +21,7 @@ typedef struct {
     int state_key;           /* cp_state_key_t */
     size_t step_calls;
     size_t max_tensors;
+    size_t max_state_bytes;  /* 0: auto (cp_config_state_limit) */
     int debug;               /* cp_log_level_t */
     char stats_file[1024];
     char fault[256];         /* testing: util/fault.h */
@@ -32,6 +33,11 @@ typedef struct {
  * message in err ("COMMPRESS_X='v' is invalid; accepted ..."). */
 cp_status_t cp_config_parse_env(cp_config_t *cfg, char *err, size_t errlen);
 void cp_config_defaults(cp_config_t *cfg);
+/* COMMPRESS_MAX_STATE_BYTES resolved: the value, or for 0 (auto) a
+ * quarter of `memory` shared by `sharers` processes (a node's memory and
+ * its ranks; a GPU's memory and 1). */
+size_t cp_config_state_limit(const cp_config_t *cfg, size_t memory,
+                             int sharers);
 /* Per-variable hashes of the values that must agree across ranks; returns
  * the number of variables. names[i] is the variable of hash i. */
 size_t cp_config_hashes(const cp_config_t *cfg, uint64_t *h, const char **names);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plugin/comm_state.h"
 #include "plugin/runtime.h"
@@ -17,18 +18,16 @@ static int cp_inited;           /* configuration parsed and checked */
 #define cp_cfg (*cp_runtime_config())
 #define cp_coll (*cp_runtime_coll())
 static int cp_keyval = MPI_KEYVAL_INVALID;
-static cp_comm_state_t *cp_states; /* every live comm state */
-/* Marks a communicator on which some rank could not create its state:
- * every rank passes its calls through. */
+/* Every live comm state, for MPI_Finalize; cp_lock guards the links only.
+ * A state itself is used by the one thread calling on its communicator
+ * (MPI forbids concurrent collectives on one communicator), and its bytes
+ * are reported to plugin/stats.c by that thread (cp_comm_state_account):
+ * nothing walks the list to read other threads' states. */
+static cp_comm_state_t *cp_states;
+/* Marks a communicator on which commpress does nothing (some rank could
+ * not create its state, or an intercommunicator): calls pass through. */
 static cp_comm_state_t cp_disabled;
-
-static void states_update_bytes(void)
-{
-    size_t total = 0;
-    for (cp_comm_state_t *s = cp_states; s; s = s->next)
-        total += cp_comm_state_bytes(s);
-    cp_stats_set_state_bytes(total);
-}
+static size_t cp_host_limit; /* COMMPRESS_MAX_STATE_BYTES, resolved */
 
 /* Called by MPI when a communicator with our attribute is freed. */
 static int state_delete(MPI_Comm comm, int keyval, void *attr, void *extra)
@@ -44,10 +43,26 @@ static int state_delete(MPI_Comm comm, int keyval, void *attr, void *extra)
         cp_states = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    cp_comm_state_destroy(s);
-    states_update_bytes();
     pthread_mutex_unlock(&cp_lock);
+    cp_comm_state_destroy(s); /* its bytes leave the process's total */
     return MPI_SUCCESS;
+}
+
+/* The node's memory shared by the ranks on it: COMMPRESS_MAX_STATE_BYTES's
+ * default (collective over comm). */
+static size_t host_limit(MPI_Comm comm)
+{
+    MPI_Comm node;
+    int local = 1;
+    if (PMPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                             &node) == MPI_SUCCESS) {
+        PMPI_Comm_size(node, &local);
+        PMPI_Comm_free(&node);
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t mem = pages > 0 && page > 0 ? (size_t)pages * (size_t)page
+                                       : (size_t)1 << 34;
+    return cp_config_state_limit(&cp_cfg, mem, local);
 }
 
 /* Stops the job: every rank learns of the failure through `bad` being
@@ -115,6 +130,10 @@ static void plugin_init(MPI_Comm comm)
                 getenv("COMMPRESS_COMPRESSOR") ? "none" : "unset");
     if (rank == 0 && cp_cfg.debug >= CP_LOG_INFO)
         cp_config_print(&cp_cfg, stderr, 0);
+    cp_host_limit = host_limit(comm);
+    if (rank == 0)
+        cp_info("state bound: %zu bytes per process (COMMPRESS_MAX_STATE_BYTES)",
+                cp_host_limit);
     PMPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, state_delete, &cp_keyval,
                             NULL);
     (void)size;
@@ -139,17 +158,24 @@ int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
 
 int MPI_Finalize(void)
 {
-    int rank = 0;
+    int rank = 0, size = 1;
     PMPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    PMPI_Comm_size(MPI_COMM_WORLD, &size);
     if (cp_inited) {
-        states_update_bytes();
         if (rank == 0)
             cp_stats_print_summary(rank, cp_config_compressor_name(&cp_cfg));
         if (cp_cfg.stats_file[0])
-            cp_stats_write_json(cp_cfg.stats_file, rank);
-        /* Release every state; deleting the attribute runs state_delete. */
-        while (cp_states)
-            PMPI_Comm_delete_attr(cp_states->comm, cp_keyval);
+            cp_stats_write_json(cp_cfg.stats_file, rank, size);
+        /* Release every state; deleting the attribute runs state_delete.
+         * (No other thread calls MPI once MPI_Finalize has begun.) */
+        for (;;) {
+            pthread_mutex_lock(&cp_lock);
+            cp_comm_state_t *s = cp_states;
+            pthread_mutex_unlock(&cp_lock);
+            if (s == NULL)
+                break;
+            PMPI_Comm_delete_attr(s->comm, cp_keyval);
+        }
         PMPI_Comm_free_keyval(&cp_keyval);
         cp_inited = 0;
     }
@@ -167,6 +193,13 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
     PMPI_Comm_get_attr(comm, cp_keyval, &s, &found);
     if (found)
         return s == &cp_disabled ? NULL : s;
+    /* An intercommunicator's calls pass through: every rank of it sees
+     * that it is one, so no agreement is needed. */
+    int inter = 0;
+    if (PMPI_Comm_test_inter(comm, &inter) != MPI_SUCCESS || inter) {
+        PMPI_Comm_set_attr(comm, cp_keyval, &cp_disabled);
+        return NULL;
+    }
     fail = cp_fault(CP_FAULT_ALLOC) ||
            cp_comm_state_create(comm, cp_cfg.max_tensors,
                                 cp_cfg.state_key == CP_KEY_AUTO, &s) != CP_OK;
@@ -176,11 +209,14 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
         if (s != NULL)
             cp_comm_state_destroy(s);
         if (fail)
-            cp_warn("out of memory for commpress's state of a communicator: "
+            cp_warn_rl("out of memory for commpress's state of a communicator: "
                     "its allreduces pass through uncompressed on every rank");
         PMPI_Comm_set_attr(comm, cp_keyval, &cp_disabled);
         return NULL;
     }
+    s->limit = cp_host_limit;
+    s->charge = 1;
+    cp_comm_state_account(s);
     PMPI_Comm_set_attr(comm, cp_keyval, s);
     pthread_mutex_lock(&cp_lock);
     s->next = cp_states;
@@ -236,13 +272,11 @@ static int compressed_allreduce(const void *sendbuf, void *recvbuf,
     cp_comm_state_t *s;
     const cp_name_t name = shim_naming();
     cp_coll_result_t res;
-    size_t before;
 
     cp_fault_tick();
     s = comm_state(comm);
-    if (s == NULL || s->is_inter)
+    if (s == NULL)
         return -1;
-    before = cp_comm_state_bytes(s);
     cp_status_t st = cp_comm_state_allreduce(
         s, &cp_coll, &name, sendbuf == MPI_IN_PLACE ? NULL : sendbuf, recvbuf,
         count, &res);
@@ -259,8 +293,7 @@ static int compressed_allreduce(const void *sendbuf, void *recvbuf,
         return MPI_ERR_INTERN;
     }
     cp_stats_add_compressed(&res);
-    if (cp_comm_state_bytes(s) != before) /* keep the reported total current */
-        states_update_bytes();
+    cp_comm_state_account(s); /* keeps the process's total current */
     cp_trace("allreduce %zu floats algo %d sent %zu of %zu bytes%s", count,
              (int)res.algo, res.bytes_sent, res.bytes_dense,
              res.fallback ? " (sent exact)" : "");

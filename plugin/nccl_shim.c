@@ -3,8 +3,17 @@
  * everything else goes to the real NCCL unchanged, and NCCL's own errors are
  * returned as they are. Also intercepted: group start/end (calls inside a
  * group pass through: NCCL fuses them, commpress would not), communicator
- * init (the configuration is checked across ranks), destroy and abort (the
- * communicator's state is released).
+ * init (the configuration is checked across ranks: an invalid one on any
+ * rank stops every rank there), destroy and abort (the communicator's
+ * state is released after the real call, never under a lock).
+ *
+ * Threads: a communicator's state is found under cp_nccl_lock and used
+ * with a reference held (NCCL lets one thread at a time call on a
+ * communicator, but PyTorch's watchdog may abort it from another): abort
+ * and destroy unlink it at once and the last reference frees it. Nothing
+ * slow (a device allocation or free) runs under the lock, and each state
+ * reports its own bytes (plugin/stats.h): no list is walked to read other
+ * threads' states.
  *
  * Every rank makes the same calls, so every decision that shapes what goes
  * on the wire here is taken from the call alone. Tensor state is named as
@@ -48,6 +57,9 @@ typedef struct cp_nccl_state {
     uint64_t calls;
     cudaEvent_t done;         /* end of the last compressed call */
     cudaStream_t last_stream;
+    size_t limit;             /* COMMPRESS_MAX_STATE_BYTES on the device */
+    size_t charged;           /* bytes reported to the process's total */
+    int refs;                 /* cp_nccl_lock: the list's + calls in flight */
     struct cp_nccl_state *next;
 } cp_nccl_state_t;
 
@@ -70,14 +82,15 @@ static void fatal(const char *what, ncclComm_t comm)
     exit(1);
 }
 
-static void nccl_state_bytes(void)
+/* Reports the state's device bytes to the process's total. */
+static void state_account(cp_nccl_state_t *s)
 {
-    size_t total = 0;
-    for (cp_nccl_state_t *s = cp_nccl_states; s; s = s->next)
-        total += s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
-    cp_stats_set_state_bytes_part(CP_STATS_PART_NCCL, total);
+    size_t b = s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
+    if (b != s->charged)
+        cp_stats_state_charge(CP_STATS_PART_NCCL, &s->charged, b);
 }
 
+/* Under cp_nccl_lock. */
 static cp_nccl_state_t *state_find(ncclComm_t comm)
 {
     for (cp_nccl_state_t *s = cp_nccl_states; s; s = s->next)
@@ -86,8 +99,16 @@ static cp_nccl_state_t *state_find(ncclComm_t comm)
     return NULL;
 }
 
+/* By the holder of the last reference, on the state's device; the
+ * communicator may be gone (the real destroy or abort came first). */
 static void state_free(cp_nccl_state_t *s)
 {
+    const int dev = s->device;
+    int cur = -1;
+    cudaGetDevice(&cur);
+    if (dev >= 0 && cur != dev)
+        cudaSetDevice(dev);
+    cp_stats_state_charge(CP_STATS_PART_NCCL, &s->charged, 0);
     cp_tensor_table_fini(&s->tensors); /* cudaFree waits for the work */
     cp_gpu_ws_free(&s->ws);
     cudaFree(s->stateless.steps);
@@ -96,15 +117,29 @@ static void state_free(cp_nccl_state_t *s)
     cp_stepdet_fini(&s->det);
     cp_addrseen_fini(&s->seen);
     free(s);
+    if (dev >= 0 && cur >= 0 && cur != dev)
+        cudaSetDevice(cur);
 }
 
+static void state_put(cp_nccl_state_t *s)
+{
+    pthread_mutex_lock(&cp_nccl_lock);
+    const int last = --s->refs == 0;
+    pthread_mutex_unlock(&cp_nccl_lock);
+    if (last)
+        state_free(s);
+}
+
+/* Made outside the lock (device allocations may wait on the device). */
 static cp_nccl_state_t *state_create(ncclComm_t comm)
 {
     const cp_nccl_real_t *R = cp_nccl_real();
     const cp_config_t *cfg = cp_runtime_config();
+    size_t dev_free = 0, dev_total = 0;
     cp_nccl_state_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
+    s->device = -1;
     s->comm = comm;
     s->ctx.comm = comm;
     s->detect = cfg->state_key == CP_KEY_AUTO;
@@ -120,28 +155,69 @@ static cp_nccl_state_t *state_create(ncclComm_t comm)
         state_free(s);
         return NULL;
     }
-    s->next = cp_nccl_states;
-    cp_nccl_states = s;
+    cudaMemGetInfo(&dev_free, &dev_total);
+    s->limit = cp_config_state_limit(cfg, dev_total ? dev_total : (size_t)1 << 34, 1);
     return s;
 }
 
-static void state_release(ncclComm_t comm)
+/* The communicator's state with a reference held (state_put ends it),
+ * made at its first compressed call; NULL when out of memory. */
+static cp_nccl_state_t *state_get(ncclComm_t comm)
 {
     pthread_mutex_lock(&cp_nccl_lock);
-    for (cp_nccl_state_t **p = &cp_nccl_states; *p; p = &(*p)->next) {
-        if ((*p)->comm != comm)
-            continue;
-        cp_nccl_state_t *s = *p;
-        *p = s->next;
-        int cur;
-        cudaGetDevice(&cur);
-        cudaSetDevice(s->device);
-        state_free(s);
-        cudaSetDevice(cur);
-        break;
-    }
-    nccl_state_bytes();
+    cp_nccl_state_t *s = state_find(comm);
+    if (s)
+        s->refs++;
     pthread_mutex_unlock(&cp_nccl_lock);
+    if (s)
+        return s;
+    cp_nccl_state_t *n = state_create(comm);
+    if (n == NULL)
+        return NULL;
+    pthread_mutex_lock(&cp_nccl_lock);
+    s = state_find(comm); /* only this communicator's thread creates it */
+    if (s == NULL) {
+        s = n;
+        s->refs = 1; /* the list's */
+        s->next = cp_nccl_states;
+        cp_nccl_states = s;
+    }
+    s->refs++;
+    pthread_mutex_unlock(&cp_nccl_lock);
+    if (s != n)
+        state_free(n);
+    return s;
+}
+
+/* Unlinks the communicator's state (its list reference goes to the
+ * caller, for state_put after the real call); NULL if it has none. */
+static cp_nccl_state_t *state_detach(ncclComm_t comm)
+{
+    pthread_mutex_lock(&cp_nccl_lock);
+    cp_nccl_state_t *s = NULL;
+    for (cp_nccl_state_t **p = &cp_nccl_states; *p; p = &(*p)->next)
+        if ((*p)->comm == comm) {
+            s = *p;
+            *p = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&cp_nccl_lock);
+    return s;
+}
+
+/* COMMPRESS_MAX_STATE_BYTES on the device, after a new tensor's state was
+ * made: the least recently used others lose theirs. A local choice here:
+ * on the GPU a tensor's state changes no decision (see the top). */
+static void state_bound(cp_nccl_state_t *s, const void *keep)
+{
+    const size_t mine = s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
+    const size_t total = cp_stats_state_part(CP_STATS_PART_NCCL) - s->charged + mine;
+    int over;
+    cp_stats_add_dropped(cp_tensor_table_fit(&s->tensors, total, s->limit, keep, &over));
+    if (over)
+        cp_warn_rl("COMMPRESS_MAX_STATE_BYTES=%zu is below what this GPU's "
+                "newest tensor needs with the other states and workspaces: "
+                "its state is kept (raise the bound)", s->limit);
 }
 
 /* The configuration, with what the GPU path cannot run refused at once:
@@ -223,11 +299,7 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     if (cp_nccl_real()->CommCount(comm, &nranks) != ncclSuccess ||
         (size_t)nranks < cp_runtime_config()->min_ranks)
         return -1; /* no state for communicators that never compress */
-    pthread_mutex_lock(&cp_nccl_lock);
-    s = state_find(comm);
-    if (s == NULL)
-        s = state_create(comm);
-    pthread_mutex_unlock(&cp_nccl_lock);
+    s = state_get(comm);
     if (s == NULL)
         fatal("out of memory for commpress's state of an NCCL communicator",
               comm);
@@ -245,7 +317,7 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
          * (the same exchange as its peers'), and a later call makes the
          * state. */
         if (cap != cudaStreamCaptureStatusNone) {
-            if (!cp_warned_capture++)
+            if (__atomic_fetch_add(&cp_warned_capture, 1, __ATOMIC_RELAXED) == 0)
                 cp_warn("ncclAllReduce of a new tensor during CUDA graph "
                         "capture: sent uncompressed (run one step before "
                         "capturing)");
@@ -255,11 +327,12 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
                                  stream, &t) == CP_OK) {
             cp_tensor_table_insert(&s->tensors, key, count, kind, t,
                                    cp_gpu_tensor_bytes(t));
+            state_bound(s, t);
             created = 1;
         } else {
             t = NULL;
             cudaGetLastError(); /* the failed allocation's error is handled */
-            cp_warn("out of GPU memory for the state of a tensor of %zu "
+            cp_warn_rl("out of GPU memory for the state of a tensor of %zu "
                     "elements: sent without error feedback", count);
         }
         if (t == NULL) {
@@ -282,7 +355,7 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
     if (st == CP_ERR_NOMEM)
         fatal("out of GPU memory for the compression workspace", comm);
     if (st != CP_OK) {
-        cp_warn("compressed ncclAllReduce of %zu elements failed: %s", count,
+        cp_warn_rl("compressed ncclAllReduce of %zu elements failed: %s", count,
                 cp_status_string(st));
         /* NCCL's own error unchanged; a CUDA failure as NCCL reports it. */
         rc = st == CP_ERR_TRANSPORT ? (int)cp_transport_nccl_last_error()
@@ -290,16 +363,14 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
         goto out;
     }
     cp_stats_add_compressed(&res);
-    if (created) { /* state and workspace grow only with a new tensor */
-        pthread_mutex_lock(&cp_nccl_lock);
-        nccl_state_bytes();
-        pthread_mutex_unlock(&cp_nccl_lock);
-    }
+    if (created) /* state and workspace grow only with a new tensor */
+        state_account(s);
     (void)dsize;
     rc = ncclSuccess;
 out:
     if (cur != s->device)
         cudaSetDevice(cur);
+    state_put(s);
     return rc;
 }
 
@@ -354,30 +425,81 @@ ncclResult_t ncclGroupEnd(void)
     return cp_nccl_real()->GroupEnd();
 }
 
-/* The configuration must be equal on every rank of a new communicator:
- * one allreduce (max) of per-variable hashes h and ~h, as at MPI_Init. */
-static void check_config(ncclComm_t comm)
+#ifdef CP_HAVE_NCCL_GROUP_SIMULATE
+/* Ends a group as ncclGroupEnd does (without running it): the depth that
+ * decides whether a call is inside a group must follow. */
+ncclResult_t ncclGroupSimulateEnd(ncclSimInfo_t *simInfo)
 {
-    uint64_t h[CP_CONFIG_MAX_FIELDS], v[2 * CP_CONFIG_MAX_FIELDS];
+    CP_REAL_OR_FAIL(GroupSimulateEnd);
+    if (cp_group_depth > 0)
+        cp_group_depth--;
+    return cp_nccl_real()->GroupSimulateEnd(simInfo);
+}
+#endif
+
+/* This process's configuration: 0, or -1 with the one-line reason (an
+ * invalid variable, or a setting the GPU path cannot run). */
+static int config_status(char *why, size_t len)
+{
+    if (cp_runtime_load(why, len) != CP_OK)
+        return -1;
+    return cp_coll_gpu_refusal((cp_coll_settings_t *)&cp_runtime_config()->coll,
+                               why, len) != NULL
+               ? -1
+               : 0;
+}
+
+/* The configuration must be valid on every rank of a new communicator and
+ * equal across them: one allreduce (max) carries which rank's is invalid
+ * (the lowest) and per-variable hashes h and ~h, as at MPI_Init. A rank
+ * with an invalid configuration joins the communicator first, so its
+ * peers learn of it here instead of waiting for it in NCCL's bootstrap:
+ * every rank stops, after the lowest such rank printed its reason. */
+static void check_config(ncclComm_t comm, int bad, const char *why)
+{
+    uint64_t h[CP_CONFIG_MAX_FIELDS], v[1 + 2 * CP_CONFIG_MAX_FIELDS];
     const char *names[CP_CONFIG_MAX_FIELDS];
     cp_nccl_ctx_t ctx = {.comm = comm};
     cp_transport_t tp;
     size_t nf = cp_config_hashes(cp_runtime_config(), h, names);
 
-    if (cp_transport_nccl_init(&tp, &ctx) != CP_OK)
+    if (cp_transport_nccl_init(&tp, &ctx) != CP_OK) {
+        if (bad) {
+            fprintf(stderr, "commpress: error: %s\n", why);
+            fflush(stderr);
+            exit(1);
+        }
         return;
-    cp_log_set_rank(tp.rank);
-    for (size_t i = 0; i < nf; i++) {
-        v[i] = h[i];
-        v[nf + i] = ~h[i];
     }
-    if (tp.ops->allreduce_max_u64(tp.ctx, v, 2 * nf) != CP_OK) {
+    cp_log_set_rank(tp.rank);
+    v[0] = bad ? (uint64_t)(INT32_MAX - tp.rank) + 1 : 0;
+    for (size_t i = 0; i < nf; i++) {
+        v[1 + i] = h[i];
+        v[1 + nf + i] = ~h[i];
+    }
+    if (tp.ops->allreduce_max_u64(tp.ctx, v, 1 + 2 * nf) != CP_OK) {
+        if (bad) {
+            fprintf(stderr, "commpress: error: %s\n", why);
+            fflush(stderr);
+            exit(1);
+        }
         cp_warn("configuration check over NCCL failed; continuing unchecked");
         return;
     }
+    if (v[0] != 0) {
+        if (bad && (uint64_t)(INT32_MAX - tp.rank) + 1 == v[0])
+            fprintf(stderr, "commpress: error: %s\n", why);
+        else if (!bad)
+            fprintf(stderr, "commpress: error: rank %d: a peer's COMMPRESS_* "
+                            "configuration is invalid (rank %d printed why); "
+                            "stopping\n",
+                    tp.rank, (int)(INT32_MAX - (int64_t)(v[0] - 1)));
+        fflush(stderr);
+        exit(1);
+    }
     char line[1024];
-    if (!cp_config_mismatches(cp_runtime_config(), h, names, nf, v, v + nf,
-                              line, sizeof(line)))
+    if (!cp_config_mismatches(cp_runtime_config(), h, names, nf, v + 1,
+                              v + 1 + nf, line, sizeof(line)))
         return;
     if (tp.rank == 0)
         fprintf(stderr, "commpress: error: configuration differs across ranks "
@@ -390,11 +512,14 @@ static void check_config(ncclComm_t comm)
 ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id,
                               int rank)
 {
+    char why[512];
     CP_REAL_OR_FAIL(CommInitRank);
-    nccl_load_or_exit();
+    const int bad = config_status(why, sizeof(why));
     ncclResult_t r = cp_nccl_real()->CommInitRank(comm, nranks, id, rank);
     if (r == ncclSuccess)
-        check_config(*comm);
+        check_config(*comm, bad, why);
+    else if (bad)
+        nccl_load_or_exit(); /* prints the reason and stops */
     return r;
 }
 
@@ -402,26 +527,42 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks,
                                     ncclUniqueId id, int rank,
                                     ncclConfig_t *config)
 {
+    char why[512];
     CP_REAL_OR_FAIL(CommInitRankConfig);
-    nccl_load_or_exit();
+    const int bad = config_status(why, sizeof(why));
     ncclResult_t r =
         cp_nccl_real()->CommInitRankConfig(comm, nranks, id, rank, config);
-    /* A non-blocking init returns ncclInProgress: not checked (docs/gpu.md). */
+    /* A non-blocking init returns ncclInProgress: not checked (docs/gpu.md;
+     * an invalid configuration then stops the process at its first
+     * ncclAllReduce). */
     if (r == ncclSuccess)
-        check_config(*comm);
+        check_config(*comm, bad, why);
+    else if (bad)
+        nccl_load_or_exit();
     return r;
 }
 
+/* Destroy and abort: the state leaves the list first (a new communicator
+ * at the same address must not find it), the real call runs, then the
+ * state is freed, by the last call still using it if one is in flight.
+ * Abort thus never waits for commpress: not for a lock held by a blocked
+ * call, not for a device free before NCCL has stopped its kernels. */
 ncclResult_t ncclCommDestroy(ncclComm_t comm)
 {
     CP_REAL_OR_FAIL(CommDestroy);
-    state_release(comm);
-    return cp_nccl_real()->CommDestroy(comm);
+    cp_nccl_state_t *s = state_detach(comm);
+    ncclResult_t r = cp_nccl_real()->CommDestroy(comm);
+    if (s)
+        state_put(s);
+    return r;
 }
 
 ncclResult_t ncclCommAbort(ncclComm_t comm)
 {
     CP_REAL_OR_FAIL(CommAbort);
-    state_release(comm);
-    return cp_nccl_real()->CommAbort(comm);
+    cp_nccl_state_t *s = state_detach(comm);
+    ncclResult_t r = cp_nccl_real()->CommAbort(comm);
+    if (s)
+        state_put(s);
+    return r;
 }

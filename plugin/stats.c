@@ -1,6 +1,9 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plugin/stats.h"
 #include "util/log.h"
@@ -44,17 +47,38 @@ void cp_stats_add_passthrough(size_t bytes_dense)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
-static size_t cp_state_parts[2];
+static size_t cp_state_parts[CP_STATS_PARTS];
 
-void cp_stats_set_state_bytes_part(int part, size_t bytes)
+size_t cp_stats_state_charge(int part, size_t *charged, size_t bytes)
 {
     pthread_mutex_lock(&cp_stats_lock);
-    cp_state_parts[part] = bytes;
-    bytes = cp_state_parts[0] + cp_state_parts[1];
-    cp_stats.state_bytes = bytes;
-    if (bytes > cp_stats.state_bytes_peak)
-        cp_stats.state_bytes_peak = bytes;
+    cp_state_parts[part] += bytes - *charged; /* modulo 2^64: exact */
+    *charged = bytes;
+    size_t total = 0, part_total = cp_state_parts[part];
+    for (int i = 0; i < CP_STATS_PARTS; i++)
+        total += cp_state_parts[i];
+    cp_stats.state_bytes = total;
+    if (total > cp_stats.state_bytes_peak)
+        cp_stats.state_bytes_peak = total;
     pthread_mutex_unlock(&cp_stats_lock);
+    return part_total;
+}
+
+void cp_stats_add_dropped(size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&cp_stats_lock);
+    cp_stats.states_dropped += n;
+    pthread_mutex_unlock(&cp_stats_lock);
+}
+
+size_t cp_stats_state_part(int part)
+{
+    pthread_mutex_lock(&cp_stats_lock);
+    size_t b = cp_state_parts[part];
+    pthread_mutex_unlock(&cp_stats_lock);
+    return b;
 }
 
 void cp_stats_get(commpress_stats_t *out)
@@ -65,29 +89,46 @@ void cp_stats_get(commpress_stats_t *out)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
-int cp_stats_write_json(const char *tmpl, int rank)
+void cp_stats_path(const char *tmpl, int rank, int nranks, char *path,
+                   size_t len)
 {
-    char path[1200];
     size_t o = 0;
-    commpress_stats_t s;
-    FILE *f;
-
-    for (const char *c = tmpl; *c && o + 16 < sizeof(path); c++) {
+    int has_rank = 0;
+    for (const char *c = tmpl; *c && o + 16 < len; c++) {
         if (c[0] == '%' && c[1] == 'r') {
-            o += (size_t)snprintf(path + o, sizeof(path) - o, "%d", rank);
+            o += (size_t)snprintf(path + o, len - o, "%d", rank);
+            has_rank = 1;
             c++;
         } else {
             path[o++] = *c;
         }
     }
+    /* Several ranks, one name: one file each, not a race for one file. */
+    if (!has_rank && nranks > 1 && o + 16 < len)
+        o += (size_t)snprintf(path + o, len - o, ".%d", rank);
     path[o] = '\0';
+}
+
+int cp_stats_write_json(const char *tmpl, int rank, int nranks)
+{
+    char path[1200];
+    commpress_stats_t s;
+    FILE *f = NULL;
+    int fd;
+
+    cp_stats_path(tmpl, rank, nranks, path, sizeof(path));
     cp_stats_get(&s);
-    f = fopen(path, "w");
+    /* A symbolic link planted at the path is not followed. */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+              0644);
+    if (fd >= 0 && (f = fdopen(fd, "w")) == NULL)
+        close(fd);
     if (f == NULL) {
-        cp_warn("cannot write COMMPRESS_STATS_FILE %s", path);
+        cp_warn("cannot write COMMPRESS_STATS_FILE %s: %s", path,
+                strerror(errno));
         return -1;
     }
-    fprintf(f,
+    int w = fprintf(f,
             "{\"rank\": %d, \"calls_compressed\": %llu, "
             "\"calls_passthrough\": %llu, \"calls_nonfinite\": %llu, "
             "\"bytes_uncompressed\": %llu, \"bytes_sent\": %llu, "
@@ -95,7 +136,7 @@ int cp_stats_write_json(const char *tmpl, int rank)
             "\"compress_seconds\": %.6f, \"state_bytes\": %llu, "
             "\"state_bytes_peak\": %llu, \"calls_sparse\": %llu, "
             "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu, "
-            "\"calls_fallback\": %llu}\n",
+            "\"calls_fallback\": %llu, \"states_dropped\": %llu}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -107,8 +148,19 @@ int cp_stats_write_json(const char *tmpl, int rank)
             (unsigned long long)s.calls_sparse,
             (unsigned long long)s.bytes_uncompressed_sparse,
             (unsigned long long)s.bytes_sent_sparse,
-            (unsigned long long)s.calls_fallback);
-    return fclose(f) == 0 ? 0 : -1;
+            (unsigned long long)s.calls_fallback,
+            (unsigned long long)s.states_dropped);
+    int err = w < 0 || ferror(f) ? errno : 0;
+    if (fclose(f) != 0 && err == 0)
+        err = errno ? errno : EIO;
+    if (w < 0 && err == 0)
+        err = EIO;
+    if (err) {
+        cp_warn("cannot write COMMPRESS_STATS_FILE %s: %s", path,
+                strerror(err));
+        return -1;
+    }
+    return 0;
 }
 
 void cp_stats_print_summary(int rank, const char *compressor)

@@ -14,14 +14,25 @@ void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res);
 /* Sets s->ratio from the byte counts. */
 void cp_stats_set_ratio(commpress_stats_t *s);
 void cp_stats_add_passthrough(size_t bytes_dense);
-/* State is reported in parts (MPI communicators, NCCL communicators),
- * each set as a whole by its owner. */
-enum { CP_STATS_PART_MPI = 0, CP_STATS_PART_NCCL = 1 };
-void cp_stats_set_state_bytes_part(int part, size_t bytes);
-#define cp_stats_set_state_bytes(b) cp_stats_set_state_bytes_part(CP_STATS_PART_MPI, (b))
+/* State memory is kept in parts (host: the MPI communicators' states;
+ * device: the NCCL communicators'). Each owner (one communicator's state)
+ * reports its own size, *charged remembering what it reported last, so no
+ * list of owners is ever walked and a thread reports only what it owns.
+ * Returns the part's new total; state_bytes and its peak are the parts'
+ * sum. Thread-safe. */
+enum { CP_STATS_PART_MPI = 0, CP_STATS_PART_NCCL = 1, CP_STATS_PARTS = 2 };
+size_t cp_stats_state_charge(int part, size_t *charged, size_t bytes);
+size_t cp_stats_state_part(int part);
+/* Tensor states dropped by COMMPRESS_MAX_STATE_BYTES. */
+void cp_stats_add_dropped(size_t n);
 void cp_stats_get(commpress_stats_t *out);
-/* Writes the JSON file (path with %r replaced by rank); 0 on success. */
-int cp_stats_write_json(const char *path_template, int rank);
+/* The file of one rank: %r becomes the rank; without %r and with several
+ * ranks, ".<rank>" is appended. */
+void cp_stats_path(const char *path_template, int rank, int nranks,
+                   char *path, size_t len);
+/* Writes the JSON file (never through a symbolic link); 0 on success,
+ * -1 with one warning naming the path and the reason. */
+int cp_stats_write_json(const char *path_template, int rank, int nranks);
 void cp_stats_print_summary(int rank, const char *compressor);
 
 #endif

@@ -76,9 +76,10 @@ static void unlink_entry(cp_tensor_table_t *t, int e)
     t->nused--;
 }
 
-/* A free entry; when full, the least recently used state is dropped. Which
- * one is a local choice: it changes only this rank's error buffers, never
- * what is sent or how much. */
+/* A free entry; when full, the least recently used state is dropped. The
+ * table's contents and use times are a function of the names looked up,
+ * which agree across ranks (plugin/comm_state.c), so every rank drops the
+ * same state. */
 static int free_entry(cp_tensor_table_t *t)
 {
     int victim = -1;
@@ -97,6 +98,61 @@ static int free_entry(cp_tensor_table_t *t)
     }
     unlink_entry(t, victim);
     return victim;
+}
+
+/* The least recently used entry other than the one holding `keep`; -1 if
+ * none. Use times are distinct (one per lookup); the index breaks ties. */
+static int lru_entry(const cp_tensor_table_t *t, const void *keep,
+                     uint64_t after, int after_e)
+{
+    int best = -1;
+    for (size_t i = 0; i < t->max_entries; i++) {
+        const cp_tensor_entry_t *x = &t->entries[i];
+        if (!x->used || x->tensor == keep ||
+            (after_e >= 0 && (x->last_used < after ||
+                              (x->last_used == after && (int)i <= after_e))))
+            continue;
+        if (best < 0 || x->last_used < t->entries[best].last_used)
+            best = (int)i;
+    }
+    return best;
+}
+
+static size_t lru_count(const cp_tensor_table_t *t, size_t bytes,
+                        const void *keep)
+{
+    size_t n = 0, freed = 0;
+    int e = -1;
+    uint64_t at = 0;
+    while (freed < bytes && (e = lru_entry(t, keep, at, e)) >= 0) {
+        at = t->entries[e].last_used;
+        freed += t->entries[e].bytes;
+        n++;
+    }
+    return n;
+}
+
+size_t cp_tensor_table_evict_lru(cp_tensor_table_t *t, size_t n,
+                                 const void *keep)
+{
+    size_t freed = 0;
+    int e;
+    while (n-- > 0 && (e = lru_entry(t, keep, 0, -1)) >= 0) {
+        freed += t->entries[e].bytes;
+        unlink_entry(t, e);
+    }
+    return freed;
+}
+
+size_t cp_tensor_table_fit(cp_tensor_table_t *t, size_t want, size_t limit,
+                           const void *keep, int *over)
+{
+    *over = 0;
+    if (want <= limit)
+        return 0;
+    size_t n = lru_count(t, want - limit, keep);
+    *over = want - cp_tensor_table_evict_lru(t, n, keep) > limit;
+    return n;
 }
 
 void cp_tensor_table_insert(cp_tensor_table_t *t, uint64_t id, size_t count,

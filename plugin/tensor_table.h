@@ -51,6 +51,16 @@ void *cp_tensor_table_find(cp_tensor_table_t *t, uint64_t id, size_t count,
 /* Stores tensor under the key (not present), evicting if full. */
 void cp_tensor_table_insert(cp_tensor_table_t *t, uint64_t id, size_t count,
                             uint32_t kind, void *tensor, size_t bytes);
+/* Memory bound (COMMPRESS_MAX_STATE_BYTES). fit: drops the fewest least
+ * recently used states (the one holding `keep` aside) that bring `want`
+ * bytes within `limit`, or all of them if they cannot (*over set then);
+ * returns how many it dropped. evict_lru: drops the n least recently used
+ * (`keep` aside), returning the bytes freed. Ranks whose tables agree
+ * drop the same states for the same n. */
+size_t cp_tensor_table_fit(cp_tensor_table_t *t, size_t want, size_t limit,
+                           const void *keep, int *over);
+size_t cp_tensor_table_evict_lru(cp_tensor_table_t *t, size_t n,
+                                 const void *keep);
 /* Keeps the states named by renames (signature and old id) under their
  * new ids and frees all others (plugin/step_detect.h); no allocation.
  * Returns the number kept. */

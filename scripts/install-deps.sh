@@ -7,7 +7,9 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin
       # the Python binding's tests and the fast DGC / 1-bit Adam training
       # tests (ctest label "python"); OpenBLAS makes Debian's torch fast
       python3-numpy python3-torch python3-mpi4py dataset-fashion-mnist
-      libopenblas0-pthread)
+      libopenblas0-pthread
+      # libFuzzer for the fuzz targets' short runs (scripts/fuzz.sh)
+      clang libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

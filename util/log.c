@@ -5,12 +5,19 @@
 #include <string.h>
 #include <unistd.h>
 
-static cp_log_level_t cp_log_level = CP_LOG_WARN;
-static int cp_log_rank = -1;
+/* Set at startup, read by every thread: atomics, relaxed. */
+static _Atomic int cp_log_level = CP_LOG_WARN;
+static _Atomic int cp_log_rank = -1;
 
-void cp_log_set_level(cp_log_level_t level) { cp_log_level = level; }
-cp_log_level_t cp_log_get_level(void) { return cp_log_level; }
+void cp_log_set_level(cp_log_level_t level) { cp_log_level = (int)level; }
+cp_log_level_t cp_log_get_level(void) { return (cp_log_level_t)cp_log_level; }
 void cp_log_set_rank(int rank) { cp_log_rank = rank; }
+
+int cp_log_rl(unsigned *counter, unsigned *k)
+{
+    *k = __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+    return *k <= 5 || (*k & (*k - 1)) == 0;
+}
 
 void cp_log_printf(cp_log_level_t level, const char *fmt, ...)
 {
@@ -20,12 +27,12 @@ void cp_log_printf(cp_log_level_t level, const char *fmt, ...)
     va_list ap;
     int off;
 
-    if (level > cp_log_level)
+    if ((int)level > cp_log_level)
         return;
     gethostname(host, sizeof(host) - 1);
     host[sizeof(host) - 1] = '\0';
     off = snprintf(line, sizeof(line), "%s:%d:%d commpress %s ", host,
-                   (int)getpid(), cp_log_rank, names[level]);
+                   (int)getpid(), (int)cp_log_rank, names[level]);
     va_start(ap, fmt);
     vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
     va_end(ap);

@@ -24,6 +24,23 @@ void cp_log_printf(cp_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #define cp_warn(...) cp_log_printf(CP_LOG_WARN, __VA_ARGS__)
+/* A warning that can repeat (once per call, say) is rate-limited per call
+ * site: its first 5 occurrences are printed, then only the 2^k-th ones,
+ * each followed by how many there were so far. Thread-safe. */
+int cp_log_rl(unsigned *counter, unsigned *k);
+#define cp_warn_rl(...)                                                     \
+    do {                                                                    \
+        static unsigned cp_rl_count_;                                       \
+        unsigned cp_rl_k_;                                                  \
+        if (cp_log_rl(&cp_rl_count_, &cp_rl_k_)) {                          \
+            cp_log_printf(CP_LOG_WARN, __VA_ARGS__);                        \
+            if (cp_rl_k_ >= 5)                                              \
+                cp_log_printf(CP_LOG_WARN,                                  \
+                              "(the warning above, %u times so far; only "  \
+                              "its 2^k-th repeats are printed)",            \
+                              cp_rl_k_);                                    \
+        }                                                                   \
+    } while (0)
 #define cp_info(...)                                                        \
     do {                                                                    \
         if (cp_log_get_level() >= CP_LOG_INFO)                              \

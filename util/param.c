@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,10 +18,28 @@ const char *cp_param_choice(const cp_param_t *r, int i)
     return NULL;
 }
 
+/* A value with its leading and trailing whitespace removed (" 4 " is 4);
+ * -1 if it does not fit. */
+static int trimmed(const char *s, char *buf, size_t len)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n >= len)
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return 0;
+}
+
 static int parse_double(const cp_param_t *r, const char *s, double *d)
 {
     char *end;
     errno = 0;
+    if (*s == '\0')
+        return -1;
     *d = strtod(s, &end);
     return errno || end == s || *end || !isfinite(*d) || *d > r->hi ||
                    *d < r->lo || ((r->open & CP_OPEN_LO) && *d == r->lo) ||
@@ -34,22 +53,27 @@ static int parse_integer(const cp_param_t *r, const char *s,
 {
     char *end;
     errno = 0;
-    if (*s == '-' || *s == '\0')
+    /* Digits only: strtoull would take "-1" as 2^64 - 1 and "+1" as 1. */
+    if (!isdigit((unsigned char)*s))
         return -1;
     *v = strtoull(s, &end, 10);
-    if (errno || *end)
+    if (errno /* ERANGE: beyond 2^64 - 1 */ || *end)
         return -1;
     return r->type != CP_PT_U64 && ((double)*v < r->lo || (double)*v > r->hi)
                ? -1
                : 0;
 }
 
-int cp_param_parse(const cp_param_t *r, const char *s, void *base)
+int cp_param_parse(const cp_param_t *r, const char *value, void *base)
 {
     char *dst = (char *)base + r->offset;
     unsigned long long v;
     double d;
     const char *c;
+    char s[1100];
+
+    if (trimmed(value, s, sizeof(s)) != 0)
+        return -1;
 
     switch (r->type) {
     case CP_PT_ENUM:

@@ -47,7 +47,9 @@ typedef struct cp_param {
 /* The i-th choice of an ENUM row, NULL past the end. */
 const char *cp_param_choice(const cp_param_t *r, int i);
 /* Parses s into the row's place in base; 0, or -1 when s is not
- * accepted (nothing written). */
+ * accepted (nothing written). Leading and trailing whitespace is ignored;
+ * integers are digits only (no sign, no overflow: "-1" is refused, never
+ * read as 2^64 - 1). */
 int cp_param_parse(const cp_param_t *r, const char *s, void *base);
 /* The canonical text of the value (equal values, equal text). */
 void cp_param_format(const cp_param_t *r, const void *base, char *buf,

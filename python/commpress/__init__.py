@@ -9,7 +9,7 @@ OneBitAdamFlat is the same optimizer on flat numpy arrays (no torch).
 FLClient and FLServer run SCAFCOM, SCALLION and FedAvg on numpy arrays.
 See docs/onebit_adam.md and docs/federated.md."""
 from ._lib import CommpressError, lib, shim_stats, strerror  # noqa: F401
-from .fl import FLClient, FLServer  # noqa: F401
+from .fl import FLClient, FLServer, RefusedError  # noqa: F401
 from .onebit_adam import OneBitAdamFlat  # noqa: F401
 
 NONFINITE = -9

@@ -8,12 +8,32 @@ clients and server of optim/fl.c through ctypes (docs/federated.md).
     server.aggregate([msg, ...])
 
 grad_fn(y) takes the local model (float32 numpy array) and returns the
-stochastic gradient (an array of the same size). Messages are bytes."""
+stochastic gradient (an array of the same size). Messages are bytes.
+
+A round with a bad message (malformed, or decoding to Inf/NaN, or whose
+sum or update overflows) is refused whole: aggregate() raises RefusedError
+with the C library's one-line reason and the client it names, and the
+server is unchanged. The recommended policy (docs/federated.md, "Refused
+rounds"): drop that message and aggregate again; the refused client
+reloads the state it saved before its round.
+
+    saved = {i: clients[i].save() for i in sampled}   # before the round
+    msgs = {i: clients[i].round(x, c, r, grad_fn) for i in sampled}
+    while msgs:
+        try:
+            server.aggregate(list(msgs.values()))
+            break
+        except RefusedError as e:
+            if e.client is None or e.client not in msgs:
+                raise                                   # nobody to drop
+            del msgs[e.client]
+            clients[e.client].load(saved[e.client])     # roll c_i back
+"""
 import ctypes
 
 import numpy as np
 
-from ._lib import check, lib, save_blob
+from ._lib import CommpressError, check, lib, save_blob
 
 _FP = ctypes.POINTER(ctypes.c_float)
 _GRAD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, _FP, _FP, ctypes.c_size_t)
@@ -62,8 +82,24 @@ def _declared():
     L.commpress_fl_server_uplink.argtypes = [vp, ctypes.POINTER(ctypes.c_ulonglong),
                                              ctypes.POINTER(ctypes.c_ulonglong)]
     L.commpress_fl_server_uplink.restype = None
+    L.commpress_fl_server_error.argtypes = [vp]
+    L.commpress_fl_server_error.restype = ctypes.c_char_p
+    L.commpress_fl_server_refused.argtypes = [vp]
+    L.commpress_fl_server_refused.restype = ctypes.c_int64
     L._fl_declared = True
     return L
+
+
+class RefusedError(CommpressError, ValueError):
+    """The server refused a round (or a checkpoint) and did not change.
+    str(e) is commpress_fl_server_error's line, exactly; .client is the
+    client it names (commpress_fl_server_refused) or None; .status is the
+    C status: -3 malformed, -9 non-finite values (sum or update overflow)."""
+
+    def __init__(self, message, client, status):
+        Exception.__init__(self, message)
+        self.client = client
+        self.status = status
 
 
 def _config(cfg):
@@ -87,20 +123,30 @@ def _f32(a, n, what):
     return a
 
 
+def _release(obj):
+    """__del__ of both classes: never raises (at interpreter exit module
+    globals may be gone; the destroy function was bound at creation)."""
+    h, obj._h = getattr(obj, "_h", None), None
+    if h:
+        try:
+            obj._destroy(h)
+        except Exception:
+            pass
+
+
 class FLClient:
     def __init__(self, cfg, client_id):
         self._c = _config(cfg)  # keeps the strings alive
         self.dim = self._c.dim
         self._h = ctypes.c_void_p()
         L = _declared()
+        self._destroy = L.commpress_fl_client_destroy
         check("commpress_fl_client_create",
               L.commpress_fl_client_create(ctypes.byref(self._c), client_id, ctypes.byref(self._h)))
         self._buf = ctypes.create_string_buffer(L.commpress_fl_message_max(ctypes.byref(self._c)))
 
     def __del__(self):
-        if getattr(self, "_h", None):
-            _declared().commpress_fl_client_destroy(self._h)
-            self._h = None
+        _release(self)
 
     def round(self, x, c, rnd, grad_fn):
         """K local steps from (x, c); returns the uplink message (bytes)."""
@@ -141,14 +187,13 @@ class FLServer:
         self.dim = self._c.dim
         x0 = _f32(x0, self.dim, "x0")
         self._h = ctypes.c_void_p()
+        self._destroy = _declared().commpress_fl_server_destroy
         check("commpress_fl_server_create",
               _declared().commpress_fl_server_create(ctypes.byref(self._c), _ptr(x0),
                                                      ctypes.byref(self._h)))
 
     def __del__(self):
-        if getattr(self, "_h", None):
-            _declared().commpress_fl_server_destroy(self._h)
-            self._h = None
+        _release(self)
 
     @property
     def model(self):
@@ -165,12 +210,27 @@ class FLServer:
         return int(_declared().commpress_fl_server_round(self._h))
 
     def aggregate(self, msgs):
+        """One round from the sampled clients' messages. A refused round
+        raises RefusedError (str: the C reason; .client: the client named)
+        and changes nothing."""
         msgs = [bytes(m) for m in msgs]
         bufs = [ctypes.create_string_buffer(m, len(m)) for m in msgs]
         ptrs = (ctypes.c_void_p * len(msgs))(*[ctypes.cast(b, ctypes.c_void_p) for b in bufs])
         lens = (ctypes.c_size_t * len(msgs))(*[len(m) for m in msgs])
-        check("commpress_fl_server_aggregate",
-              _declared().commpress_fl_server_aggregate(self._h, ptrs, lens, len(msgs)))
+        self._refused("commpress_fl_server_aggregate",
+                      _declared().commpress_fl_server_aggregate(self._h, ptrs, lens, len(msgs)))
+
+    def _refused(self, what, rc):
+        """Raises RefusedError for a refusal (-3, -9) that the server
+        explains, CommpressError for any other failure."""
+        if rc == 0:
+            return
+        L = _declared()
+        why = L.commpress_fl_server_error(self._h).decode()
+        if rc in (-3, -9) and why:
+            who = int(L.commpress_fl_server_refused(self._h))
+            raise RefusedError(why, None if who < 0 else who, rc)
+        check(what, rc)
 
     def uplink(self):
         b, d = ctypes.c_ulonglong(), ctypes.c_ulonglong()
@@ -182,5 +242,13 @@ class FLServer:
                          self._h)
 
     def load(self, blob):
-        check("commpress_fl_server_load",
-              _declared().commpress_fl_server_load(self._h, bytes(blob), len(blob)))
+        """Refuses (RefusedError, client None; the server unchanged) a
+        truncated, corrupt or foreign checkpoint, or one holding Inf/NaN."""
+        self._refused("commpress_fl_server_load",
+                      _declared().commpress_fl_server_load(self._h, bytes(blob), len(blob)))
+
+    @property
+    def error(self):
+        """commpress_fl_server_error: why the last aggregate or load failed
+        ("" after a success)."""
+        return _declared().commpress_fl_server_error(self._h).decode()

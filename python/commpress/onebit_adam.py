@@ -27,6 +27,9 @@ class OneBitAdamFlat:
         cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps = lr, betas, eps
         cfg.weight_decay, cfg.freeze_step = weight_decay, freeze_step
         self._h = ctypes.c_void_p()
+        # Bound now: at interpreter exit module globals may already be gone
+        # when __del__ runs.
+        self._destroy = L.commpress_onebit_adam_destroy
         self.count = int(count)
         self.comm = comm
         check("commpress_onebit_adam_create",
@@ -34,10 +37,14 @@ class OneBitAdamFlat:
                                              self.count, ctypes.byref(self._h)))
 
     def __del__(self):
-        h = getattr(self, "_h", None)
+        # Never raises (interpreter exit included). After MPI_Finalize the
+        # C destroy frees memory only (commpress_onebit_adam_destroy).
+        h, self._h = getattr(self, "_h", None), None
         if h:
-            lib().commpress_onebit_adam_destroy(h)
-            self._h = None
+            try:
+                self._destroy(h)
+            except Exception:
+                pass
 
     @staticmethod
     def _ptr(a):

@@ -1,7 +1,9 @@
 #!/bin/bash
 # COMMPRESS_STATS_FILE writes one JSON per rank (%r = rank) with the
 # documented keys and consistent values; COMMPRESS_DEBUG=INFO prints one
-# summary line on rank 0. Usage: stats_file.sh MPIRUN_SH PROGRAM
+# summary line on rank 0. Without %r, several ranks write one file each
+# (".<rank>" appended); a symbolic link at the path is not followed; a file
+# that cannot be written is reported. Usage: stats_file.sh MPIRUN_SH PROGRAM
 set -u
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO COMMPRESS_STATE_KEY=address \
@@ -26,5 +28,26 @@ for r in 0 1 2; do
     || { echo "FAIL: ratio in $f: $(cat "$f")"; fail=1; }
   cat "$f"
 done
+# Without %r: stats.json.0, .1, .2, never one file raced for.
+out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=address \
+      COMMPRESS_STATS_FILE="$dir/stats.json" "$1" 3 "$2" compress 2>&1) || { echo "$out"; echo "FAIL: run without %r"; fail=1; }
+[ -e "$dir/stats.json" ] && { echo "FAIL: $dir/stats.json written by several ranks"; fail=1; }
+for r in 0 1 2; do
+  grep -q "\"rank\": $r," "$dir/stats.json.$r" 2>/dev/null || { echo "FAIL: no stats.json.$r for rank $r"; fail=1; }
+done
+# A symbolic link at the path (rank 1's) is not followed: its target stays
+# untouched and rank 1 says it could not write; an unwritable path too.
+echo untouched > "$dir/target"
+ln -s "$dir/target" "$dir/l.1.json"
+out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=address \
+      COMMPRESS_STATS_FILE="$dir/l.%r.json" "$1" 2 "$2" compress 2>&1) || { echo "$out"; echo "FAIL: run with a link"; fail=1; }
+[ "$(cat "$dir/target")" = untouched ] || { echo "FAIL: the link was followed"; fail=1; }
+grep -q ":1 commpress WARN cannot write COMMPRESS_STATS_FILE $dir/l.1.json: " <<<"$out" \
+  || { echo "$out"; echo "FAIL: no warning for the link"; fail=1; }
+grep -q '"rank": 0,' "$dir/l.0.json" || { echo "FAIL: rank 0's file"; fail=1; }
+out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=address \
+      COMMPRESS_STATS_FILE="$dir/missing/s.%r.json" "$1" 2 "$2" compress 2>&1) || { echo "$out"; echo "FAIL: run, bad dir"; fail=1; }
+n=$(grep -c "commpress WARN cannot write COMMPRESS_STATS_FILE $dir/missing/s.[01].json: No such file or directory" <<<"$out")
+[ "$n" -eq 2 ] || { echo "$out"; echo "FAIL: $n warnings for an unwritable path"; fail=1; }
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail

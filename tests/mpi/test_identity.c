@@ -23,6 +23,14 @@
  *              it never happened. (A corrupt message in the final exchange
  *              stops the job instead: tests/CMakeLists.txt.)
  *   overflow   fp16/bf16 sums beyond the 16-bit range: never clipped.
+ *   bound      COMMPRESS_MAX_STATE_BYTES below the step's state: the least
+ *              recently used states are dropped every step, and rank 0
+ *              holds an extra communicator's state (so it alone is over
+ *              the bound): the ranks agree which states go (identical
+ *              bits, no call sent exact, the state within the bound);
+ *              then a fresh buffer of F floats every step for S steps runs
+ *              at flat memory (400000 floats, 200 steps; "bound F S" runs
+ *              only this part, with F floats for S steps).
  * Ends with "N passed, M failed" on rank 0. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -546,6 +554,100 @@ static void overflow_mode(void)
     free(x), free(r), free(e);
 }
 
+/* ---- bound ---- */
+
+static size_t resident_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (size_t)rss * 4096;
+}
+
+static void bound_mode(int argc, char **argv)
+{
+    const size_t limit = strtoull(env("COMMPRESS_MAX_STATE_BYTES", "0"), NULL, 10);
+    CHECK(limit > 0, "set COMMPRESS_MAX_STATE_BYTES for this mode");
+    if (argc > 2)
+        goto fresh;
+    /* 1. A step of 8 tensors of distinct sizes whose states (with the
+     * workspace) exceed the bound; on rank 0 an idle communicator's state
+     * takes a share of it, so rank 0 alone must drop more. */
+    enum { T = 8, STEPS = 6 };
+    const size_t base = 200000;
+    float *g = malloc((base + T * 1000) * 4), *r = malloc((base + T * 1000) * 4);
+    MPI_Comm self = MPI_COMM_NULL, comm;
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+    if (rank == 0) { /* (COMMPRESS_MIN_RANKS=1: one rank compresses too) */
+        MPI_Comm_dup(MPI_COMM_SELF, &self);
+        gradient(g, base, 99, 0, rank);
+        MPI_Allreduce(MPI_IN_PLACE, g, (int)base, MPI_FLOAT, MPI_SUM, self);
+    }
+    commpress_stats_t s0 = stats();
+    for (int s = 0; s < STEPS; s++)
+        for (int t = 0; t < T; t++) {
+            size_t n = base + (size_t)t * 1000;
+            gradient(g, n, s, t, rank);
+            MPI_Allreduce(g, r, (int)n, MPI_FLOAT, MPI_SUM, comm);
+            CHECK(cp_test_identical(r, n * 4, MPI_COMM_WORLD),
+                  "bound step %d tensor %d: ranks differ", s, t);
+        }
+    commpress_stats_t s1 = stats();
+    CHECK(s1.calls_compressed - s0.calls_compressed == (unsigned long long)T * STEPS,
+          "bound: %llu calls compressed", s1.calls_compressed - s0.calls_compressed);
+    CHECK(s1.calls_fallback == s0.calls_fallback,
+          "bound: %llu calls sent exact (the ranks disagreed)",
+          s1.calls_fallback - s0.calls_fallback);
+    CHECK(s1.state_bytes_peak <= limit, "bound: state peak %llu > bound %zu",
+          (unsigned long long)s1.state_bytes_peak, limit);
+    /* States were dropped, as many on every rank (rank 0 alone is over
+     * the bound with fewer: the largest count is agreed). */
+    const unsigned long long dropped = s1.states_dropped - s0.states_dropped;
+    CHECK(dropped > 0, "bound: no state dropped");
+    CHECK(cp_test_identical(&dropped, sizeof(dropped), MPI_COMM_WORLD),
+          "bound: ranks dropped different numbers of states (%llu)", dropped);
+    MPI_Comm_free(&comm);
+    if (self != MPI_COMM_NULL)
+        MPI_Comm_free(&self);
+    free(g), free(r);
+
+    /* 2. A fresh buffer every step: flat memory. */
+fresh:;
+    const size_t n = argc > 2 ? strtoull(argv[2], NULL, 10) : 400000;
+    const int steps = argc > 3 ? atoi(argv[3]) : 200;
+    size_t rss_mid = 0, rss_max = 0;
+    double t0 = MPI_Wtime();
+    for (int s = 0; s < steps; s++) {
+        float *b = malloc(n * 4);
+        CHECK(b != NULL, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            b[i] = (float)((i * 2654435761u + (size_t)s * 97 + (size_t)rank) % 1000) * 1e-3f;
+        MPI_Allreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        free(b);
+        size_t rss = resident_bytes();
+        if (s == steps / 10)
+            rss_mid = rss;
+        if (s >= steps / 10 && rss > rss_max)
+            rss_max = rss;
+    }
+    commpress_stats_t s2 = stats();
+    CHECK(s2.state_bytes_peak <= limit, "fresh buffers: state peak %llu > bound %zu",
+          (unsigned long long)s2.state_bytes_peak, limit);
+    /* Flat: after the first tenth, the resident set grows by less than
+     * one buffer's state. */
+    CHECK(rss_max - rss_mid < n * 4, "fresh buffers: resident %zu -> %zu bytes",
+          rss_mid, rss_max);
+    if (rank == 0)
+        printf("bound: %d fresh buffers of %zu floats in %.1f s: state peak "
+               "%.1f MB (bound %.1f MB), resident %.1f -> %.1f MB\n",
+               steps, n, MPI_Wtime() - t0, s2.state_bytes_peak / 1e6,
+               limit / 1e6, rss_mid / 1e6, rss_max / 1e6);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -566,6 +668,8 @@ int main(int argc, char **argv)
         range_failures();
     else if (strcmp(mode, "overflow") == 0)
         overflow_mode();
+    else if (strcmp(mode, "bound") == 0)
+        bound_mode(argc, argv);
     else
         CHECK(0, "unknown mode %s", mode);
     return cp_test_finish();

@@ -124,6 +124,54 @@ Test(config, invalid_values_named_with_what_is_accepted)
                  "COMMPRESS_FAULT='melt@0:3' is invalid; accepted: kind@rank:call[,...]");
 }
 
+/* Edges of numbers: whitespace around a value is ignored; a sign on an
+ * integer, an integer beyond 64 bits and a table that would allocate
+ * gigabytes are refused. */
+Test(config, whitespace_signs_overflow_and_sizes)
+{
+    cp_config_t c;
+    char err[512];
+    clear_env();
+    setenv("COMMPRESS_COMPRESSOR", " quant\t", 1);
+    setenv("COMMPRESS_BITS", " 3 ", 1);
+    setenv("COMMPRESS_BUCKET", "\n128", 1);
+    setenv("COMMPRESS_MIN_BYTES", "  4096", 1);
+    setenv("COMMPRESS_SEED", "18446744073709551615 ", 1);
+    setenv("COMMPRESS_MAX_STATE_BYTES", "1000000", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK, "%s", err);
+    cr_assert_str_eq(cp_config_compressor_name(&c), "quant");
+    cr_assert_eq(c.coll.codec[cp_compressor_index("quant")].bits, 3);
+    cr_assert_eq(c.coll.codec[cp_compressor_index("quant")].bucket, 128);
+    cr_assert_eq(c.min_bytes, 4096);
+    cr_assert_eq(c.coll.seed, UINT64_MAX);
+    cr_assert_eq(c.max_state_bytes, 1000000);
+    cr_assert_eq(cp_config_state_limit(&c, 1ull << 40, 8), 1000000);
+    c.max_state_bytes = 0; /* auto: a quarter of memory over its sharers */
+    cr_assert_eq(cp_config_state_limit(&c, 64ull << 30, 8), 2ull << 30);
+    clear_env();
+    expect_error("COMMPRESS_SEED", " -1",
+                 "COMMPRESS_SEED=' -1' is invalid; accepted: an unsigned 64-bit integer");
+    expect_error("COMMPRESS_SEED", "+1",
+                 "COMMPRESS_SEED='+1' is invalid; accepted: an unsigned 64-bit integer");
+    expect_error("COMMPRESS_SEED", "18446744073709551616",
+                 "COMMPRESS_SEED='18446744073709551616' is invalid; accepted: an unsigned 64-bit integer");
+    expect_error("COMMPRESS_MIN_BYTES", "99999999999999999999999",
+                 "COMMPRESS_MIN_BYTES='99999999999999999999999' is invalid; accepted: an integer in [0, 1000000000000000000]");
+    expect_error("COMMPRESS_MIN_BYTES", "1 2",
+                 "COMMPRESS_MIN_BYTES='1 2' is invalid; accepted: an integer in [0, 1000000000000000000]");
+    expect_error("COMMPRESS_MIN_BYTES", "   ",
+                 "COMMPRESS_MIN_BYTES='   ' is invalid; accepted: an integer in [0, 1000000000000000000]");
+    expect_error("COMMPRESS_BITS", "+4", "COMMPRESS_BITS='+4' is invalid; accepted: an integer in [1, 8]");
+    expect_error("COMMPRESS_BITS", "4294967300",
+                 "COMMPRESS_BITS='4294967300' is invalid; accepted: an integer in [1, 8]");
+    expect_error("COMMPRESS_DENSITY", " ", "COMMPRESS_DENSITY=' ' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_DENSITY", "1e999", "COMMPRESS_DENSITY='1e999' is invalid; accepted: a number in (0, 1]");
+    expect_error("COMMPRESS_MAX_TENSORS", "10000000",
+                 "COMMPRESS_MAX_TENSORS='10000000' is invalid; accepted: an integer in [1, 1000000]");
+    expect_error("COMMPRESS_MAX_STATE_BYTES", "-5",
+                 "COMMPRESS_MAX_STATE_BYTES='-5' is invalid; accepted: an integer in [0, 1000000000000000000]");
+}
+
 /* The default naming is the step detector's; fault specifications parse. */
 Test(config, state_key_default_and_faults)
 {

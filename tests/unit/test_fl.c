@@ -9,6 +9,7 @@
 
 #include "include/commpress_fl.h"
 #include "testutil.h"
+#include "util/hd.h"
 #include "tests/common/codecs.h"
 
 /* Client i's loss a_i/2 ||y - t_i||^2: gradient a_i (y - t_i). */
@@ -272,6 +273,285 @@ Test(fl, bad_messages_and_untouched_state)
     commpress_fl_server_destroy(s), commpress_fl_server_destroy(s2);
     free(x0), free(t), free(ma), free(mb), free(bad), free(b0), free(b1), free(s0);
     free(a0), free(a1), free(a3), free(sv);
+}
+
+/* ---- Poisoned rounds: refused whole, the client named. ---- */
+
+static int algo_code(const char *algo)
+{
+    return !strcmp(algo, "scafcom") ? 1 : !strcmp(algo, "scallion") ? 2 : 0;
+}
+
+/* A message by hand: fl.c's 40-byte header, then the payload. */
+static size_t fl_message(unsigned char *m, uint32_t id, const char *algo, uint64_t round,
+                         size_t d, const void *payload, size_t plen)
+{
+    uint32_t h[4] = {0x4d465043u, 1, id, (uint32_t)algo_code(algo)};
+    uint64_t w[3] = {round, d, plen};
+    memcpy(m, h, 16);
+    memcpy(m + 16, w, 24);
+    memcpy(m + 40, payload, plen);
+    return 40 + plen;
+}
+
+/* A top-k payload of one entry (index, f32 value). */
+static size_t topk_one(unsigned char *m, uint32_t id, const char *algo, size_t d,
+                       uint32_t idx, float v)
+{
+    unsigned char pl[12];
+    uint32_t k = 1;
+    memcpy(pl, &k, 4), memcpy(pl + 4, &idx, 4), memcpy(pl + 8, &v, 4);
+    return fl_message(m, id, algo, 0, d, pl, 12);
+}
+
+typedef struct {
+    float *x, *c;
+    uint64_t round;
+    unsigned long long bytes, dense;
+} snap_t;
+
+static snap_t snap(const commpress_fl_server_t *s, size_t d)
+{
+    snap_t t = {malloc(d * 4), malloc(d * 4), commpress_fl_server_round(s), 0, 0};
+    memcpy(t.x, commpress_fl_server_model(s), d * 4);
+    memcpy(t.c, commpress_fl_server_control(s), d * 4);
+    commpress_fl_server_uplink(s, &t.bytes, &t.dense);
+    return t;
+}
+
+/* s is exactly as snapped (bit for bit), and the snap is freed. */
+static void assert_unchanged(const commpress_fl_server_t *s, snap_t t, size_t d,
+                             const char *what)
+{
+    unsigned long long b, bd;
+    commpress_fl_server_uplink(s, &b, &bd);
+    cr_assert_eq(memcmp(commpress_fl_server_model(s), t.x, d * 4), 0, "%s: model", what);
+    cr_assert_eq(memcmp(commpress_fl_server_control(s), t.c, d * 4), 0, "%s: control", what);
+    cr_assert_eq(commpress_fl_server_round(s), t.round, "%s: round", what);
+    cr_assert(b == t.bytes && bd == t.dense, "%s: uplink counters", what);
+    free(t.x), free(t.c);
+}
+
+enum { BAD_INF, BAD_SUM, BAD_UPDATE };
+
+/* Round 0 of clients 1..3 (real messages), plus bad ones from clients 5
+ * (and 6); refused whole with the expected code, reason and client; then
+ * the round without the bad messages succeeds and equals a reference
+ * server that only ever saw the good ones. */
+static void poisoned(const char *algo, const char *comp, int kind)
+{
+    const size_t d = 64;
+    commpress_fl_config_t c = cfg(algo, comp, d);
+    /* gamma = lr_global lr_local K = 30: a top-k FLT_MAX / 4 overflows x. */
+    c.lr_global = 100.0;
+    commpress_fl_server_t *s, *ref;
+    commpress_fl_client_t *cl;
+    float *x0 = tu_gradient(d, 4), *t = tu_gradient(d, 5);
+    size_t cap = commpress_fl_message_max(&c) + 64, lens[5];
+    unsigned char *m[5];
+    char what[96];
+    snprintf(what, sizeof(what), "%s/%s kind %d", algo, comp, kind);
+
+    for (int i = 0; i < 5; i++)
+        m[i] = malloc(cap);
+    cr_assert_eq(commpress_fl_server_create(&c, x0, &s), 0);
+    cr_assert_eq(commpress_fl_server_create(&c, x0, &ref), 0);
+    for (int i = 0; i < 3; i++) {
+        quad_ctx_t q = {t, 1.0f + (float)i, 0, 0};
+        cr_assert_eq(commpress_fl_client_create(&c, (uint32_t)(1 + i), &cl), 0);
+        cr_assert_eq(commpress_fl_client_round(cl, commpress_fl_server_model(s),
+                                               commpress_fl_server_control(s), 0, quad_grad,
+                                               &q, m[i], cap, &lens[i]), 0);
+        commpress_fl_client_destroy(cl);
+    }
+    size_t nbad = 1;
+    const char *reason = NULL;
+    uint32_t named = 5;
+    if (kind == BAD_INF) {
+        /* A real message of client 5 whose payload is edited to decode to
+         * Inf: each codec's decode accepts this. */
+        quad_ctx_t q = {t, 1.0f, 0, 0};
+        commpress_fl_client_create(&c, 5, &cl);
+        commpress_fl_client_round(cl, commpress_fl_server_model(s),
+                                  commpress_fl_server_control(s), 0, quad_grad, &q, m[3],
+                                  cap, &lens[3]);
+        commpress_fl_client_destroy(cl);
+        unsigned char *pl = m[3] + 40;
+        if (codec_is(comp, "none")) {
+            float inf = INFINITY;
+            memcpy(pl + 4 * 7, &inf, 4);
+        } else if (codec_is(comp, "fp16")) {
+            /* Finite halves (65504), the largest scale: 65504 * 2^127. */
+            uint32_t e = 127;
+            uint16_t h = 0x7bff;
+            memcpy(pl, &e, 4), memcpy(pl + 4 + 2 * 3, &h, 2);
+        } else if (codec_is(comp, "bf16")) {
+            uint16_t h = 0x7f80; /* bf16 Inf */
+            memcpy(pl + 4 + 2 * 3, &h, 2);
+        } else if (codec_is(comp, "quant")) {
+            /* min + unit q with min = unit = 3e38: finite fields, Inf. */
+            float big = 3e38f;
+            memcpy(pl, &big, 4), memcpy(pl + 4, &big, 4);
+            memset(pl + 8 * ((d + c.bucket - 1) / c.bucket), 0xff, (d * (size_t)c.bits + 7) / 8);
+        } else {
+            cr_assert_fail("no Inf craft for %s", comp);
+        }
+        reason = "client 5: its message decodes to a non-finite value";
+    } else if (kind == BAD_SUM) {
+        /* Two finite top-k messages whose sum overflows: the second is named. */
+        lens[3] = topk_one(m[3], 5, algo, d, 9, 3e38f);
+        lens[4] = topk_one(m[4], 6, algo, d, 9, 3e38f);
+        nbad = 2, named = 6;
+        reason = "client 6: the round's sum overflows when its message is added";
+    } else {
+        lens[3] = topk_one(m[3], 5, algo, d, 9, FLT_MAX);
+        reason = "the round's update would make the model non-finite (largest message: "
+                 "client 5)";
+    }
+    /* The bad messages first, in the middle: the order does not matter. */
+    const void *all[5] = {m[0], m[3], m[1], nbad == 2 ? m[4] : m[2], nbad == 2 ? m[2] : NULL};
+    size_t all_l[5] = {lens[0], lens[3], lens[1], nbad == 2 ? lens[4] : lens[2], lens[2]};
+    snap_t before = snap(s, d);
+    cr_assert_eq(commpress_fl_server_aggregate(s, all, all_l, 3 + nbad), -9, "%s: rc", what);
+    cr_assert_eq(commpress_fl_server_refused(s), (int64_t)named, "%s: client", what);
+    cr_assert_str_eq(commpress_fl_server_error(s), reason, "%s", what);
+    assert_unchanged(s, before, d, what);
+
+    /* The recommended policy: drop the named message, aggregate again. */
+    const void *good[3] = {m[0], m[1], m[2]};
+    cr_assert_eq(commpress_fl_server_aggregate(s, good, lens, 3), 0, "%s: %s", what,
+                 commpress_fl_server_error(s));
+    cr_assert_str_eq(commpress_fl_server_error(s), "");
+    cr_assert_eq(commpress_fl_server_refused(s), -1);
+    cr_assert_eq(commpress_fl_server_aggregate(ref, good, lens, 3), 0);
+    snap_t want = snap(ref, d);
+    cr_assert_eq(want.round, 1);
+    assert_unchanged(s, want, d, what);
+    const float *x = commpress_fl_server_model(s), *cc = commpress_fl_server_control(s);
+    for (size_t j = 0; j < d; j++)
+        cr_assert(isfinite(x[j]) && isfinite(cc[j]), "%s: non-finite state", what);
+
+    for (int i = 0; i < 5; i++)
+        free(m[i]);
+    commpress_fl_server_destroy(s), commpress_fl_server_destroy(ref);
+    free(x0), free(t);
+}
+
+static const char *const fl_algos[] = {"fedavg", "scafcom", "scallion"};
+
+Test(fl, message_decoding_to_inf_is_refused)
+{
+    static const char *const comps[] = {"none", "fp16", "bf16", "quant"};
+    for (int a = 0; a < 3; a++)
+        for (int k = 0; k < 4; k++)
+            poisoned(fl_algos[a], comps[k], BAD_INF);
+}
+
+Test(fl, overflowing_sum_is_refused)
+{
+    for (int a = 0; a < 3; a++)
+        poisoned(fl_algos[a], "topk", BAD_SUM);
+}
+
+Test(fl, overflowing_update_is_refused)
+{
+    for (int a = 0; a < 3; a++)
+        poisoned(fl_algos[a], "topk", BAD_UPDATE);
+}
+
+/* Malformed messages name their client too (or -1 when there is none). */
+Test(fl, malformed_message_names_its_client)
+{
+    const size_t d = 16;
+    commpress_fl_config_t c = cfg("scafcom", "topk", d);
+    commpress_fl_server_t *s;
+    float *x0 = tu_gradient(d, 6);
+    unsigned char a[64], b[64];
+    commpress_fl_server_create(&c, x0, &s);
+    size_t la = topk_one(a, 3, "scafcom", d, 1, 1.0f), lb = topk_one(b, 4, "scafcom", d, 2, 1.0f);
+    b[16] = 9; /* round 9 */
+    const void *mp[2] = {a, b};
+    size_t l[2] = {la, lb};
+    cr_assert_eq(commpress_fl_server_aggregate(s, mp, l, 2), -3);
+    cr_assert_eq(commpress_fl_server_refused(s), 4);
+    cr_assert_str_eq(commpress_fl_server_error(s),
+                     "client 4: message of round 9, the server is at round 0");
+    b[16] = 0;
+    b[0] ^= 1; /* magic */
+    cr_assert_eq(commpress_fl_server_aggregate(s, mp, l, 2), -3);
+    cr_assert_eq(commpress_fl_server_refused(s), -1);
+    cr_assert_str_eq(commpress_fl_server_error(s),
+                     "message 1: not a commpress FL message (magic)");
+    b[0] ^= 1;
+    cr_assert_eq(commpress_fl_server_aggregate(s, mp, l, 2), 0);
+    cr_assert_str_eq(commpress_fl_server_error(s), "");
+    /* A non-finite initial model is refused. */
+    commpress_fl_server_t *s2 = (void *)1;
+    x0[3] = NAN;
+    cr_assert_eq(commpress_fl_server_create(&c, x0, &s2), -1);
+    cr_assert_null(s2);
+    commpress_fl_server_destroy(s);
+    free(x0);
+}
+
+/* Sets float i of a checkpoint's arrays (after the magic and three
+ * header words) and recomputes the checksum: a crafted, well-sealed blob. */
+static void poke(void *blob, size_t len, size_t i, float v)
+{
+    memcpy((unsigned char *)blob + 32 + 4 * i, &v, 4);
+    uint64_t f = cp_fnv1a(blob, len - 8);
+    memcpy((unsigned char *)blob + len - 8, &f, 8);
+}
+
+Test(fl, non_finite_checkpoints_are_refused)
+{
+    const size_t d = 32;
+    for (int a = 0; a < 3; a++) {
+        commpress_fl_config_t c = cfg(fl_algos[a], "topk", d);
+        commpress_fl_server_t *s;
+        commpress_fl_client_t *cl;
+        float *x0 = tu_gradient(d, 7), *t = tu_gradient(d, 8);
+        size_t cap = commpress_fl_message_max(&c), len, ls, lc, l2;
+        unsigned char *m = malloc(cap);
+        quad_ctx_t q = {t, 1.0f, 0, 0};
+        commpress_fl_server_create(&c, x0, &s);
+        commpress_fl_client_create(&c, 2, &cl);
+        commpress_fl_client_round(cl, x0, commpress_fl_server_control(s), 0, quad_grad, &q,
+                                  m, cap, &len);
+        const void *mp[1] = {m};
+        cr_assert_eq(commpress_fl_server_aggregate(s, mp, &len, 1), 0);
+        float *sv = save_server(s, &ls), *cv = save_client(cl, &lc);
+        /* Server: NaN in x, Inf in c. */
+        float bad[2][2] = {{5, NAN}, {(float)d + 7, -INFINITY}};
+        for (int k = 0; k < 2; k++) {
+            float *blob = malloc(ls);
+            memcpy(blob, sv, ls);
+            poke(blob, ls, (size_t)bad[k][0], bad[k][1]);
+            cr_assert_eq(commpress_fl_server_load(s, blob, ls), -3, "%s: server %d",
+                         fl_algos[a], k);
+            cr_assert_str_eq(commpress_fl_server_error(s),
+                             "checkpoint: a non-finite model or control variate");
+            float *now = save_server(s, &l2);
+            cr_assert_eq(memcmp(now, sv, ls), 0, "refused load changed the server");
+            free(blob), free(now);
+        }
+        /* Client: NaN in c_i (and in v_i for scafcom). */
+        const size_t nfl = (lc - 40) / 4;
+        for (size_t i = 0; i < nfl; i += d) {
+            float *blob = malloc(lc);
+            memcpy(blob, cv, lc);
+            poke(blob, lc, i + 3, NAN);
+            cr_assert_eq(commpress_fl_client_load(cl, blob, lc), -3, "%s: client float %zu",
+                         fl_algos[a], i + 3);
+            float *now = save_client(cl, &l2);
+            cr_assert_eq(memcmp(now, cv, lc), 0, "refused load changed the client");
+            free(blob), free(now);
+        }
+        cr_assert_eq(commpress_fl_server_load(s, sv, ls), 0);
+        cr_assert_eq(commpress_fl_client_load(cl, cv, lc), 0);
+        commpress_fl_server_destroy(s), commpress_fl_client_destroy(cl);
+        free(x0), free(t), free(m), free(sv), free(cv);
+    }
 }
 
 Test(fl, invalid_configuration)

@@ -198,3 +198,26 @@ Test(quant, malformed_rejected)
     cr_assert_eq(c->decode(&p, m, len, 1.0f, NULL, out, 1000), CP_ERR_MALFORMED);
     free(m), free(x);
 }
+
+/* Found by tests/fuzz/fuzz_codec (round trip): the top level min + qmax *
+ * unit rounded past FLT_MAX while unit * qmax did not, so a finite bucket
+ * decoded to Inf. Such a range is refused (CP_ERR_RANGE: the call goes
+ * exact), and whatever is encoded decodes finite. */
+Test(quant, top_level_never_overflows)
+{
+    const cp_compressor_ops_t *c = &cp_compressor_quant;
+    cp_params_t p = tu_params();
+    float x[2] = {3.40282e35f, FLT_MAX}, out[2];
+    unsigned char m[64];
+    size_t len;
+    p.bucket = 2;
+    for (p.bits = 1; p.bits <= 8; p.bits++) {
+        cp_status_t st = c->encode(&p, x, 2, m, sizeof(m), &len, NULL);
+        if (p.bits == 5 || p.bits == 8)
+            cr_assert_eq(st, CP_ERR_RANGE, "bits %d", p.bits);
+        if (st != CP_OK)
+            continue;
+        cr_assert_eq(c->decode(&p, m, len, 1.0f, NULL, out, 2), CP_OK);
+        cr_assert(isfinite(out[0]) && isfinite(out[1]), "bits %d", p.bits);
+    }
+}

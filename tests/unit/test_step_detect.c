@@ -347,3 +347,40 @@ Test(step_detect, table_remap_renames_and_frees)
     cp_tensor_table_fini(&t);
     cr_assert(freed[1] == 1 && freed[2] == 1 && freed[3] == 1 && freed[5] == 2);
 }
+
+/* COMMPRESS_MAX_STATE_BYTES's table side: the fewest least recently used
+ * states that bring the bytes within the bound, the kept one aside, in
+ * use order (a find counts as a use); all of them, flagged, when even
+ * that is not enough. */
+Test(step_detect, table_fit_drops_least_recently_used)
+{
+    cp_tensor_table_t t;
+    int over;
+    memset(freed, 0, sizeof(freed));
+    cr_assert_eq(cp_tensor_table_init(&t, 8, count_free), CP_OK);
+    for (int i = 1; i <= 6; i++) /* states 1..6 of 10, 20, ..., 60 bytes */
+        cp_tensor_table_insert(&t, (uint64_t)i, 100, 0, (void *)(intptr_t)i,
+                               (size_t)i * 10);
+    cp_tensor_table_find(&t, 1, 100, 0); /* use order now 2 3 4 5 6 1 */
+    cr_assert_eq(t.bytes, 210);
+    /* Within the bound: nothing. */
+    cr_assert_eq(cp_tensor_table_fit(&t, 210, 210, NULL, &over), 0);
+    cr_assert_eq(over, 0);
+    /* 45 bytes too many: 2 (20) and 3 (30) go, 1 stays (used last). */
+    cr_assert_eq(cp_tensor_table_fit(&t, 255, 210, NULL, &over), 2);
+    cr_assert(freed[2] == 1 && freed[3] == 1 && !freed[1] && !freed[4], "wrong states dropped");
+    cr_assert_eq(over, 0);
+    cr_assert_eq(t.bytes, 160);
+    /* Keep 4 (the oldest): 5 goes instead. */
+    cr_assert_eq(cp_tensor_table_fit(&t, 170, 160, (void *)(intptr_t)4, &over), 1);
+    cr_assert(freed[5] == 1 && !freed[4]);
+    /* More than everything but the kept one frees: all of them, over. */
+    cr_assert_eq(cp_tensor_table_fit(&t, 1000, 50, (void *)(intptr_t)6, &over), 2);
+    cr_assert(over && freed[1] == 1 && freed[4] == 1 && !freed[6]);
+    cr_assert_eq(t.nused, 1);
+    cr_assert_eq(t.bytes, 60);
+    /* evict_lru with nothing left but the kept one: nothing. */
+    cr_assert_eq(cp_tensor_table_evict_lru(&t, 3, (void *)(intptr_t)6), 0);
+    cp_tensor_table_fini(&t);
+    cr_assert_eq(freed[6], 1);
+}
