@@ -26,6 +26,20 @@ cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
     return CP_ALGO_SPARSE;
 }
 
+size_t cp_allreduce_wire_bytes(const cp_coll_config_t *cfg,
+                               const cp_params_t *p, size_t count, int size)
+{
+    const size_t peers = size > 1 ? (size_t)size - 1 : 0;
+    const cp_algo_t algo = cp_allreduce_choose(cfg, p, 1, count, size);
+    if (algo == CP_ALGO_SPARSE)
+        return peers * cp_slot_size(cfg->codec->max_size(p, count));
+    const cp_compressor_ops_t *codec =
+        algo == CP_ALGO_DENSE ? &cp_compressor_none : cfg->codec;
+    size_t off, maxlen;
+    cp_chunk_range(count, size, 0, &off, &maxlen);
+    return 2 * peers * cp_slot_size(codec->max_size(p, maxlen));
+}
+
 void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
                       int rank, size_t *worker, size_t *server)
 {

@@ -24,6 +24,13 @@ cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
                               const cp_params_t *p, uint64_t steps,
                               size_t count, int size);
 
+/* Bytes one rank sends for a call of `count` floats with codec parameters
+ * p at a step past the first: (n-1) slots for the sparse allgather, 2 (n-1)
+ * for the two-phase algorithm (its slots sized by the largest chunk), as
+ * cp_coll_result_t.bytes_sent counts them. The size L-GreCo weighs. */
+size_t cp_allreduce_wire_bytes(const cp_coll_config_t *cfg,
+                               const cp_params_t *p, size_t count, int size);
+
 /* Floats of feedback state a tensor needs: the whole tensor's (worker) and
  * this rank's chunk's (server; none for the sparse algorithm). */
 void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,

@@ -74,6 +74,12 @@ typedef cp_status_t (*cp_decode_func_t)(const cp_params_t *p, const void *in,
                                         size_t len, float alpha,
                                         const float *y, float *out, size_t n);
 
+/* L-GreCo (collectives/lgreco.h): the codec's candidate settings around
+ * the configured one, `base`; writes at most `max` into out and returns
+ * how many, with *v0 the index of base among them. NULL: base only. */
+typedef size_t (*cp_adapt_func_t)(const cp_params_t *base, cp_params_t *out,
+                                  size_t max, size_t *v0);
+
 /* The entries of a CP_CODEC_SPARSE codec's message (validated). */
 typedef cp_status_t (*cp_entries_func_t)(const void *in, size_t len, size_t n,
                                          cp_topk_view_t *e);
@@ -111,6 +117,7 @@ typedef struct cp_compressor_ops {
     cp_encode_func_t encode;
     cp_decode_func_t decode;
     cp_entries_func_t entries;       /* CP_CODEC_SPARSE codecs */
+    cp_adapt_func_t adapt;           /* L-GreCo's candidates; NULL: one */
 } cp_compressor_ops_t;
 
 /* The identity codec: the dense algorithm sends with it. */
@@ -138,6 +145,11 @@ void cp_sparse_finish(void *out, size_t k, size_t *len_p);
 /* out = y + alpha * D(in) for a sparse message, validated first. */
 cp_status_t cp_sparse_decode(const void *in, size_t len, float alpha,
                              const float *y, float *out, size_t n);
+
+/* L-GreCo's candidates of the density codecs: d0 x {1/4, 1/2, 1, 2, 4}
+ * within (0, 1] (compressors/topk.c). */
+size_t cp_adapt_density(const cp_params_t *base, cp_params_t *out, size_t max,
+                        size_t *v0);
 
 /* Shared helpers for codecs. */
 size_t cp_scratch_none(const cp_params_t *p, size_t n);

@@ -18,4 +18,5 @@ const cp_compressor_ops_t cp_compressor_dgc = {
     .encode = cp_topk_encode,
     .decode = cp_topk_decode,
     .entries = cp_topk_entries,
+    .adapt = cp_adapt_density,
 };

@@ -327,6 +327,22 @@ static const cp_param_t quant_params[] = {
 
 CP_GPU_TWIN(cp_gpu_quant);
 
+/* L-GreCo's candidates: bits 2..8 (and the configured bits if outside). */
+static size_t quant_adapt(const cp_params_t *base, cp_params_t *out,
+                          size_t max, size_t *v0)
+{
+    size_t n = 0;
+    for (int b = 1; b <= 8 && n < max; b++) {
+        if (b == 1 && base->bits != 1)
+            continue;
+        if (b == base->bits)
+            *v0 = n;
+        out[n] = *base;
+        out[n++].bits = b;
+    }
+    return n;
+}
+
 const cp_compressor_ops_t cp_compressor_quant = {
     .name = "quant",
     .doc = "max-min quantization: 1-8 bits a value, a min and unit a bucket",
@@ -338,4 +354,5 @@ const cp_compressor_ops_t cp_compressor_quant = {
     .scratch_size = cp_scratch_none,
     .encode = quant_encode,
     .decode = quant_decode,
+    .adapt = quant_adapt,
 };

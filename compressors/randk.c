@@ -102,4 +102,5 @@ const cp_compressor_ops_t cp_compressor_randk = {
     .encode = randk_encode,
     .decode = randk_decode,
     .entries = cp_topk_entries,
+    .adapt = cp_adapt_density,
 };

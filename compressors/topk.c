@@ -341,7 +341,25 @@ const cp_compressor_ops_t cp_compressor_topk = {
     .encode = cp_topk_encode,
     .decode = cp_topk_decode,
     .entries = cp_topk_entries,
+    .adapt = cp_adapt_density,
 };
+
+size_t cp_adapt_density(const cp_params_t *base, cp_params_t *out, size_t max,
+                        size_t *v0)
+{
+    static const double factor[] = {0.25, 0.5, 1.0, 2.0, 4.0};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(factor) / sizeof(*factor) && n < max; i++) {
+        const double d = base->density * factor[i];
+        if (d > 1.0)
+            break;
+        if (factor[i] == 1.0)
+            *v0 = n;
+        out[n] = *base;
+        out[n++].density = d;
+    }
+    return n;
+}
 
 float cp_topk_value(const cp_topk_view_t *e, size_t j)
 {
