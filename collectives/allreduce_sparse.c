@@ -47,6 +47,8 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(cp_feedback_buffers(fb, a->ws, a->count, &aux, &tmp));
     cp_call_seeds(a, 0, 0, &p);
     v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
+    if (!bad)
+        cp_tensor_accumulate(a->tensor, v);
     const cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
                                  .check = cp_call_check(a),
                                  .evidence = a->evidence};

@@ -108,6 +108,8 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
 
     /* Phase 1: worker feedback, encode n chunks. */
     v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
+    if (!bad)
+        cp_tensor_accumulate(a->tensor, v);
     const cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
                                  .check = cp_call_check(a),
                                  .evidence = a->evidence};

@@ -64,7 +64,10 @@ cp_fb_params_t cp_step_fb(const cp_coll_config_t *cfg, int size, uint64_t steps)
 
 uint64_t cp_call_check(const cp_allreduce_args_t *a)
 {
-    return cp_slot_check_word(a->ident, a->count, a->tensor->steps,
+    /* The tensor's L-GreCo setting too: a rank that applied a plan
+     * differently is seen as a disagreement, never decoded. */
+    return cp_slot_check_word(a->ident ^ ((uint64_t)(uint32_t)(a->tensor->setting + 1) << 40),
+                              a->count, a->tensor->steps,
                               a->tensor->hist);
 }
 

@@ -26,6 +26,14 @@ typedef enum {
 
 /* The configuration one collective runs with (collectives/coll_config.c
  * builds it from the settings). */
+/* Layer-adaptive settings (L-GreCo; collectives/lgreco.h). */
+typedef struct {
+    int on;           /* COMMPRESS_ADAPT: 0 none, 1 lgreco */
+    size_t every;     /* steps between plans */
+    size_t window;    /* steps of statistics before a plan */
+    double alpha;     /* error budget relative to the uniform setting */
+} cp_adapt_t;
+
 typedef struct {
     const cp_compressor_ops_t *codec;
     cp_params_t params;
@@ -33,6 +41,7 @@ typedef struct {
     cp_fb_params_t fb; /* the feedback variant's parameters */
     cp_algo_t algo;
     uint64_t seed;     /* base of the per-call seeds */
+    cp_adapt_t adapt;
 } cp_coll_config_t;
 
 /* Why a compressed call ran the exact allreduce instead (all ranks alike). */
@@ -51,6 +60,8 @@ typedef struct {
     size_t bytes_dense;     /* what a ring allreduce would send: 2(n-1)/n 4N */
     double compress_seconds;
     uint64_t evidence;      /* agreed step evidence (plugin/step_detect.h) */
+    size_t bytes_uniform;   /* COMMPRESS_ADAPT: what the configured setting
+                               would have sent (0: not adapting) */
 } cp_coll_result_t;
 
 /* Bytes this rank put on the wire for a call: the compressed exchange, plus

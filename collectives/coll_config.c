@@ -39,6 +39,7 @@ static const char *feedback_choice(int i)
 
 static const char *const algo_choices[] = {"auto", "sparse", "twophase",
                                            "dense", NULL};
+static const char *const adapt_choices[] = {"none", "lgreco", NULL};
 
 #define OFF(m) offsetof(cp_coll_settings_t, m)
 static const cp_param_t coll_rows[] = {
@@ -63,8 +64,28 @@ static const cp_param_t coll_rows[] = {
      .offset = OFF(seed), .must_match = 1,
      .doc = "Seed of the randomness (top-k sampling, stochastic rounding, "
             "randk's indices)."},
+    {.name = "COMMPRESS_ADAPT", .dflt = "none", .type = CP_PT_ENUM,
+     .offset = OFF(adapt.on), .choices = adapt_choices, .must_match = 1,
+     .doc = "Layer-adaptive settings. lgreco: every COMMPRESS_ADAPT_EVERY "
+            "steps, choose each tensor's setting among the compressor's "
+            "candidates (quant bits 2-8, top-k densities x 1/4..4, fp16, "
+            "none) for the fewest bytes at no more total error than the "
+            "configured setting (docs/lgreco.md; MPI path only)."},
+    {.name = "COMMPRESS_ADAPT_EVERY", .dflt = "500", .type = CP_PT_SIZE,
+     .offset = OFF(adapt.every), .lo = 1, .hi = 1e9, .must_match = 1,
+     .doc = "COMMPRESS_ADAPT: steps between plans."},
+    {.name = "COMMPRESS_ADAPT_WINDOW", .dflt = "10", .type = CP_PT_SIZE,
+     .offset = OFF(adapt.window), .lo = 1, .hi = 1e9, .must_match = 1,
+     .doc = "COMMPRESS_ADAPT: steps of statistics before each plan (at most "
+            "COMMPRESS_ADAPT_EVERY)."},
+    {.name = "COMMPRESS_ADAPT_ALPHA", .dflt = "1", .type = CP_PT_DOUBLE,
+     .offset = OFF(adapt.alpha), .lo = 0, .hi = 100, .open = CP_OPEN_LO,
+     .must_match = 1,
+     .doc = "COMMPRESS_ADAPT: total error allowed, relative to the "
+            "configured setting's on every tensor."},
 };
-enum { ROW_COMPRESSOR, ROW_FEEDBACK, ROW_ALGO, ROW_SEED };
+enum { ROW_COMPRESSOR, ROW_FEEDBACK, ROW_ALGO, ROW_SEED, ROW_ADAPT,
+       ROW_ADAPT_EVERY, ROW_ADAPT_WINDOW, ROW_ADAPT_ALPHA };
 
 static void add(cp_row_t *rows, size_t *n, size_t max, const cp_param_t *r,
                 void *base)
@@ -94,6 +115,8 @@ size_t cp_coll_settings_rows(cp_coll_settings_t *s, cp_row_t *rows, size_t max)
     }
     add(rows, &n, max, &coll_rows[ROW_ALGO], s);
     add(rows, &n, max, &coll_rows[ROW_SEED], s);
+    for (int r = ROW_ADAPT; r <= ROW_ADAPT_ALPHA; r++)
+        add(rows, &n, max, &coll_rows[r], s);
     return n;
 }
 
@@ -245,6 +268,16 @@ cp_status_t cp_coll_build(const cp_coll_settings_t *s, cp_coll_config_t *out,
     out->fb = s->fb[cp_feedback_index(fb->name)];
     out->algo = (cp_algo_t)s->algo;
     out->seed = s->seed;
+    if (s->adapt.on && s->adapt.window > s->adapt.every) {
+        if (err && len)
+            snprintf(err, len,
+                     "COMMPRESS_ADAPT_WINDOW='%zu' is invalid with "
+                     "COMMPRESS_ADAPT_EVERY=%zu; accepted: an integer in "
+                     "[1, %zu]", s->adapt.window, s->adapt.every,
+                     s->adapt.every);
+        return CP_ERR_CONFIG;
+    }
+    out->adapt = s->adapt;
     return CP_OK;
 }
 
@@ -272,6 +305,11 @@ const char *cp_coll_gpu_refusal(cp_coll_settings_t *s, char *buf, size_t len)
                                       cp_feedback_at(i)->name);
         snprintf(buf, len, "COMMPRESS_FEEDBACK='%s' is invalid with NCCL "
                  "(MPI path only); accepted: auto%s", c.feedback->name, acc);
+        return buf;
+    }
+    if (c.adapt.on) {
+        snprintf(buf, len, "COMMPRESS_ADAPT='lgreco' is invalid with NCCL "
+                 "(MPI path only); accepted: none");
         return buf;
     }
     for (size_t k = 0; k < c.codec->nparams; k++) {

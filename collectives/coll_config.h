@@ -24,6 +24,7 @@ typedef struct {
     int feedback;    /* 0: auto; i > 0: the i-th choice of COMMPRESS_FEEDBACK */
     int algo;        /* cp_algo_t */
     uint64_t seed;
+    cp_adapt_t adapt;                   /* COMMPRESS_ADAPT* (L-GreCo) */
     cp_params_t codec[CP_MAX_CODECS];   /* one block per codec */
     cp_fb_params_t fb[CP_MAX_FEEDBACKS]; /* one block per variant */
 } cp_coll_settings_t;

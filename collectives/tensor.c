@@ -12,6 +12,7 @@ cp_status_t cp_tensor_new(size_t count, size_t worker_floats,
     if (t == NULL)
         return CP_ERR_NOMEM;
     t->count = count;
+    t->setting = -1;
     t->worker_floats = worker_floats;
     t->server_floats = server_floats;
     t->worker = calloc(worker_floats ? worker_floats : 1, sizeof(float));
@@ -30,6 +31,7 @@ void cp_tensor_destroy(cp_tensor_t *t)
         return;
     free(t->worker);
     free(t->server);
+    free(t->acc);
     free(t);
 }
 
@@ -44,6 +46,15 @@ void cp_tensor_reset(cp_tensor_t *t)
     memset(t->server, 0, t->server_floats * sizeof(float));
     t->steps = 0;
     t->hist = 0;
+}
+
+void cp_tensor_accumulate(cp_tensor_t *t, const float *v)
+{
+    if (t->acc == NULL)
+        return;
+    for (size_t i = 0; i < t->count; i++)
+        t->acc[i] += v[i];
+    t->acc_calls++;
 }
 
 void cp_tensor_step(cp_tensor_t *t, uint64_t call)

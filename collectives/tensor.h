@@ -24,6 +24,13 @@ typedef struct {
     float *server;  /* feedback state of this rank's chunk */
     size_t worker_floats;
     size_t server_floats;
+    /* L-GreCo (COMMPRESS_ADAPT): the candidate this tensor runs with (-1:
+     * the configured setting), equal on every rank (a plan applies at one
+     * agreed call; it joins the slot check word); and, on the planning
+     * rank during a window, the sum of its error-corrected vectors. */
+    int setting;
+    float *acc;
+    uint32_t acc_calls;
 } cp_tensor_t;
 
 /* A zeroed state of count elements holding the given floats. */
@@ -33,6 +40,8 @@ void cp_tensor_destroy(cp_tensor_t *t);
 size_t cp_tensor_bytes(const cp_tensor_t *t);
 /* Back to the state of a new tensor (zeros, step 0). */
 void cp_tensor_reset(cp_tensor_t *t);
+/* L-GreCo's statistics: acc += v, when acc is set. */
+void cp_tensor_accumulate(cp_tensor_t *t, const float *v);
 /* Records a completed clean step: the call's index joins the history. */
 void cp_tensor_step(cp_tensor_t *t, uint64_t call);
 

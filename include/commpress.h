@@ -120,6 +120,11 @@ typedef struct {
      * same number on every rank of a communicator). state_bytes counts
      * error feedback, workspaces and naming tables. */
     unsigned long long states_dropped;
+    /* COMMPRESS_ADAPT=lgreco (docs/lgreco.md): plans applied, and the
+     * bytes the configured setting on every tensor would have sent for
+     * the same calls (= bytes_sent without COMMPRESS_ADAPT). */
+    unsigned long long adapt_plans;
+    unsigned long long bytes_sent_uniform;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);

@@ -108,6 +108,8 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
         return CP_ERR_INVALID;
     if (st == CP_OK && cp_coll_build(&settings, &coll, NULL, 0) != CP_OK)
         st = CP_ERR_INVALID;
+    if (st == CP_OK && coll.adapt.on) /* not yet: docs/lgreco.md */
+        st = CP_ERR_UNSUPPORTED;
     /* Agree on validity and configuration before anyone allocates. */
     CP_CHECK(cp_mpi_agree(comm, st == CP_OK,
                           st == CP_OK ? cp_coll_settings_hash(&settings) : 0));

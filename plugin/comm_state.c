@@ -126,6 +126,7 @@ static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
         return addr;
     case CP_NAME_ORDER:
         id = call % name->step_calls;
+        s->period = name->step_calls;
         break;
     case CP_NAME_EXPLICIT:
         id = name->id;
@@ -133,6 +134,7 @@ static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
     default:
         id = cp_stepdet_next(&s->det, sig, &act);
         apply_action(s, &act, call);
+        s->period = act.period;
         a->evidence = cp_addrseen_note(&s->seen, addr, sig, call, s->det.maxp);
         a->ev_period = act.period;
         break;
@@ -179,6 +181,25 @@ static void evict_agreed(cp_comm_state_t *s, size_t local, uint64_t agreed,
     cp_stats_add_dropped(before - s->tensors.nused);
 }
 
+/* A new tensor's state; with COMMPRESS_ADAPT, sized for every candidate
+ * it may run with (a plan may move top-k from the sparse allgather, which
+ * keeps no server state, to the two-phase algorithm). */
+static cp_status_t tensor_create(const cp_comm_state_t *s,
+                                 const cp_coll_config_t *cfg, size_t count,
+                                 cp_tensor_t **t_p)
+{
+    if (s->adapt.ncand == 0)
+        return cp_tensor_create(cfg, count, s->tp.size, s->tp.rank, t_p);
+    size_t wmax = 0, smax = 0, w, sv;
+    for (size_t v = 0; v < s->adapt.ncand; v++) {
+        cp_tensor_floats(&s->adapt.cands[v].cfg, count, s->tp.size, s->tp.rank,
+                         &w, &sv);
+        wmax = w > wmax ? w : wmax;
+        smax = sv > smax ? sv : smax;
+    }
+    return cp_tensor_new(count, wmax, smax, t_p);
+}
+
 /* Nobody runs the call compressed: every rank runs the exact allreduce.
  * The rank that failed says so (the highest one, when several did). */
 static cp_status_t all_exact(cp_comm_state_t *s, cp_allreduce_args_t *a,
@@ -210,14 +231,21 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
 
     uint64_t id = name_call(s, name, (uintptr_t)(send ? send : recv), count,
                             call, &a.ident, &a);
+    if (!s->adapt_ready) {
+        cp_adapt_init(&s->adapt, cfg);
+        s->adapt_ready = 1;
+    }
+    /* A plan due at this call applies on every rank before it runs. */
+    CP_CHECK(cp_adapt_tick(&s->adapt, cfg, &s->tensors, &s->tp, s->period));
     a.tensor = cp_tensor_table_find(&s->tensors, id, count, 0);
+    a.cfg = cp_adapt_config(&s->adapt, cfg, a.tensor);
     const int missing = a.tensor == NULL;
     const size_t nw = address ? 4 : 0; /* words[nw]: states to drop */
     if (missing) {
         cp_allreduce_plan(&a, need); /* a fresh tensor's */
         words[nw] = evicted = evict_local(s, cfg, count, need);
         if (cp_fault(CP_FAULT_ALLOC) ||
-            cp_tensor_create(cfg, count, s->tp.size, s->tp.rank, &created) != CP_OK)
+            tensor_create(s, cfg, count, &created) != CP_OK)
             local_fail = 1;
         a.tensor = created;
     }
@@ -257,9 +285,14 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
                                cp_tensor_bytes(created));
     if (cp_fault(CP_FAULT_DIVERGE))
         a.tensor->hist ^= 1; /* tests: the slot check words must catch it */
+    cp_adapt_collect(&s->adapt, a.tensor, s->tp.rank);
     cp_status_t st = cp_allreduce(&a, res);
     if (st != CP_OK)
         return st;
+    if (s->adapt.ncand) { /* what the configured setting would have sent */
+        const cp_params_t p = cp_step_params(cfg, a.tensor->steps);
+        res->bytes_uniform = cp_allreduce_wire_bytes(cfg, &p, count, s->tp.size);
+    }
     if (name->naming == CP_NAME_AUTO)
         cp_stepdet_evidence(&s->det, res->evidence);
     if (res->fallback == CP_FALLBACK_DISAGREE && s->tp.rank == 0 && may_warn(s))

@@ -8,6 +8,7 @@
 
 #include "collectives/allreduce.h"
 #include "collectives/transport_mpi.h"
+#include "plugin/adapt.h"
 #include "plugin/addr_seen.h"
 #include "plugin/step_detect.h"
 #include "plugin/tensor_table.h"
@@ -36,6 +37,9 @@ typedef struct cp_comm_state {
     cp_stepdet_t det;
     cp_addrseen_t seen;
     uint64_t calls; /* compressed calls on this communicator */
+    size_t period;  /* the step in calls (CP_NAME_AUTO: the detector's) */
+    int adapt_ready;
+    cp_adapt_state_t adapt; /* COMMPRESS_ADAPT (plugin/adapt.h) */
     unsigned warned; /* rate-limited warnings */
     /* The process's bound on host state (COMMPRESS_MAX_STATE_BYTES), 0:
      * none; with charge set, this state's bytes count in the process's

@@ -109,6 +109,13 @@ cp_status_t cp_config_parse_env(cp_config_t *cfg, char *err, size_t errlen)
     }
     if (cp_coll_build(&cfg->coll, &coll, err, errlen) != CP_OK)
         return CP_ERR_CONFIG;
+    if (coll.adapt.on && cfg->state_key == CP_KEY_ADDRESS) {
+        snprintf(err, errlen,
+                 "COMMPRESS_STATE_KEY='address' is invalid with "
+                 "COMMPRESS_ADAPT=lgreco; accepted: auto | order (plans "
+                 "are made per step)");
+        return CP_ERR_CONFIG;
+    }
     if (cfg->state_key == CP_KEY_ORDER && cfg->step_calls == 0) {
         snprintf(err, errlen,
                  "COMMPRESS_STEP_CALLS='%zu' is invalid with "

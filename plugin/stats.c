@@ -18,6 +18,9 @@ void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
     s->calls_fallback += res->fallback != CP_FALLBACK_NONE && !res->nonfinite;
     s->bytes_uncompressed += res->bytes_dense;
     s->bytes_sent += cp_coll_wire_bytes(res);
+    s->bytes_sent_uniform += res->bytes_uniform && !res->fallback
+                                 ? res->bytes_uniform
+                                 : cp_coll_wire_bytes(res);
     s->compress_seconds += res->compress_seconds;
     if (res->algo == CP_ALGO_SPARSE && res->fallback == CP_FALLBACK_NONE) {
         s->calls_sparse++;
@@ -70,6 +73,13 @@ void cp_stats_add_dropped(size_t n)
         return;
     pthread_mutex_lock(&cp_stats_lock);
     cp_stats.states_dropped += n;
+    pthread_mutex_unlock(&cp_stats_lock);
+}
+
+void cp_stats_add_plan(void)
+{
+    pthread_mutex_lock(&cp_stats_lock);
+    cp_stats.adapt_plans++;
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
@@ -136,7 +146,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"compress_seconds\": %.6f, \"state_bytes\": %llu, "
             "\"state_bytes_peak\": %llu, \"calls_sparse\": %llu, "
             "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu, "
-            "\"calls_fallback\": %llu, \"states_dropped\": %llu}\n",
+            "\"calls_fallback\": %llu, \"states_dropped\": %llu, "
+            "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -149,7 +160,9 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             (unsigned long long)s.bytes_uncompressed_sparse,
             (unsigned long long)s.bytes_sent_sparse,
             (unsigned long long)s.calls_fallback,
-            (unsigned long long)s.states_dropped);
+            (unsigned long long)s.states_dropped,
+            (unsigned long long)s.adapt_plans,
+            (unsigned long long)s.bytes_sent_uniform);
     int err = w < 0 || ferror(f) ? errno : 0;
     if (fclose(f) != 0 && err == 0)
         err = errno ? errno : EIO;

@@ -60,6 +60,10 @@ for key in auto address; do
 done
 COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 COMMPRESS_MAX_TENSORS=64 \
   COMMPRESS_MAX_STATE_BYTES=1500000 run 2 build-asan/tests/test_threads 2>&1 | grep -v WARN | tail -1
+for comp in quant topk; do # L-GreCo plans (plugin/adapt.c)
+  COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 COMMPRESS_ADAPT=lgreco \
+    COMMPRESS_ADAPT_EVERY=5 COMMPRESS_ADAPT_WINDOW=2 run 3 build-asan/tests/test_identity adapt | tail -1
+done
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -95,7 +99,7 @@ done
 echo "== valgrind on the unit tests"
 scripts/build.sh >/dev/null
 ulog=$(mktemp)
-for u in cast sign quant topk randk feedback dgc fl config fuzz_decode step_detect; do
+for u in cast sign quant topk randk feedback dgc fl config fuzz_decode step_detect lgreco; do
   t=build/tests/test_$u
   valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
     "$t" --no-early-exit --jobs 1 >/dev/null 2>"$ulog" || { cat "$ulog"; exit 1; }

@@ -108,7 +108,8 @@ class ShimStats(ctypes.Structure):
                           "bytes_uncompressed", "bytes_sent", "bytes_passthrough", "ratio",
                           "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
                           "bytes_uncompressed_sparse", "bytes_sent_sparse",
-                          "calls_fallback", "states_dropped")]
+                          "calls_fallback", "states_dropped",
+                          "adapt_plans", "bytes_sent_uniform")]
 
 
 def shim_stats():

@@ -23,6 +23,10 @@
  *              it never happened. (A corrupt message in the final exchange
  *              stops the job instead: tests/CMakeLists.txt.)
  *   overflow   fp16/bf16 sums beyond the 16-bit range: never clipped.
+ *   adapt      COMMPRESS_ADAPT=lgreco: a step of layers that differ (scales,
+ *              tails, sparsity), plans every few steps: identical bits
+ *              on every rank through every plan change, no call sent
+ *              exact, plans made, fewer bytes than the uniform setting.
  *   bound      COMMPRESS_MAX_STATE_BYTES below the step's state: the least
  *              recently used states are dropped every step, and rank 0
  *              holds an extra communicator's state (so it alone is over
@@ -554,6 +558,48 @@ static void overflow_mode(void)
     free(x), free(r), free(e);
 }
 
+/* ---- adapt ---- */
+
+static void adapt_mode(void)
+{
+    enum { T = 6, STEPS = 40 };
+    static const size_t count[T] = {30000, 8000, 50000, 12000, 20000, 4000};
+    float *g = malloc(50000 * 4), *r = malloc(50000 * 4);
+    commpress_stats_t s0 = stats();
+    for (int s = 0; s < STEPS; s++)
+        for (int t = 0; t < T; t++) {
+            const size_t n = count[t];
+            gradient(g, n, s, t, rank);
+            for (size_t i = 0; i < n; i++) {
+                g[i] *= (float)(1 + 3 * t);          /* scales differ */
+                if (t % 3 == 1 && (i % 16) != 0)     /* a sparse layer */
+                    g[i] *= 0.01f;
+            }
+            MPI_Allreduce(g, r, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            CHECK(cp_test_identical(r, n * 4, MPI_COMM_WORLD),
+                  "adapt step %d tensor %d: ranks differ", s, t);
+        }
+    commpress_stats_t s1 = stats();
+    const unsigned long long sent = s1.bytes_sent - s0.bytes_sent,
+                             uniform = s1.bytes_sent_uniform - s0.bytes_sent_uniform;
+    CHECK(s1.calls_fallback == s0.calls_fallback, "adapt: %llu calls sent exact",
+          s1.calls_fallback - s0.calls_fallback);
+    CHECK(s1.adapt_plans - s0.adapt_plans >= 3, "adapt: %llu plans",
+          s1.adapt_plans - s0.adapt_plans);
+    /* Fewer bytes, except for sign, whose only other candidates (fp16,
+     * none) are larger: never more. */
+    const char *comp = env("COMMPRESS_COMPRESSOR", "none");
+    if (strcmp(comp, "sign") == 0)
+        CHECK(sent <= uniform, "adapt: %llu bytes sent, uniform %llu", sent, uniform);
+    else
+        CHECK(sent < uniform, "adapt: %llu bytes sent, uniform %llu", sent, uniform);
+    if (rank == 0)
+        printf("adapt: %llu plans, %llu bytes sent, uniform %llu (%.2fx)\n",
+               s1.adapt_plans - s0.adapt_plans, sent, uniform,
+               sent ? (double)uniform / (double)sent : 0.0);
+    free(g), free(r);
+}
+
 /* ---- bound ---- */
 
 static size_t resident_bytes(void)
@@ -668,6 +714,8 @@ int main(int argc, char **argv)
         range_failures();
     else if (strcmp(mode, "overflow") == 0)
         overflow_mode();
+    else if (strcmp(mode, "adapt") == 0)
+        adapt_mode();
     else if (strcmp(mode, "bound") == 0)
         bound_mode(argc, argv);
     else

@@ -172,6 +172,39 @@ Test(config, whitespace_signs_overflow_and_sizes)
                  "COMMPRESS_MAX_STATE_BYTES='-5' is invalid; accepted: an integer in [0, 1000000000000000000]");
 }
 
+/* COMMPRESS_ADAPT's variables: validated, the window within the period,
+ * not with address keying. */
+Test(config, adapt_variables)
+{
+    cp_config_t c;
+    cp_coll_config_t coll;
+    char err[512];
+    clear_env();
+    setenv("COMMPRESS_COMPRESSOR", "quant", 1);
+    setenv("COMMPRESS_ADAPT", "lgreco", 1);
+    setenv("COMMPRESS_ADAPT_EVERY", "100", 1);
+    setenv("COMMPRESS_ADAPT_WINDOW", "100", 1);
+    setenv("COMMPRESS_ADAPT_ALPHA", "0.5", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_OK, "%s", err);
+    cp_config_to_coll(&c, &coll);
+    cr_assert(coll.adapt.on == 1 && coll.adapt.every == 100 &&
+              coll.adapt.window == 100 && coll.adapt.alpha == 0.5);
+    setenv("COMMPRESS_ADAPT_WINDOW", "101", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_ERR_CONFIG);
+    cr_assert_str_eq(err, "COMMPRESS_ADAPT_WINDOW='101' is invalid with COMMPRESS_ADAPT_EVERY=100; accepted: an integer in [1, 100]");
+    setenv("COMMPRESS_ADAPT_WINDOW", "10", 1);
+    setenv("COMMPRESS_STATE_KEY", "address", 1);
+    cr_assert_eq(cp_config_parse_env(&c, err, sizeof(err)), CP_ERR_CONFIG);
+    cr_assert_str_eq(err, "COMMPRESS_STATE_KEY='address' is invalid with COMMPRESS_ADAPT=lgreco; accepted: auto | order (plans are made per step)");
+    clear_env();
+    expect_error("COMMPRESS_ADAPT", "greco",
+                 "COMMPRESS_ADAPT='greco' is invalid; accepted: none | lgreco");
+    expect_error("COMMPRESS_ADAPT_ALPHA", "0",
+                 "COMMPRESS_ADAPT_ALPHA='0' is invalid; accepted: a number in (0, 100]");
+    expect_error("COMMPRESS_ADAPT_EVERY", "0",
+                 "COMMPRESS_ADAPT_EVERY='0' is invalid; accepted: an integer in [1, 1000000000]");
+}
+
 /* The default naming is the step detector's; fault specifications parse. */
 Test(config, state_key_default_and_faults)
 {

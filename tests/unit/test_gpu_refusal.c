@@ -65,6 +65,9 @@ Test(gpu_refusal, what_is_refused_with_one_line)
     cr_assert_str_eq(REFUSAL("COMMPRESS_COMPRESSOR", "topk", "COMMPRESS_TOPK_VALUES", "fp16"),
                      "COMMPRESS_TOPK_VALUES='fp16' is invalid with NCCL (MPI path "
                      "only); accepted: f32");
+    cr_assert_str_eq(REFUSAL("COMMPRESS_COMPRESSOR", "quant", "COMMPRESS_ADAPT", "lgreco"),
+                     "COMMPRESS_ADAPT='lgreco' is invalid with NCCL (MPI path "
+                     "only); accepted: none");
     /* A cpu_only row of another codec does not matter. */
     cr_assert_null(REFUSAL("COMMPRESS_COMPRESSOR", "sign", "COMMPRESS_TOPK_VALUES", "fp16"));
 }

@@ -1,0 +1,161 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/tensor.h"
+#include "plugin/adapt.h"
+#include "plugin/stats.h"
+#include "util/log.h"
+
+void cp_adapt_init(cp_adapt_state_t *ad, const cp_coll_config_t *cfg)
+{
+    memset(ad, 0, sizeof(*ad));
+    if (cfg->adapt.on)
+        ad->ncand = cp_lgreco_candidates(cfg, ad->cands, &ad->v0);
+}
+
+const cp_coll_config_t *cp_adapt_config(const cp_adapt_state_t *ad,
+                                        const cp_coll_config_t *cfg,
+                                        const cp_tensor_t *t)
+{
+    if (ad->ncand == 0 || t == NULL || t->setting < 0 ||
+        (size_t)t->setting >= ad->ncand)
+        return cfg;
+    return &ad->cands[t->setting].cfg;
+}
+
+void cp_adapt_collect(const cp_adapt_state_t *ad, cp_tensor_t *t, int rank)
+{
+    if (!ad->collecting || rank != 0 || t == NULL || t->acc != NULL)
+        return;
+    t->acc = calloc(t->count, sizeof(float)); /* none: no statistics */
+    t->acc_calls = 0;
+}
+
+/* Rank 0: the plan of every entry with statistics (candidate + 1; 0 keeps
+ * the entry's setting), with one INFO line per layer. */
+static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
+                      cp_tensor_table_t *table, int nranks, uint8_t *plan)
+{
+    const size_t V = ad->ncand, E = table->max_entries;
+    size_t L = 0, maxn = 0;
+    for (size_t e = 0; e < E; e++) {
+        const cp_tensor_t *t = table->entries[e].used ? table->entries[e].tensor : NULL;
+        if (t && t->acc && t->acc_calls) {
+            L++;
+            maxn = t->count > maxn ? t->count : maxn;
+        }
+    }
+    if (L == 0)
+        return;
+    size_t *ent = malloc(L * sizeof(size_t));
+    double *err = malloc(L * V * sizeof(double));
+    uint64_t *size = malloc(L * V * sizeof(uint64_t));
+    uint8_t *choice = malloc(L);
+    void *ms = malloc(cp_lgreco_measure_scratch(ad->cands, V, maxn));
+    void *dp = malloc(cp_lgreco_scratch(L, CP_LGRECO_BINS));
+    double e0 = 0;
+    uint64_t total = 0, uniform = 0;
+    cp_status_t st = ent && err && size && choice && ms && dp ? CP_OK : CP_ERR_NOMEM;
+    const double t_table = cp_now();
+    for (size_t e = 0, l = 0; st == CP_OK && e < E; e++) {
+        const cp_tensor_t *t = table->entries[e].used ? table->entries[e].tensor : NULL;
+        if (!(t && t->acc && t->acc_calls))
+            continue;
+        ent[l] = e;
+        st = cp_lgreco_measure(ad->cands, V, t->acc, t->count, nranks,
+                               err + l * V, size + l * V, ms);
+        e0 += err[l * V + ad->v0];
+        uniform += size[l * V + ad->v0];
+        l++;
+    }
+    cp_lgreco_problem_t p = {.nlayers = L, .ncand = V, .err = err, .size = size,
+                             .budget = cfg->adapt.alpha * e0,
+                             .bins = CP_LGRECO_BINS};
+    double t0 = cp_now();
+    const double table_s = t0 - t_table;
+    if (st == CP_OK)
+        st = cp_lgreco_solve(&p, dp, choice, &total);
+    const double dp_s = cp_now() - t0;
+    /* Never worse than the configured setting, which is within the budget
+     * in true error (alpha >= 1) even when rounding the units up puts it
+     * over in the DP's. */
+    if (st == CP_ERR_RANGE || (st == CP_OK && total > uniform)) {
+        memset(choice, (int)ad->v0, L);
+        total = uniform;
+        st = CP_OK;
+    }
+    if (st == CP_OK) {
+        double et = 0;
+        for (size_t l = 0; l < L; l++) {
+            const size_t v = choice[l];
+            const cp_tensor_t *t = table->entries[ent[l]].tensor;
+            plan[ent[l]] = (uint8_t)(v + 1);
+            et += err[l * V + v];
+            cp_info("lgreco plan %llu: tensor of %zu floats: %s (error %.4g, "
+                    "%llu bytes; %s: error %.4g, %llu bytes)",
+                    ad->plans + 1, t->count, ad->cands[v].name, err[l * V + v],
+                    (unsigned long long)size[l * V + v], ad->cands[ad->v0].name,
+                    err[l * V + ad->v0], (unsigned long long)size[l * V + ad->v0]);
+        }
+        cp_info("lgreco plan %llu: %zu tensors, %llu bytes per step (uniform "
+                "%llu: %.2fx fewer), error %.4g (budget %.4g); error table "
+                "%.3f ms, DP %.3f ms",
+                ad->plans + 1, L, (unsigned long long)total,
+                (unsigned long long)uniform,
+                total ? (double)uniform / (double)total : 0.0, et, p.budget,
+                table_s * 1e3, dp_s * 1e3);
+    } else {
+        cp_warn_rl("lgreco: no plan (%s): settings kept", cp_status_string(st));
+    }
+    free(ent), free(err), free(size), free(choice), free(ms), free(dp);
+}
+
+cp_status_t cp_adapt_tick(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
+                          cp_tensor_table_t *table, const cp_transport_t *tp,
+                          size_t period)
+{
+    if (ad->ncand == 0 || period == 0)
+        return CP_OK;
+    const uint64_t every = (uint64_t)cfg->adapt.every * period;
+    const uint64_t window = (uint64_t)cfg->adapt.window * period;
+    ad->calls++;
+    ad->collecting = ad->calls > every - window && ad->calls <= every;
+    if (ad->calls <= every)
+        return CP_OK;
+    /* The plan, at this call on every rank: rank 0 makes it, one
+     * allreduce (max; the others send zeros) in rounds of a fixed size,
+     * the same number on every rank (max_entries agrees). */
+    const size_t E = table->max_entries;
+    uint8_t *plan = tp->rank == 0 ? calloc(E, 1) : NULL;
+    if (plan)
+        make_plan(ad, cfg, table, tp->size, plan);
+    uint64_t w[256];
+    for (size_t base = 0; base < E; base += 8 * 256) {
+        const size_t n = E - base < 8 * 256 ? E - base : 8 * 256;
+        memset(w, 0, sizeof(w));
+        for (size_t i = 0; plan && i < n; i++)
+            w[i / 8] |= (uint64_t)plan[base + i] << (8 * (i % 8));
+        CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, w, (n + 7) / 8));
+        for (size_t i = 0; i < n; i++) {
+            const unsigned v = (unsigned)(w[i / 8] >> (8 * (i % 8))) & 0xff;
+            cp_tensor_entry_t *x = &table->entries[base + i];
+            if (v && x->used)
+                ((cp_tensor_t *)x->tensor)->setting = (int)v - 1;
+        }
+    }
+    free(plan);
+    /* Statistics start afresh for the next window. */
+    for (size_t e = 0; e < E; e++)
+        if (table->entries[e].used) {
+            cp_tensor_t *t = table->entries[e].tensor;
+            free(t->acc);
+            t->acc = NULL;
+            t->acc_calls = 0;
+        }
+    ad->plans++;
+    ad->calls = 1; /* this call is the first of the next period */
+    ad->collecting = 0;
+    cp_stats_add_plan();
+    return CP_OK;
+}
