@@ -31,6 +31,8 @@ allreduces it there (equal-size layers share its address). commpress
 names tensors by the sequence of calls, so all four keep each layer's error
 feedback (docs/design.md, "Tensor identity").
 --model mlp-small: 784-256-256-256-10, whose equal layers repeat sizes.
+--model cnn: conv 5x5x16, conv 5x5x32, 512-256-10 (L-GreCo's layers that
+differ, bench/lgreco.sh).
 The JSON records whether the final parameters are bit-identical on every
 rank (replicas_identical).
 --save-at N --ckpt PATH.%r saves model and optimizer state at step N (one
@@ -80,8 +82,18 @@ def load_idx(name):
                      "(apt-get install dataset-fashion-mnist)")
 
 
+class Image(nn.Module):
+    """A batch of images, whatever its layout, as (N, 1, 28, 28)."""
+    def forward(self, x):
+        return x.reshape(x.shape[0], 1, 28, 28)
+
+
 def model(act="relu", kind="mlp"):
     A = {"relu": nn.ReLU, "gelu": nn.GELU}[act]
+    if kind == "cnn":  # layers that differ: 416 to 131k parameters
+        return nn.Sequential(Image(), nn.Conv2d(1, 16, 5), A(),
+                             nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), A(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(512, 256), A(), nn.Linear(256, 10))
     if kind == "mlp-small":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), A(), nn.Linear(256, 256),
                              A(), nn.Linear(256, 256), A(), nn.Linear(256, 10))
@@ -142,7 +154,7 @@ def main():
     ap.add_argument("--eps", type=float, default=1e-8, help="adam, onebit-adam")
     ap.add_argument("--bucket", default="fused",
                     choices=["fused", "fused-fresh", "per-tensor", "scratch"])
-    ap.add_argument("--model", default="mlp", choices=["mlp", "mlp-small"])
+    ap.add_argument("--model", default="mlp", choices=["mlp", "mlp-small", "cnn"])
     ap.add_argument("--save-at", type=int, default=0)
     ap.add_argument("--ckpt", default=None, help="checkpoint path; %%r is the rank")
     ap.add_argument("--resume", default=None, help="checkpoint to resume from; %%r is the rank")

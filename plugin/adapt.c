@@ -87,11 +87,23 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
     }
     if (st == CP_OK) {
         double et = 0;
+        /* The plan for the statistics file: one object per layer. */
+        size_t cap = 64 + L * 160, o = 0;
+        char *json = malloc(cap);
+        if (json)
+            o += (size_t)snprintf(json, cap, "[");
         for (size_t l = 0; l < L; l++) {
             const size_t v = choice[l];
             const cp_tensor_t *t = table->entries[ent[l]].tensor;
             plan[ent[l]] = (uint8_t)(v + 1);
             et += err[l * V + v];
+            if (json && o < cap)
+                o += (size_t)snprintf(json + o, cap - o,
+                                      "%s{\"count\": %zu, \"setting\": \"%s\", "
+                                      "\"error\": %.6g, \"bytes\": %llu}",
+                                      l ? ", " : "", t->count, ad->cands[v].name,
+                                      err[l * V + v],
+                                      (unsigned long long)size[l * V + v]);
             cp_info("lgreco plan %llu: tensor of %zu floats: %s (error %.4g, "
                     "%llu bytes; %s: error %.4g, %llu bytes)",
                     ad->plans + 1, t->count, ad->cands[v].name, err[l * V + v],
@@ -105,6 +117,11 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
                 (unsigned long long)uniform,
                 total ? (double)uniform / (double)total : 0.0, et, p.budget,
                 table_s * 1e3, dp_s * 1e3);
+        if (json && o + 2 < cap) {
+            snprintf(json + o, cap - o, "]");
+            cp_stats_set_plan(json);
+        }
+        free(json);
     } else {
         cp_warn_rl("lgreco: no plan (%s): settings kept", cp_status_string(st));
     }

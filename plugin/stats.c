@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -76,6 +77,19 @@ void cp_stats_add_dropped(size_t n)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
+static char *cp_last_plan; /* JSON array, rank 0's last L-GreCo plan */
+
+void cp_stats_set_plan(const char *json)
+{
+    char *c = strdup(json);
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&cp_stats_lock);
+    free(cp_last_plan);
+    cp_last_plan = c;
+    pthread_mutex_unlock(&cp_stats_lock);
+}
+
 void cp_stats_add_plan(void)
 {
     pthread_mutex_lock(&cp_stats_lock);
@@ -128,6 +142,9 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
 
     cp_stats_path(tmpl, rank, nranks, path, sizeof(path));
     cp_stats_get(&s);
+    pthread_mutex_lock(&cp_stats_lock);
+    char *plan = cp_last_plan ? strdup(cp_last_plan) : NULL;
+    pthread_mutex_unlock(&cp_stats_lock);
     /* A symbolic link planted at the path is not followed. */
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
               0644);
@@ -136,6 +153,7 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
     if (f == NULL) {
         cp_warn("cannot write COMMPRESS_STATS_FILE %s: %s", path,
                 strerror(errno));
+        free(plan);
         return -1;
     }
     int w = fprintf(f,
@@ -147,7 +165,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"state_bytes_peak\": %llu, \"calls_sparse\": %llu, "
             "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu, "
             "\"calls_fallback\": %llu, \"states_dropped\": %llu, "
-            "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu}\n",
+            "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu, "
+            "\"adapt_last_plan\": %s}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -162,7 +181,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             (unsigned long long)s.calls_fallback,
             (unsigned long long)s.states_dropped,
             (unsigned long long)s.adapt_plans,
-            (unsigned long long)s.bytes_sent_uniform);
+            (unsigned long long)s.bytes_sent_uniform, plan ? plan : "[]");
+    free(plan);
     int err = w < 0 || ferror(f) ? errno : 0;
     if (fclose(f) != 0 && err == 0)
         err = errno ? errno : EIO;

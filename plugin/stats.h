@@ -25,8 +25,10 @@ size_t cp_stats_state_charge(int part, size_t *charged, size_t bytes);
 size_t cp_stats_state_part(int part);
 /* Tensor states dropped by COMMPRESS_MAX_STATE_BYTES. */
 void cp_stats_add_dropped(size_t n);
-/* A COMMPRESS_ADAPT plan applied. */
+/* A COMMPRESS_ADAPT plan applied; rank 0's last plan as a JSON array
+ * (per layer: count, setting, error, bytes) for the statistics file. */
 void cp_stats_add_plan(void);
+void cp_stats_set_plan(const char *json);
 void cp_stats_get(commpress_stats_t *out);
 /* The file of one rank: %r becomes the rank; without %r and with several
  * ranks, ".<rank>" is appended. */
