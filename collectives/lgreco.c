@@ -132,6 +132,15 @@ cp_status_t cp_lgreco_measure(const cp_lgreco_cand_t *c, size_t nc,
                               const float *x, size_t n, int nranks,
                               double *err, uint64_t *size, void *scratch)
 {
+    for (size_t v = 0; v < nc; v++)
+        size[v] = cp_allreduce_wire_bytes(&c[v].cfg, &c[v].cfg.params, n, nranks);
+    return cp_lgreco_errors(c, nc, x, n, err, scratch);
+}
+
+cp_status_t cp_lgreco_errors(const cp_lgreco_cand_t *c, size_t nc,
+                             const float *x, size_t n, double *err,
+                             void *scratch)
+{
     float *y = scratch; /* scratch: malloc'd, so aligned */
     unsigned char *msg = (unsigned char *)scratch + UP64(n * sizeof(float));
     for (size_t v = 0; v < nc; v++) {
@@ -140,7 +149,6 @@ cp_status_t cp_lgreco_measure(const cp_lgreco_cand_t *c, size_t nc,
         const size_t cap = k->max_size(&p, n);
         size_t len = 0;
         p.seed = p.shared_seed = 0x4c47726543ull; /* fixed: one measurement */
-        size[v] = cp_allreduce_wire_bytes(&c[v].cfg, &p, n, nranks);
         cp_status_t st = k->encode(&p, x, n, msg, cap, &len, msg + UP64(cap));
         if (st == CP_ERR_RANGE) { /* sent exact (collectives/slot.h) */
             err[v] = 0;

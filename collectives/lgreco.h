@@ -48,9 +48,9 @@ uint32_t cp_lgreco_units(double err, double budget, size_t bins);
 /* One candidate setting of a layer: the configuration its calls run with
  * (the codec's own settings from its `adapt`, then, for a biased codec,
  * fp16 and none, and for a cast, none: the "no compression" candidates). */
-typedef struct {
+typedef struct cp_lgreco_cand {
     cp_coll_config_t cfg;
-    char name[32]; /* "bits=4", "density=0.0025", "fp16", "none" */
+    char name[32]; /* "quant bits=4", "topk density=0.0025", "fp16", "none" */
 } cp_lgreco_cand_t;
 
 /* cfg's candidates (at most CP_LGRECO_MAX_CANDIDATES), *v0 the configured
@@ -62,6 +62,10 @@ size_t cp_lgreco_candidates(const cp_coll_config_t *cfg, cp_lgreco_cand_t *out,
  * sends for a call of n floats on nranks ranks (cp_allreduce_wire_bytes).
  * scratch: cp_lgreco_measure_scratch bytes. */
 size_t cp_lgreco_measure_scratch(const cp_lgreco_cand_t *c, size_t nc, size_t n);
+/* err only (the same scratch). */
+cp_status_t cp_lgreco_errors(const cp_lgreco_cand_t *c, size_t nc,
+                             const float *x, size_t n, double *err,
+                             void *scratch);
 cp_status_t cp_lgreco_measure(const cp_lgreco_cand_t *c, size_t nc,
                               const float *x, size_t n, int nranks,
                               double *err, uint64_t *size, void *scratch);

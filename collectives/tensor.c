@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collectives/lgreco.h"
 #include "collectives/tensor.h"
 #include "util/hd.h"
 
@@ -31,7 +32,7 @@ void cp_tensor_destroy(cp_tensor_t *t)
         return;
     free(t->worker);
     free(t->server);
-    free(t->acc);
+    free(t->err2);
     free(t);
 }
 
@@ -50,11 +51,17 @@ void cp_tensor_reset(cp_tensor_t *t)
 
 void cp_tensor_accumulate(cp_tensor_t *t, const float *v)
 {
-    if (t->acc == NULL)
+    double e[CP_LGRECO_MAX_CANDIDATES];
+    if (t->err2 == NULL)
         return;
-    for (size_t i = 0; i < t->count; i++)
-        t->acc[i] += v[i];
-    t->acc_calls++;
+    /* The planning rank, a window's calls only: scratch from the heap. */
+    void *scratch = malloc(cp_lgreco_measure_scratch(t->cands, t->ncand, t->count));
+    if (scratch && cp_lgreco_errors(t->cands, t->ncand, v, t->count, e, scratch) == CP_OK) {
+        for (size_t c = 0; c < t->ncand; c++)
+            t->err2[c] += e[c] * e[c];
+        t->acc_calls++;
+    }
+    free(scratch);
 }
 
 void cp_tensor_step(cp_tensor_t *t, uint64_t call)

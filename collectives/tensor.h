@@ -27,9 +27,12 @@ typedef struct {
     /* L-GreCo (COMMPRESS_ADAPT): the candidate this tensor runs with (-1:
      * the configured setting), equal on every rank (a plan applies at one
      * agreed call; it joins the slot check word); and, on the planning
-     * rank during a window, the sum of its error-corrected vectors. */
+     * rank during a window, each candidate's squared error on each step's
+     * error-corrected vector, summed (err2[ncand]). */
     int setting;
-    float *acc;
+    const struct cp_lgreco_cand *cands;
+    size_t ncand;
+    double *err2;
     uint32_t acc_calls;
 } cp_tensor_t;
 
@@ -40,7 +43,8 @@ void cp_tensor_destroy(cp_tensor_t *t);
 size_t cp_tensor_bytes(const cp_tensor_t *t);
 /* Back to the state of a new tensor (zeros, step 0). */
 void cp_tensor_reset(cp_tensor_t *t);
-/* L-GreCo's statistics: acc += v, when acc is set. */
+/* L-GreCo's statistics, when err2 is set: err2[c] += ||D_c(C_c(v)) - v||^2
+ * for every candidate c (collectives/lgreco.h). */
 void cp_tensor_accumulate(cp_tensor_t *t, const float *v);
 /* Records a completed clean step: the call's index joins the history. */
 void cp_tensor_step(cp_tensor_t *t, uint64_t call);

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,11 @@ const cp_coll_config_t *cp_adapt_config(const cp_adapt_state_t *ad,
 
 void cp_adapt_collect(const cp_adapt_state_t *ad, cp_tensor_t *t, int rank)
 {
-    if (!ad->collecting || rank != 0 || t == NULL || t->acc != NULL)
+    if (!ad->collecting || rank != 0 || t == NULL || t->err2 != NULL)
         return;
-    t->acc = calloc(t->count, sizeof(float)); /* none: no statistics */
+    t->err2 = calloc(ad->ncand, sizeof(double)); /* none: no statistics */
+    t->cands = ad->cands;
+    t->ncand = ad->ncand;
     t->acc_calls = 0;
 }
 
@@ -38,13 +41,11 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
                       cp_tensor_table_t *table, int nranks, uint8_t *plan)
 {
     const size_t V = ad->ncand, E = table->max_entries;
-    size_t L = 0, maxn = 0;
+    size_t L = 0;
     for (size_t e = 0; e < E; e++) {
         const cp_tensor_t *t = table->entries[e].used ? table->entries[e].tensor : NULL;
-        if (t && t->acc && t->acc_calls) {
+        if (t && t->err2 && t->acc_calls)
             L++;
-            maxn = t->count > maxn ? t->count : maxn;
-        }
     }
     if (L == 0)
         return;
@@ -52,19 +53,25 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
     double *err = malloc(L * V * sizeof(double));
     uint64_t *size = malloc(L * V * sizeof(uint64_t));
     uint8_t *choice = malloc(L);
-    void *ms = malloc(cp_lgreco_measure_scratch(ad->cands, V, maxn));
     void *dp = malloc(cp_lgreco_scratch(L, CP_LGRECO_BINS));
     double e0 = 0;
     uint64_t total = 0, uniform = 0;
-    cp_status_t st = ent && err && size && choice && ms && dp ? CP_OK : CP_ERR_NOMEM;
+    cp_status_t st = ent && err && size && choice && dp ? CP_OK : CP_ERR_NOMEM;
     const double t_table = cp_now();
     for (size_t e = 0, l = 0; st == CP_OK && e < E; e++) {
         const cp_tensor_t *t = table->entries[e].used ? table->entries[e].tensor : NULL;
-        if (!(t && t->acc && t->acc_calls))
+        if (!(t && t->err2 && t->acc_calls))
             continue;
         ent[l] = e;
-        st = cp_lgreco_measure(ad->cands, V, t->acc, t->count, nranks,
-                               err + l * V, size + l * V, ms);
+        /* e[l,v]: the l2 error over the window's steps, each step's
+         * vector compressed as it was sent (docs/lgreco.md says why not
+         * the error of the window's sum). */
+        for (size_t v = 0; v < V; v++) {
+            err[l * V + v] = sqrt(t->err2[v]);
+            size[l * V + v] = cp_allreduce_wire_bytes(&ad->cands[v].cfg,
+                                                      &ad->cands[v].cfg.params,
+                                                      t->count, nranks);
+        }
         e0 += err[l * V + ad->v0];
         uniform += size[l * V + ad->v0];
         l++;
@@ -125,7 +132,7 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
     } else {
         cp_warn_rl("lgreco: no plan (%s): settings kept", cp_status_string(st));
     }
-    free(ent), free(err), free(size), free(choice), free(ms), free(dp);
+    free(ent), free(err), free(size), free(choice), free(dp);
 }
 
 cp_status_t cp_adapt_tick(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
@@ -166,8 +173,8 @@ cp_status_t cp_adapt_tick(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
     for (size_t e = 0; e < E; e++)
         if (table->entries[e].used) {
             cp_tensor_t *t = table->entries[e].tensor;
-            free(t->acc);
-            t->acc = NULL;
+            free(t->err2);
+            t->err2 = NULL;
             t->acc_calls = 0;
         }
     ad->plans++;

@@ -1,8 +1,8 @@
 /* L-GreCo in the shim (COMMPRESS_ADAPT=lgreco; docs/lgreco.md): each
- * tensor of a communicator is a layer. Every COMMPRESS_ADAPT_EVERY steps
- * rank 0 measures each layer's candidates on the error-corrected vectors
- * it summed over the last COMMPRESS_ADAPT_WINDOW steps, solves the
- * knapsack (collectives/lgreco.h) and sends the plan (one byte per table
+ * tensor of a communicator is a layer. During the last
+ * COMMPRESS_ADAPT_WINDOW steps of every COMMPRESS_ADAPT_EVERY, rank 0
+ * measures each layer's candidates on each step's error-corrected vector
+ * (the squared errors summed); then it solves the knapsack (collectives/lgreco.h) and sends the plan (one byte per table
  * entry) to every rank in one allreduce; every rank applies it at that same
  * call. The schedule counts the communicator's compressed calls in steps
  * of the agreed period (the step detector's, or COMMPRESS_STEP_CALLS), so
