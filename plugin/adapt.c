@@ -139,8 +139,12 @@ cp_status_t cp_adapt_tick(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
                           cp_tensor_table_t *table, const cp_transport_t *tp,
                           size_t period)
 {
-    if (ad->ncand == 0 || period == 0)
+    if (ad->ncand == 0)
         return CP_OK;
+    if (period == 0) { /* the step is being relearned: wait for it */
+        ad->collecting = 0;
+        return CP_OK;
+    }
     const uint64_t every = (uint64_t)cfg->adapt.every * period;
     const uint64_t window = (uint64_t)cfg->adapt.window * period;
     ad->calls++;
