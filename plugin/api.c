@@ -108,8 +108,6 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
         return CP_ERR_INVALID;
     if (st == CP_OK && cp_coll_build(&settings, &coll, NULL, 0) != CP_OK)
         st = CP_ERR_INVALID;
-    if (st == CP_OK && coll.adapt.on) /* not yet: docs/lgreco.md */
-        st = CP_ERR_UNSUPPORTED;
     /* Agree on validity and configuration before anyone allocates. */
     CP_CHECK(cp_mpi_agree(comm, st == CP_OK,
                           st == CP_OK ? cp_coll_settings_hash(&settings) : 0));
@@ -163,6 +161,7 @@ void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out)
 {
     *out = ctx->stats;
     cp_stats_set_ratio(out);
+    out->adapt_plans = ctx->state->adapt.plans;
     out->state_bytes = commpress_state_bytes(ctx);
     out->state_bytes_peak = out->state_bytes;
 }

@@ -130,6 +130,9 @@ static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
         break;
     case CP_NAME_EXPLICIT:
         id = name->id;
+        /* A step: one call per tensor the caller named so far (the ids
+         * are the same on every rank, so is the count). */
+        s->period = s->tensors.nused;
         break;
     default:
         id = cp_stepdet_next(&s->det, sig, &act);
