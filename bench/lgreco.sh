@@ -4,7 +4,8 @@
 # cluster, for quant and topk, the uniform setting vs COMMPRESS_ADAPT=lgreco
 # at alpha 1: bytes per step, final accuracy, time per step.
 #
-#   bench/lgreco.sh [--hosts 4] [--rate 1gbit] [--steps 600] [--every 100] [--out DIR]
+#   bench/lgreco.sh [--hosts 4] [--rate 1gbit] [--steps 600] [--every 100]
+#                   [--alpha 1] [--only topk] [--out DIR]
 #
 # Needs root, build/libcommpress.so, and Debian's python3-torch,
 # python3-mpi4py and dataset-fashion-mnist. Writes DIR/<label>.json (the
@@ -12,13 +13,15 @@
 # lines with every plan), then prints the table.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-hosts=4 rate=1gbit steps=600 every=100 out=$root/docs/results/lgreco
+hosts=4 rate=1gbit steps=600 every=100 alpha=1 only= out=$root/docs/results/lgreco
 while [ $# -gt 0 ]; do
   case $1 in
     --hosts) hosts=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --every) every=$2; shift 2 ;;
+    --alpha) alpha=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "lgreco.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -35,17 +38,23 @@ run() {
     --eval-every $((steps / 6)) --label "$label" --out "$out/$label.json" \
     > "$out/$label.log" 2>&1 || { tail -20 "$out/$label.log"; exit 1; }
 }
-adapt=(COMMPRESS_ADAPT=lgreco COMMPRESS_ADAPT_EVERY=$every COMMPRESS_ADAPT_WINDOW=10)
-run quant-uniform COMMPRESS_COMPRESSOR=quant COMMPRESS_BITS=4
-run quant-lgreco COMMPRESS_COMPRESSOR=quant COMMPRESS_BITS=4 "${adapt[@]}"
-run topk-uniform COMMPRESS_COMPRESSOR=topk COMMPRESS_DENSITY=0.01
-run topk-lgreco COMMPRESS_COMPRESSOR=topk COMMPRESS_DENSITY=0.01 "${adapt[@]}"
-/usr/bin/python3 - "$out" <<'PY'
+adapt=(COMMPRESS_ADAPT=lgreco COMMPRESS_ADAPT_EVERY=$every COMMPRESS_ADAPT_WINDOW=10
+       COMMPRESS_ADAPT_ALPHA=$alpha)
+runs=()
+for fam in quant topk; do
+  [ -n "$only" ] && [ "$only" != "$fam" ] && continue
+  [ $fam = quant ] && set_=(COMMPRESS_COMPRESSOR=quant COMMPRESS_BITS=4) ||
+    set_=(COMMPRESS_COMPRESSOR=topk COMMPRESS_DENSITY=0.01)
+  [ -f "$out/$fam-uniform.json" ] && [ -n "$only" ] || run $fam-uniform "${set_[@]}"
+  run $fam-lgreco "${set_[@]}" "${adapt[@]}"
+  runs+=($fam-uniform $fam-lgreco)
+done
+/usr/bin/python3 - "$out" "${runs[@]}" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 print("| run | bytes sent per step (rank 0) | uniform setting's | final test accuracy | time per step (ms) | plans |")
 print("|---|---|---|---|---|---|")
-for label in ("quant-uniform", "quant-lgreco", "topk-uniform", "topk-lgreco"):
+for label in sys.argv[2:]:
     d = json.load(open(os.path.join(out, label + ".json")))
     st, steps = d.get("commpress_stats", {}), d["steps"]
     print(f"| {label} | {st.get('bytes_sent', 0) / steps:.0f} | {st.get('bytes_sent_uniform', 0) / steps:.0f} "
