@@ -128,12 +128,18 @@ size_t cp_lgreco_measure_scratch(const cp_lgreco_cand_t *c, size_t nc, size_t n)
     return UP64(n * sizeof(float)) + m + 64;
 }
 
+void cp_lgreco_sizes(const cp_lgreco_cand_t *c, size_t nc, size_t n,
+                     int nranks, uint64_t *size)
+{
+    for (size_t v = 0; v < nc; v++)
+        size[v] = cp_allreduce_wire_bytes(&c[v].cfg, &c[v].cfg.params, n, nranks);
+}
+
 cp_status_t cp_lgreco_measure(const cp_lgreco_cand_t *c, size_t nc,
                               const float *x, size_t n, int nranks,
                               double *err, uint64_t *size, void *scratch)
 {
-    for (size_t v = 0; v < nc; v++)
-        size[v] = cp_allreduce_wire_bytes(&c[v].cfg, &c[v].cfg.params, n, nranks);
+    cp_lgreco_sizes(c, nc, n, nranks, size);
     return cp_lgreco_errors(c, nc, x, n, err, scratch);
 }
 

@@ -62,7 +62,9 @@ size_t cp_lgreco_candidates(const cp_coll_config_t *cfg, cp_lgreco_cand_t *out,
  * sends for a call of n floats on nranks ranks (cp_allreduce_wire_bytes).
  * scratch: cp_lgreco_measure_scratch bytes. */
 size_t cp_lgreco_measure_scratch(const cp_lgreco_cand_t *c, size_t nc, size_t n);
-/* err only (the same scratch). */
+/* size only, and err only (the same scratch). */
+void cp_lgreco_sizes(const cp_lgreco_cand_t *c, size_t nc, size_t n,
+                     int nranks, uint64_t *size);
 cp_status_t cp_lgreco_errors(const cp_lgreco_cand_t *c, size_t nc,
                              const float *x, size_t n, double *err,
                              void *scratch);

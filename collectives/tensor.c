@@ -59,7 +59,7 @@ void cp_tensor_accumulate(cp_tensor_t *t, const float *v)
     if (scratch && cp_lgreco_errors(t->cands, t->ncand, v, t->count, e, scratch) == CP_OK) {
         for (size_t c = 0; c < t->ncand; c++)
             t->err2[c] += e[c] * e[c];
-        t->acc_calls++;
+        t->err_calls++;
     }
     free(scratch);
 }

@@ -33,7 +33,7 @@ typedef struct {
     const struct cp_lgreco_cand *cands;
     size_t ncand;
     double *err2;
-    uint32_t acc_calls;
+    uint32_t err_calls;
 } cp_tensor_t;
 
 /* A zeroed state of count elements holding the given floats. */

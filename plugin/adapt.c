@@ -32,7 +32,7 @@ void cp_adapt_collect(const cp_adapt_state_t *ad, cp_tensor_t *t, int rank)
     t->err2 = calloc(ad->ncand, sizeof(double)); /* none: no statistics */
     t->cands = ad->cands;
     t->ncand = ad->ncand;
-    t->acc_calls = 0;
+    t->err_calls = 0;
 }
 
 /* Rank 0: the plan of every entry with statistics (candidate + 1; 0 keeps
@@ -44,7 +44,7 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
     size_t L = 0;
     for (size_t e = 0; e < E; e++) {
         const cp_tensor_t *t = table->entries[e].used ? table->entries[e].tensor : NULL;
-        if (t && t->err2 && t->acc_calls)
+        if (t && t->err2 && t->err_calls)
             L++;
     }
     if (L == 0)
@@ -60,18 +60,15 @@ static void make_plan(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
     const double t_table = cp_now();
     for (size_t e = 0, l = 0; st == CP_OK && e < E; e++) {
         const cp_tensor_t *t = table->entries[e].used ? table->entries[e].tensor : NULL;
-        if (!(t && t->err2 && t->acc_calls))
+        if (!(t && t->err2 && t->err_calls))
             continue;
         ent[l] = e;
         /* e[l,v]: the l2 error over the window's steps, each step's
          * vector compressed as it was sent (docs/lgreco.md says why not
          * the error of the window's sum). */
-        for (size_t v = 0; v < V; v++) {
+        for (size_t v = 0; v < V; v++)
             err[l * V + v] = sqrt(t->err2[v]);
-            size[l * V + v] = cp_allreduce_wire_bytes(&ad->cands[v].cfg,
-                                                      &ad->cands[v].cfg.params,
-                                                      t->count, nranks);
-        }
+        cp_lgreco_sizes(ad->cands, V, t->count, nranks, size + l * V);
         e0 += err[l * V + ad->v0];
         uniform += size[l * V + ad->v0];
         l++;
@@ -179,7 +176,7 @@ cp_status_t cp_adapt_tick(cp_adapt_state_t *ad, const cp_coll_config_t *cfg,
             cp_tensor_t *t = table->entries[e].tensor;
             free(t->err2);
             t->err2 = NULL;
-            t->acc_calls = 0;
+            t->err_calls = 0;
         }
     ad->plans++;
     ad->calls = 1; /* this call is the first of the next period */

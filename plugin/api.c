@@ -121,7 +121,7 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
             ctx->comm = MPI_COMM_NULL;
     }
     if (!fail)
-        fail = cp_comm_state_create(ctx->comm, 1 << 16, 0, &ctx->state) != CP_OK;
+        fail = cp_comm_state_create(ctx->comm, &ctx->coll, 1 << 16, 0, &ctx->state) != CP_OK;
     /* ... and on whether every rank could: all get a context, or none. */
     if (PMPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, comm) !=
             MPI_SUCCESS || fail) {

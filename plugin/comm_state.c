@@ -9,7 +9,8 @@
 
 static void tensor_free(void *t) { cp_tensor_destroy(t); }
 
-cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
+cp_status_t cp_comm_state_create(MPI_Comm comm, const cp_coll_config_t *cfg,
+                                 size_t max_entries, int detect,
                                  cp_comm_state_t **s_p)
 {
     cp_comm_state_t *s = calloc(1, sizeof(*s));
@@ -19,6 +20,7 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
         return CP_ERR_NOMEM;
     s->comm = comm;
     cp_workspace_init(&s->ws);
+    cp_adapt_init(&s->adapt, cfg);
     CP_CHECK_GOTO(cp_tensor_table_init(&s->tensors, max_entries, tensor_free),
                   st, err);
     if (detect) {
@@ -146,6 +148,22 @@ static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
     return id;
 }
 
+/* The floats of a new tensor's state; with COMMPRESS_ADAPT, sized for
+ * every candidate it may run with (a plan may move top-k from the sparse
+ * allgather, which keeps no server state, to the two-phase algorithm). */
+static void tensor_floats(const cp_comm_state_t *s, const cp_coll_config_t *cfg,
+                          size_t count, size_t *worker, size_t *server)
+{
+    size_t w, sv;
+    cp_tensor_floats(cfg, count, s->tp.size, s->tp.rank, worker, server);
+    for (size_t v = 0; v < s->adapt.ncand; v++) {
+        cp_tensor_floats(&s->adapt.cands[v].cfg, count, s->tp.size, s->tp.rank,
+                         &w, &sv);
+        *worker = w > *worker ? w : *worker;
+        *server = sv > *server ? sv : *server;
+    }
+}
+
 /* COMMPRESS_MAX_STATE_BYTES, before a new tensor's state is made: how
  * many of the least recently used states this rank must drop so that the
  * process's state, the new tensor's and the workspace's growth stay within
@@ -158,9 +176,9 @@ static size_t evict_local(cp_comm_state_t *s, const cp_coll_config_t *cfg,
     size_t w, sv;
     if (s->limit == 0)
         return 0;
-    cp_tensor_floats(cfg, count, s->tp.size, s->tp.rank, &w, &sv);
-    const size_t total = cp_stats_state_part(CP_STATS_PART_MPI) - s->charged +
-                         cp_comm_state_bytes(s);
+    tensor_floats(s, cfg, count, &w, &sv);
+    const size_t total = cp_stats_state_with(CP_STATS_PART_MPI, s->charged,
+                                             cp_comm_state_bytes(s));
     const size_t want = total + (w + sv) * sizeof(float) +
                         cp_workspace_growth(&s->ws, need);
     int over;
@@ -182,25 +200,6 @@ static void evict_agreed(cp_comm_state_t *s, size_t local, uint64_t agreed,
     size_t before = s->tensors.nused;
     cp_tensor_table_evict_lru(&s->tensors, (size_t)(agreed - local), keep);
     cp_stats_add_dropped(before - s->tensors.nused);
-}
-
-/* A new tensor's state; with COMMPRESS_ADAPT, sized for every candidate
- * it may run with (a plan may move top-k from the sparse allgather, which
- * keeps no server state, to the two-phase algorithm). */
-static cp_status_t tensor_create(const cp_comm_state_t *s,
-                                 const cp_coll_config_t *cfg, size_t count,
-                                 cp_tensor_t **t_p)
-{
-    if (s->adapt.ncand == 0)
-        return cp_tensor_create(cfg, count, s->tp.size, s->tp.rank, t_p);
-    size_t wmax = 0, smax = 0, w, sv;
-    for (size_t v = 0; v < s->adapt.ncand; v++) {
-        cp_tensor_floats(&s->adapt.cands[v].cfg, count, s->tp.size, s->tp.rank,
-                         &w, &sv);
-        wmax = w > wmax ? w : wmax;
-        smax = sv > smax ? sv : smax;
-    }
-    return cp_tensor_new(count, wmax, smax, t_p);
 }
 
 /* Nobody runs the call compressed: every rank runs the exact allreduce.
@@ -234,10 +233,6 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
 
     uint64_t id = name_call(s, name, (uintptr_t)(send ? send : recv), count,
                             call, &a.ident, &a);
-    if (!s->adapt_ready) {
-        cp_adapt_init(&s->adapt, cfg);
-        s->adapt_ready = 1;
-    }
     /* A plan due at this call applies on every rank before it runs. */
     CP_CHECK(cp_adapt_tick(&s->adapt, cfg, &s->tensors, &s->tp, s->period));
     a.tensor = cp_tensor_table_find(&s->tensors, id, count, 0);
@@ -247,8 +242,10 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
     if (missing) {
         cp_allreduce_plan(&a, need); /* a fresh tensor's */
         words[nw] = evicted = evict_local(s, cfg, count, need);
+        size_t w, sv;
+        tensor_floats(s, cfg, count, &w, &sv);
         if (cp_fault(CP_FAULT_ALLOC) ||
-            tensor_create(s, cfg, count, &created) != CP_OK)
+            cp_tensor_new(count, w, sv, &created) != CP_OK)
             local_fail = 1;
         a.tensor = created;
     }

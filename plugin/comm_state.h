@@ -38,7 +38,6 @@ typedef struct cp_comm_state {
     cp_addrseen_t seen;
     uint64_t calls; /* compressed calls on this communicator */
     size_t period;  /* the step in calls (CP_NAME_AUTO: the detector's) */
-    int adapt_ready;
     cp_adapt_state_t adapt; /* COMMPRESS_ADAPT (plugin/adapt.h) */
     unsigned warned; /* rate-limited warnings */
     /* The process's bound on host state (COMMPRESS_MAX_STATE_BYTES), 0:
@@ -50,9 +49,12 @@ typedef struct cp_comm_state {
     struct cp_comm_state *prev, *next; /* list of live states */
 } cp_comm_state_t;
 
-/* Local: the caller agrees on the outcome across the communicator. With
- * detect set, room for the step detector (CP_NAME_AUTO). */
-cp_status_t cp_comm_state_create(MPI_Comm comm, size_t max_entries, int detect,
+/* Local: the caller agrees on the outcome across the communicator. cfg is
+ * the configuration every call on it runs with (COMMPRESS_ADAPT's
+ * candidates come from it). With detect set, room for the step detector
+ * (CP_NAME_AUTO). */
+cp_status_t cp_comm_state_create(MPI_Comm comm, const cp_coll_config_t *cfg,
+                                 size_t max_entries, int detect,
                                  cp_comm_state_t **s_p);
 void cp_comm_state_destroy(cp_comm_state_t *s);
 size_t cp_comm_state_bytes(const cp_comm_state_t *s);

@@ -201,7 +201,7 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
         return NULL;
     }
     fail = cp_fault(CP_FAULT_ALLOC) ||
-           cp_comm_state_create(comm, cp_cfg.max_tensors,
+           cp_comm_state_create(comm, &cp_coll, cp_cfg.max_tensors,
                                 cp_cfg.state_key == CP_KEY_AUTO, &s) != CP_OK;
     int any = fail;
     if (PMPI_Allreduce(&fail, &any, 1, MPI_INT, MPI_MAX, comm) !=

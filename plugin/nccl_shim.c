@@ -82,10 +82,15 @@ static void fatal(const char *what, ncclComm_t comm)
     exit(1);
 }
 
-/* Reports the state's device bytes to the process's total. */
+/* The state's device bytes, and reporting them to the process's total. */
+static size_t state_bytes(const cp_nccl_state_t *s)
+{
+    return s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
+}
+
 static void state_account(cp_nccl_state_t *s)
 {
-    size_t b = s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
+    const size_t b = state_bytes(s);
     if (b != s->charged)
         cp_stats_state_charge(CP_STATS_PART_NCCL, &s->charged, b);
 }
@@ -210,8 +215,8 @@ static cp_nccl_state_t *state_detach(ncclComm_t comm)
  * on the GPU a tensor's state changes no decision (see the top). */
 static void state_bound(cp_nccl_state_t *s, const void *keep)
 {
-    const size_t mine = s->tensors.bytes + cp_gpu_ws_bytes(&s->ws);
-    const size_t total = cp_stats_state_part(CP_STATS_PART_NCCL) - s->charged + mine;
+    const size_t total = cp_stats_state_with(CP_STATS_PART_NCCL, s->charged,
+                                             state_bytes(s));
     int over;
     cp_stats_add_dropped(cp_tensor_table_fit(&s->tensors, total, s->limit, keep, &over));
     if (over)
@@ -223,16 +228,31 @@ static void state_bound(cp_nccl_state_t *s, const void *keep)
 /* The configuration, with what the GPU path cannot run refused at once:
  * one generic check of the registries (a codec or feedback variant with
  * no GPU twin, a setting marked MPI-only). */
+/* This process's configuration: 0, or -1 with the one-line reason (an
+ * invalid variable, or a setting the GPU path cannot run). */
+static int config_status(char *why, size_t len)
+{
+    if (cp_runtime_load(why, len) != CP_OK)
+        return -1;
+    return cp_coll_gpu_refusal((cp_coll_settings_t *)&cp_runtime_config()->coll,
+                               why, len) != NULL
+               ? -1
+               : 0;
+}
+
+/* Stops the process with the configuration's one line. */
+static void stop(const char *why)
+{
+    fprintf(stderr, "commpress: error: %s\n", why);
+    fflush(stderr);
+    exit(1);
+}
+
 static void nccl_load_or_exit(void)
 {
     char why[512];
-    cp_runtime_load_or_exit();
-    if (cp_coll_gpu_refusal((cp_coll_settings_t *)&cp_runtime_config()->coll,
-                            why, sizeof(why)) != NULL) {
-        fprintf(stderr, "commpress: error: %s\n", why);
-        fflush(stderr);
-        exit(1);
-    }
+    if (config_status(why, sizeof(why)) != 0)
+        stop(why);
 }
 
 static int dtype_of(ncclDataType_t t, cp_dtype_t *d, int *size)
@@ -437,18 +457,6 @@ ncclResult_t ncclGroupSimulateEnd(ncclSimInfo_t *simInfo)
 }
 #endif
 
-/* This process's configuration: 0, or -1 with the one-line reason (an
- * invalid variable, or a setting the GPU path cannot run). */
-static int config_status(char *why, size_t len)
-{
-    if (cp_runtime_load(why, len) != CP_OK)
-        return -1;
-    return cp_coll_gpu_refusal((cp_coll_settings_t *)&cp_runtime_config()->coll,
-                               why, len) != NULL
-               ? -1
-               : 0;
-}
-
 /* The configuration must be valid on every rank of a new communicator and
  * equal across them: one allreduce (max) carries which rank's is invalid
  * (the lowest) and per-variable hashes h and ~h, as at MPI_Init. A rank
@@ -464,11 +472,8 @@ static void check_config(ncclComm_t comm, int bad, const char *why)
     size_t nf = cp_config_hashes(cp_runtime_config(), h, names);
 
     if (cp_transport_nccl_init(&tp, &ctx) != CP_OK) {
-        if (bad) {
-            fprintf(stderr, "commpress: error: %s\n", why);
-            fflush(stderr);
-            exit(1);
-        }
+        if (bad)
+            stop(why);
         return;
     }
     cp_log_set_rank(tp.rank);
@@ -478,24 +483,21 @@ static void check_config(ncclComm_t comm, int bad, const char *why)
         v[1 + nf + i] = ~h[i];
     }
     if (tp.ops->allreduce_max_u64(tp.ctx, v, 1 + 2 * nf) != CP_OK) {
-        if (bad) {
-            fprintf(stderr, "commpress: error: %s\n", why);
-            fflush(stderr);
-            exit(1);
-        }
+        if (bad)
+            stop(why);
         cp_warn("configuration check over NCCL failed; continuing unchecked");
         return;
     }
     if (v[0] != 0) {
+        char peer[160];
         if (bad && (uint64_t)(INT32_MAX - tp.rank) + 1 == v[0])
-            fprintf(stderr, "commpress: error: %s\n", why);
-        else if (!bad)
-            fprintf(stderr, "commpress: error: rank %d: a peer's COMMPRESS_* "
-                            "configuration is invalid (rank %d printed why); "
-                            "stopping\n",
-                    tp.rank, (int)(INT32_MAX - (int64_t)(v[0] - 1)));
-        fflush(stderr);
-        exit(1);
+            stop(why); /* the lowest invalid rank says why */
+        if (bad) /* another invalid rank said it */
+            exit(1);
+        snprintf(peer, sizeof(peer), "rank %d: a peer's COMMPRESS_* "
+                 "configuration is invalid (rank %d printed why); stopping",
+                 tp.rank, (int)(INT32_MAX - (int64_t)(v[0] - 1)));
+        stop(peer);
     }
     char line[1024];
     if (!cp_config_mismatches(cp_runtime_config(), h, names, nf, v + 1,

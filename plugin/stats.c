@@ -53,19 +53,18 @@ void cp_stats_add_passthrough(size_t bytes_dense)
 
 static size_t cp_state_parts[CP_STATS_PARTS];
 
-size_t cp_stats_state_charge(int part, size_t *charged, size_t bytes)
+void cp_stats_state_charge(int part, size_t *charged, size_t bytes)
 {
     pthread_mutex_lock(&cp_stats_lock);
     cp_state_parts[part] += bytes - *charged; /* modulo 2^64: exact */
     *charged = bytes;
-    size_t total = 0, part_total = cp_state_parts[part];
+    size_t total = 0;
     for (int i = 0; i < CP_STATS_PARTS; i++)
         total += cp_state_parts[i];
     cp_stats.state_bytes = total;
     if (total > cp_stats.state_bytes_peak)
         cp_stats.state_bytes_peak = total;
     pthread_mutex_unlock(&cp_stats_lock);
-    return part_total;
 }
 
 void cp_stats_add_dropped(size_t n)
@@ -97,10 +96,10 @@ void cp_stats_add_plan(void)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
-size_t cp_stats_state_part(int part)
+size_t cp_stats_state_with(int part, size_t charged, size_t bytes)
 {
     pthread_mutex_lock(&cp_stats_lock);
-    size_t b = cp_state_parts[part];
+    size_t b = cp_state_parts[part] - charged + bytes;
     pthread_mutex_unlock(&cp_stats_lock);
     return b;
 }

@@ -18,11 +18,12 @@ void cp_stats_add_passthrough(size_t bytes_dense);
  * device: the NCCL communicators'). Each owner (one communicator's state)
  * reports its own size, *charged remembering what it reported last, so no
  * list of owners is ever walked and a thread reports only what it owns.
- * Returns the part's new total; state_bytes and its peak are the parts'
- * sum. Thread-safe. */
+ * state_bytes and its peak are the parts' sum. Thread-safe. */
 enum { CP_STATS_PART_MPI = 0, CP_STATS_PART_NCCL = 1, CP_STATS_PARTS = 2 };
-size_t cp_stats_state_charge(int part, size_t *charged, size_t bytes);
-size_t cp_stats_state_part(int part);
+void cp_stats_state_charge(int part, size_t *charged, size_t bytes);
+/* The part's total with one owner's `bytes` in place of what it charged
+ * (what the total would be if it reported now). */
+size_t cp_stats_state_with(int part, size_t charged, size_t bytes);
 /* Tensor states dropped by COMMPRESS_MAX_STATE_BYTES. */
 void cp_stats_add_dropped(size_t n);
 /* A COMMPRESS_ADAPT plan applied; rank 0's last plan as a JSON array

@@ -76,19 +76,31 @@ static void unlink_entry(cp_tensor_table_t *t, int e)
     t->nused--;
 }
 
+/* The least recently used entry other than the one holding `keep`; -1 if
+ * none. Use times are distinct (one per lookup); the index breaks ties. */
+static int lru_entry(const cp_tensor_table_t *t, const void *keep)
+{
+    int best = -1;
+    for (size_t i = 0; i < t->max_entries; i++) {
+        const cp_tensor_entry_t *x = &t->entries[i];
+        if (!x->used || x->tensor == keep)
+            continue;
+        if (best < 0 || x->last_used < t->entries[best].last_used)
+            best = (int)i;
+    }
+    return best;
+}
+
 /* A free entry; when full, the least recently used state is dropped. The
  * table's contents and use times are a function of the names looked up,
  * which agree across ranks (plugin/comm_state.c), so every rank drops the
  * same state. */
 static int free_entry(cp_tensor_table_t *t)
 {
-    int victim = -1;
-    for (size_t i = 0; i < t->max_entries; i++) {
+    for (size_t i = 0; i < t->max_entries; i++)
         if (!t->entries[i].used)
             return (int)i;
-        if (victim < 0 || t->entries[i].last_used < t->entries[victim].last_used)
-            victim = (int)i;
-    }
+    const int victim = lru_entry(t, NULL);
     if (!t->warned_evict) {
         cp_warn("more than COMMPRESS_MAX_TENSORS=%zu tensors on one "
                 "communicator: dropping the least recently used tensor's "
@@ -100,44 +112,12 @@ static int free_entry(cp_tensor_table_t *t)
     return victim;
 }
 
-/* The least recently used entry other than the one holding `keep`; -1 if
- * none. Use times are distinct (one per lookup); the index breaks ties. */
-static int lru_entry(const cp_tensor_table_t *t, const void *keep,
-                     uint64_t after, int after_e)
-{
-    int best = -1;
-    for (size_t i = 0; i < t->max_entries; i++) {
-        const cp_tensor_entry_t *x = &t->entries[i];
-        if (!x->used || x->tensor == keep ||
-            (after_e >= 0 && (x->last_used < after ||
-                              (x->last_used == after && (int)i <= after_e))))
-            continue;
-        if (best < 0 || x->last_used < t->entries[best].last_used)
-            best = (int)i;
-    }
-    return best;
-}
-
-static size_t lru_count(const cp_tensor_table_t *t, size_t bytes,
-                        const void *keep)
-{
-    size_t n = 0, freed = 0;
-    int e = -1;
-    uint64_t at = 0;
-    while (freed < bytes && (e = lru_entry(t, keep, at, e)) >= 0) {
-        at = t->entries[e].last_used;
-        freed += t->entries[e].bytes;
-        n++;
-    }
-    return n;
-}
-
 size_t cp_tensor_table_evict_lru(cp_tensor_table_t *t, size_t n,
                                  const void *keep)
 {
     size_t freed = 0;
     int e;
-    while (n-- > 0 && (e = lru_entry(t, keep, 0, -1)) >= 0) {
+    while (n-- > 0 && (e = lru_entry(t, keep)) >= 0) {
         freed += t->entries[e].bytes;
         unlink_entry(t, e);
     }
@@ -147,11 +127,15 @@ size_t cp_tensor_table_evict_lru(cp_tensor_table_t *t, size_t n,
 size_t cp_tensor_table_fit(cp_tensor_table_t *t, size_t want, size_t limit,
                            const void *keep, int *over)
 {
-    *over = 0;
-    if (want <= limit)
-        return 0;
-    size_t n = lru_count(t, want - limit, keep);
-    *over = want - cp_tensor_table_evict_lru(t, n, keep) > limit;
+    size_t n = 0, freed = 0;
+    int e;
+    /* Least recently used first, until what is left fits. */
+    while (want - freed > limit && (e = lru_entry(t, keep)) >= 0) {
+        freed += t->entries[e].bytes;
+        unlink_entry(t, e);
+        n++;
+    }
+    *over = want - freed > limit;
     return n;
 }
 
