@@ -160,12 +160,14 @@ def main():
     ap.add_argument("--resume", default=None, help="checkpoint to resume from; %%r is the rank")
     ap.add_argument("--final-params", default=None)
     ap.add_argument("--label", default=None)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="0: the fixed defaults; else initial weights and data order")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", 0))
     world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", 1))
-    torch.manual_seed(1234)  # identical initial weights on every rank
+    torch.manual_seed(1234 + args.seed)  # identical initial weights on every rank
     net = model(args.act, args.model)
     nparams = sum(p.numel() for p in net.parameters())
 
@@ -256,7 +258,7 @@ def main():
     yte = torch.from_numpy(load_idx("t10k-labels-idx1-ubyte").astype(np.int64))
     xtr = (xtr - 0.2860) / 0.3530
     xte = (xte - 0.2860) / 0.3530
-    gen = torch.Generator().manual_seed(99)
+    gen = torch.Generator().manual_seed(99 + args.seed)
     if args.optimizer == "sgd":
         opt = torch.optim.SGD(trained.parameters(), lr=args.lr, momentum=args.momentum)
     elif args.optimizer == "adam":
@@ -336,7 +338,7 @@ def main():
                    final_loss=log[-1]["loss"], model=args.model)
         out.update(optimizer=args.optimizer, momentum=args.momentum, bucket=args.bucket,
                    act=args.act, beta2=args.beta2, eps=args.eps,
-                   freeze_step=args.freeze_step, resumed_from=start_step)
+                   freeze_step=args.freeze_step, resumed_from=start_step, seed=args.seed)
         out.update(comm_stats(opt, at_warmup))
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
