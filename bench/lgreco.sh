@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $bucket in per-tensor|fused) ;; *) echo "lgreco.sh: --bucket per-tensor|fused" >&2; exit 2 ;; esac
+layout=; [ "$bucket" = fused ] && layout=--layout
 lib=$root/build/libcommpress.so
 [ -f "$lib" ] || { echo "lgreco.sh: build first (scripts/build.sh)" >&2; exit 2; }
 mkdir -p "$out"
@@ -44,7 +45,7 @@ run() {
   echo "== $label" >&2
   env "$@" COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO LD_PRELOAD="$lib" \
     "$root/bench/cluster.sh" --hosts "$hosts" --rate "$rate" -- /usr/bin/python3 \
-    "$root/examples/train_fmnist.py" --model cnn --bucket "$bucket" --steps "$steps" \
+    "$root/examples/train_fmnist.py" --model cnn --bucket "$bucket" $layout --steps "$steps" \
     --eval-every $((steps / 6)) --seed "$seed" --label "$label" --out "$out/$label.json" \
     > "$out/$label.log" 2>&1 || { tail -20 "$out/$label.log"; exit 1; }
 }

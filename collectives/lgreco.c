@@ -149,9 +149,30 @@ cp_status_t cp_lgreco_errors(const cp_lgreco_cand_t *c, size_t nc,
 {
     float *y = scratch; /* scratch: malloc'd, so aligned */
     unsigned char *msg = (unsigned char *)scratch + UP64(n * sizeof(float));
+    uint8_t done[CP_LGRECO_MAX_CANDIDATES] = {0};
     for (size_t v = 0; v < nc; v++) {
         const cp_compressor_ops_t *k = c[v].cfg.codec;
         cp_params_t p = c[v].cfg.params;
+        if (done[v])
+            continue;
+        if (k->caps & CP_CODEC_IDENTITY) { /* sends x as it is */
+            err[v] = 0;
+            continue;
+        }
+        if (k->adapt_errors) {
+            /* Every candidate of this codec at once (top-k: one
+             * selection for every density). */
+            cp_params_t ps[CP_LGRECO_MAX_CANDIDATES];
+            double e[CP_LGRECO_MAX_CANDIDATES];
+            size_t at[CP_LGRECO_MAX_CANDIDATES], m = 0;
+            for (size_t w = v; w < nc; w++)
+                if (c[w].cfg.codec == k)
+                    ps[m] = c[w].cfg.params, at[m++] = w;
+            CP_CHECK(k->adapt_errors(ps, m, x, n, e, scratch));
+            for (size_t j = 0; j < m; j++)
+                err[at[j]] = e[j], done[at[j]] = 1;
+            continue;
+        }
         const size_t cap = k->max_size(&p, n);
         size_t len = 0;
         p.seed = p.shared_seed = 0x4c47726543ull; /* fixed: one measurement */

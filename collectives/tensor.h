@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-typedef struct {
+typedef struct cp_tensor {
     size_t count;
     uint64_t steps; /* completed compressed steps */
     uint64_t hist;  /* hash of the calls those steps were */
@@ -28,20 +28,37 @@ typedef struct {
      * the configured setting), equal on every rank (a plan applies at one
      * agreed call; it joins the slot check word); and, on the planning
      * rank during a window, each candidate's squared error on each step's
-     * error-corrected vector, summed (err2[ncand]). */
+     * error-corrected vector, summed (err2[ncand]), with the scratch
+     * that takes (not owned: the communicator's) and the seconds spent. */
     int setting;
     const struct cp_lgreco_cand *cands;
     size_t ncand;
     double *err2;
     uint32_t err_calls;
+    void *scratch;
+    double err_seconds;
+    /* A fused buffer (plugin/layout.h): nseg > 0 segments, segment k being
+     * floats [seg_off[k], seg_off[k + 1]) and the tensor seg[k] of its
+     * own; the fused tensor then holds no feedback itself. layout_hash
+     * names the layout (agreed across ranks at the tensor's first call). */
+    size_t nseg;
+    size_t *seg_off;
+    struct cp_tensor **seg;
+    uint64_t layout_hash;
 } cp_tensor_t;
 
 /* A zeroed state of count elements holding the given floats. */
 cp_status_t cp_tensor_new(size_t count, size_t worker_floats,
                           size_t server_floats, cp_tensor_t **t_p);
+/* A fused tensor of count floats split at off[0..nseg] (0 to count), its
+ * segments not made yet (seg[k] NULL: the caller makes them). */
+cp_status_t cp_tensor_new_fused(size_t count, size_t nseg, const size_t *off,
+                                uint64_t layout_hash, cp_tensor_t **t_p);
+/* Frees the tensor and its segments. */
 void cp_tensor_destroy(cp_tensor_t *t);
+/* Bytes of feedback state, the segments' included. */
 size_t cp_tensor_bytes(const cp_tensor_t *t);
-/* Back to the state of a new tensor (zeros, step 0). */
+/* Back to the state of a new tensor (zeros, step 0; segments too). */
 void cp_tensor_reset(cp_tensor_t *t);
 /* L-GreCo's statistics, when err2 is set: err2[c] += ||D_c(C_c(v)) - v||^2
  * for every candidate c (collectives/lgreco.h). */

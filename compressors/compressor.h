@@ -79,6 +79,14 @@ typedef cp_status_t (*cp_decode_func_t)(const cp_params_t *p, const void *in,
  * how many, with *v0 the index of base among them. NULL: base only. */
 typedef size_t (*cp_adapt_func_t)(const cp_params_t *base, cp_params_t *out,
                                   size_t max, size_t *v0);
+/* L-GreCo's errors of np settings of this codec at once (optional; the
+ * settings its adapt gave): err[j] = ||D_j(C_j(x)) - x||_2 of settings
+ * p[j], computed in fewer passes than an encode and decode each (top-k:
+ * one selection for every density). scratch: UP64(4 n) bytes plus
+ * max_size of the largest setting. */
+typedef cp_status_t (*cp_adapt_errors_func_t)(const cp_params_t *p, size_t np,
+                                              const float *x, size_t n,
+                                              double *err, void *scratch);
 
 /* The entries of a CP_CODEC_SPARSE codec's message (validated). */
 typedef cp_status_t (*cp_entries_func_t)(const void *in, size_t len, size_t n,
@@ -118,6 +126,8 @@ typedef struct cp_compressor_ops {
     cp_decode_func_t decode;
     cp_entries_func_t entries;       /* CP_CODEC_SPARSE codecs */
     cp_adapt_func_t adapt;           /* L-GreCo's candidates; NULL: one */
+    cp_adapt_errors_func_t adapt_errors; /* their errors at once; NULL:
+                                            encode and decode each */
 } cp_compressor_ops_t;
 
 /* The identity codec: the dense algorithm sends with it. */

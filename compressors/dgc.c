@@ -19,4 +19,5 @@ const cp_compressor_ops_t cp_compressor_dgc = {
     .decode = cp_topk_decode,
     .entries = cp_topk_entries,
     .adapt = cp_adapt_density,
+    .adapt_errors = cp_topk_adapt_errors,
 };

@@ -342,6 +342,7 @@ const cp_compressor_ops_t cp_compressor_topk = {
     .decode = cp_topk_decode,
     .entries = cp_topk_entries,
     .adapt = cp_adapt_density,
+    .adapt_errors = cp_topk_adapt_errors,
 };
 
 size_t cp_adapt_density(const cp_params_t *base, cp_params_t *out, size_t max,
@@ -369,4 +370,53 @@ float cp_topk_value(const cp_topk_view_t *e, size_t j)
         return cp_f16_to_f32(h);
     }
     return cp_get_f32(e->vals + 4 * j);
+}
+
+/* What keeping x as sent saves of the squared error: x^2 with f32 values,
+ * x^2 - (x - fp16(x))^2 with fp16 ones (a function of |x| alone). */
+static double kept_gain(float x, int fp16)
+{
+    const double v = x;
+    if (!fp16)
+        return v * v;
+    const double d = v - (double)cp_f16_to_f32(cp_f32_to_f16(x));
+    return v * v - d * d;
+}
+
+/* The exact top-k's error for every density: one radix select of the
+ * largest k over x, then one per smaller k over those k only. The error
+ * of density d is sqrt(||x||^2 - the gains of its k kept entries); ties
+ * at the threshold count as many times as the selection keeps them. */
+cp_status_t cp_topk_adapt_errors(const cp_params_t *p, size_t np,
+                                 const float *x, size_t n, double *err,
+                                 void *scratch)
+{
+    size_t kmax = 0;
+    for (size_t j = 0; j < np; j++) {
+        const size_t k = cp_topk_k(p[j].density, n);
+        kmax = k > kmax ? k : kmax;
+    }
+    /* scratch: UP64(4 n) bytes, then at least 8 kmax (max_size). */
+    uint32_t *idx = (uint32_t *)((char *)scratch + ((n * sizeof(float) + 63) & ~(size_t)63));
+    float *top = (float *)(idx + kmax);
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (double)x[i] * x[i];
+    const size_t m = select_exact(x, n, kmax, idx, top);
+    for (size_t j = 0; j < np; j++) {
+        const size_t k = cp_topk_k(p[j].density, n);
+        uint32_t t;
+        size_t ties;
+        double gain = 0;
+        radix_select(top, m, k < m ? k : m, &t, &ties);
+        for (size_t i = 0; i < m; i++) {
+            const uint32_t b = mag(top[i]);
+            if (b > t || (b == t && ties > 0)) {
+                ties -= b == t;
+                gain += kept_gain(top[i], p[j].topk_fp16);
+            }
+        }
+        err[j] = sqrt(total - gain > 0 ? total - gain : 0);
+    }
+    return CP_OK;
 }

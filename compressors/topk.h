@@ -13,6 +13,9 @@ size_t cp_topk_scratch_size(const cp_params_t *p, size_t n);
 cp_status_t cp_topk_encode(const cp_params_t *p, const float *x, size_t n,
                            void *out, size_t cap, size_t *len_p,
                            void *scratch);
+cp_status_t cp_topk_adapt_errors(const cp_params_t *p, size_t np,
+                                 const float *x, size_t n, double *err,
+                                 void *scratch);
 cp_status_t cp_topk_decode(const cp_params_t *p, const void *in, size_t len,
                            float alpha, const float *y, float *out, size_t n);
 

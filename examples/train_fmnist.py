@@ -155,6 +155,9 @@ def main():
     ap.add_argument("--bucket", default="fused",
                     choices=["fused", "fused-fresh", "per-tensor", "scratch"])
     ap.add_argument("--model", default="mlp", choices=["mlp", "mlp-small", "cnn"])
+    ap.add_argument("--layout", action="store_true",
+                    help="--bucket fused: register the buffer's layout (one layer per "
+                         "parameter) with the preloaded shim")
     ap.add_argument("--save-at", type=int, default=0)
     ap.add_argument("--ckpt", default=None, help="checkpoint path; %%r is the rank")
     ap.add_argument("--resume", default=None, help="checkpoint to resume from; %%r is the rank")
@@ -216,6 +219,14 @@ def main():
             # fusion buffer): the same address every step.
             fused = torch.zeros(nparams)
             fused_np = fused.numpy()
+            if args.layout:
+                # Each layer of the fused buffer compressed on its own
+                # (docs/lgreco.md, "Fused buffers").
+                sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                "..", "python"))
+                import commpress
+                if not commpress.register_layout(fused, commpress.layout_offsets(grads_of)):
+                    print("--layout: libcommpress.so is not preloaded", file=sys.stderr)
 
             def sync():
                 off = 0
@@ -338,7 +349,8 @@ def main():
                    final_loss=log[-1]["loss"], model=args.model)
         out.update(optimizer=args.optimizer, momentum=args.momentum, bucket=args.bucket,
                    act=args.act, beta2=args.beta2, eps=args.eps,
-                   freeze_step=args.freeze_step, resumed_from=start_step, seed=args.seed)
+                   freeze_step=args.freeze_step, resumed_from=start_step, seed=args.seed,
+                   layout=args.layout)
         out.update(comm_stats(opt, at_warmup))
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

@@ -89,6 +89,37 @@ void commpress_destroy(commpress_ctx_t *ctx);
 int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
                         size_t count, uint64_t tensor_id);
 
+/* Fused buffers (docs/lgreco.md, "Fused buffers"): a buffer of `count`
+ * floats holding nlayers layers back to back, layer i being floats
+ * [offsets[i], offsets[i + 1]) (nlayers + 1 offsets: 0 first, increasing,
+ * count last; 1 to 65536 layers). Each layer is then compressed as a
+ * tensor of its own: its own error feedback, its own L-GreCo setting
+ * (COMMPRESS_ADAPT), its own message. A layout whose offsets do not start
+ * at 0, increase and end at count is refused: -1 (COMMPRESS_ERR_INVALID)
+ * and one line on stderr naming what is wrong.
+ *
+ * The ranks agree on a tensor's layout at its first compressed call: if
+ * every rank registered the same layout, the tensor is split by it (a
+ * copy kept with the tensor's state, so later changes to the registration
+ * apply only to tensors named afterwards); otherwise it is one layer on
+ * every rank, with a warning. Register before the buffer's first
+ * allreduce, on every rank.
+ *
+ * commpress_register_layout: for the preloaded shim, the buffer at `buf`
+ * (an allreduce's send buffer, or its receive buffer in place), under
+ * COMMPRESS_STATE_KEY=auto or order (address keying ignores layouts). A
+ * new registration of the same address replaces the old. */
+int commpress_register_layout(const void *buf, size_t count, size_t nlayers,
+                              const size_t *offsets);
+/* Forgets buf's layout (0; a buffer without one is no error). */
+int commpress_unregister_layout(const void *buf);
+/* The explicit API: the layout of ctx's tensor `tensor_id` of `count`
+ * floats; nlayers 0 forgets it. Not collective; pass the same on every
+ * rank. */
+int commpress_ctx_set_layout(commpress_ctx_t *ctx, uint64_t tensor_id,
+                             size_t count, size_t nlayers,
+                             const size_t *offsets);
+
 /* Bytes of per-tensor state and workspace held by ctx. */
 size_t commpress_state_bytes(const commpress_ctx_t *ctx);
 

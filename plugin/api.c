@@ -23,6 +23,7 @@ CP_SAME(ERR_RANGE); CP_SAME(ERR_RANKS);
 struct commpress_ctx {
     MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's */
     cp_comm_state_t *state;
+    cp_layout_registry_t layouts; /* by tensor id */
     cp_coll_config_t coll;
     commpress_stats_t stats;
 };
@@ -115,6 +116,7 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
     ctx = calloc(1, sizeof(*ctx));
     fail = ctx == NULL;
     if (!fail) {
+        cp_layout_registry_init(&ctx->layouts);
         ctx->coll = coll;
         fail = PMPI_Comm_dup(comm, &ctx->comm) != MPI_SUCCESS;
         if (fail)
@@ -139,13 +141,16 @@ void commpress_destroy(commpress_ctx_t *ctx)
     cp_comm_state_destroy(ctx->state);
     if (ctx->comm != MPI_COMM_NULL)
         PMPI_Comm_free(&ctx->comm);
+    cp_layout_registry_fini(&ctx->layouts);
     free(ctx);
 }
 
 int commpress_allreduce(commpress_ctx_t *ctx, const float *send, float *recv,
                         size_t count, uint64_t tensor_id)
 {
-    const cp_name_t name = {.naming = CP_NAME_EXPLICIT, .id = tensor_id};
+    const cp_name_t name = {.naming = CP_NAME_EXPLICIT, .id = tensor_id,
+                            .layouts = &ctx->layouts, .keys = {tensor_id},
+                            .nkeys = 1};
     cp_coll_result_t res;
 
     if (ctx == NULL || recv == NULL || count == 0)
@@ -169,4 +174,56 @@ void commpress_ctx_stats(const commpress_ctx_t *ctx, commpress_stats_t *out)
 size_t commpress_state_bytes(const commpress_ctx_t *ctx)
 {
     return cp_comm_state_bytes(ctx->state);
+}
+
+/* ---- layouts (plugin/layout.h) ---- */
+
+/* The shim's, by buffer address. */
+static cp_layout_registry_t cp_shim_registry = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+cp_layout_registry_t *cp_shim_layouts(void) { return &cp_shim_registry; }
+
+/* A checked layout, or one line on stderr saying why not. */
+static int make_layout(const char *fn, size_t count, size_t nlayers,
+                       const size_t *offsets, cp_layout_t **l_p)
+{
+    char err[256];
+    if (cp_layout_check(count, nlayers, offsets, err, sizeof(err)) != CP_OK) {
+        fprintf(stderr, "commpress: error: %s: %s\n", fn, err);
+        return CP_ERR_INVALID;
+    }
+    return cp_layout_new(count, nlayers, offsets, l_p);
+}
+
+int commpress_register_layout(const void *buf, size_t count, size_t nlayers,
+                              const size_t *offsets)
+{
+    cp_layout_t *l;
+    if (buf == NULL) {
+        fprintf(stderr, "commpress: error: commpress_register_layout: buf is NULL\n");
+        return CP_ERR_INVALID;
+    }
+    CP_CHECK(make_layout("commpress_register_layout", count, nlayers, offsets, &l));
+    cp_status_t st = cp_layout_registry_set(&cp_shim_registry, (uintptr_t)buf, l);
+    free(l);
+    return st;
+}
+
+int commpress_unregister_layout(const void *buf)
+{
+    return cp_layout_registry_set(&cp_shim_registry, (uintptr_t)buf, NULL);
+}
+
+int commpress_ctx_set_layout(commpress_ctx_t *ctx, uint64_t tensor_id,
+                             size_t count, size_t nlayers,
+                             const size_t *offsets)
+{
+    cp_layout_t *l = NULL;
+    if (ctx == NULL)
+        return CP_ERR_INVALID;
+    if (nlayers)
+        CP_CHECK(make_layout("commpress_ctx_set_layout", count, nlayers, offsets, &l));
+    cp_status_t st = cp_layout_registry_set(&ctx->layouts, tensor_id, l);
+    free(l);
+    return st;
 }

@@ -50,6 +50,7 @@ void cp_comm_state_destroy(cp_comm_state_t *s)
         cp_stats_state_charge(CP_STATS_PART_MPI, &s->charged, 0);
     cp_tensor_table_fini(&s->tensors);
     cp_workspace_free(&s->ws);
+    cp_adapt_fini(&s->adapt);
     cp_stepdet_fini(&s->det);
     cp_addrseen_fini(&s->seen);
     free(s);
@@ -133,8 +134,12 @@ static uint64_t name_call(cp_comm_state_t *s, const cp_name_t *name,
     case CP_NAME_EXPLICIT:
         id = name->id;
         /* A step: one call per tensor the caller named so far (the ids
-         * are the same on every rank, so is the count). */
-        s->period = s->tensors.nused;
+         * are the same on every rank, so is the count), once a first step
+         * has ended (an id comes again), so that steps count from a
+         * step's first call. */
+        if (!s->stepped && cp_tensor_table_contains(&s->tensors, id, count, 0))
+            s->stepped = 1;
+        s->period = s->stepped ? s->tensors.nused : 0;
         break;
     default:
         id = cp_stepdet_next(&s->det, sig, &act);
@@ -215,6 +220,146 @@ static cp_status_t all_exact(cp_comm_state_t *s, cp_allreduce_args_t *a,
     return cp_allreduce_exact(a, res, CP_FALLBACK_FAILED);
 }
 
+/* One call of a->tensor (a whole call, or a fused buffer's segment) once
+ * its state and workspace are ready on every rank. */
+static cp_status_t run_tensor(cp_comm_state_t *s, const cp_coll_config_t *cfg,
+                              const cp_allreduce_args_t *a,
+                              cp_coll_result_t *res)
+{
+    if (cp_fault(CP_FAULT_DIVERGE))
+        a->tensor->hist ^= 1; /* tests: the slot check words must catch it */
+    cp_adapt_collect(&s->adapt, a->tensor, s->tp.rank);
+    CP_CHECK(cp_allreduce(a, res));
+    if (s->adapt.ncand) { /* what the configured setting would have sent */
+        const cp_params_t p = cp_step_params(cfg, a->tensor->steps);
+        res->bytes_uniform = cp_allreduce_wire_bytes(cfg, &p, a->count, s->tp.size);
+    }
+    if (res->fallback == CP_FALLBACK_DISAGREE && s->tp.rank == 0 && may_warn(s))
+        cp_warn("ranks disagreed on the state of a tensor of %zu floats: "
+                "sent exact, its state reset on every rank", a->count);
+    return CP_OK;
+}
+
+/* Segment k of a fused call a. */
+static cp_allreduce_args_t segment_args(const cp_comm_state_t *s,
+                                        const cp_coll_config_t *cfg,
+                                        const cp_allreduce_args_t *a,
+                                        const cp_tensor_t *t, size_t k)
+{
+    cp_allreduce_args_t b = *a;
+    const size_t off = t->seg_off[k];
+    b.send = a->send ? a->send + off : NULL;
+    b.recv = a->recv + off;
+    b.count = t->seg_off[k + 1] - off;
+    b.tensor = t->seg[k];
+    b.ident = mix(a->ident, k + 1); /* the segment's name in the check word */
+    b.cfg = cp_adapt_config(&s->adapt, cfg, b.tensor);
+    return b;
+}
+
+/* A fused buffer's call: its segments one after the other, each a tensor
+ * of its own with its own exchange (so each decodes alone), the same on
+ * every rank. The result adds theirs up: each segment's wire bytes, and
+ * a fallback only when every segment fell back. */
+static cp_status_t run_fused(cp_comm_state_t *s, const cp_coll_config_t *cfg,
+                             const cp_allreduce_args_t *a,
+                             cp_coll_result_t *res)
+{
+    const cp_tensor_t *t = a->tensor;
+    size_t need[CP_WS_SLOTS], sent = 0, wire = 0, uniform = 0, nfall = 0;
+    memset(res, 0, sizeof(*res));
+    for (size_t k = 0; k < t->nseg; k++) {
+        cp_allreduce_args_t b = segment_args(s, cfg, a, t, k);
+        cp_coll_result_t r;
+        int ok, fail_rank;
+        cp_allreduce_plan(&b, need);
+        CP_CHECK(cp_allreduce_ready(&b, need, 0, 0, NULL, 0, &ok, &fail_rank));
+        if (ok)
+            CP_CHECK(run_tensor(s, cfg, &b, &r));
+        else
+            CP_CHECK(all_exact(s, &b, fail_rank, &r));
+        sent += r.bytes_sent;
+        wire += cp_coll_wire_bytes(&r);
+        uniform += r.bytes_uniform && !r.fallback ? r.bytes_uniform
+                                                  : cp_coll_wire_bytes(&r);
+        res->bytes_dense += r.bytes_dense;
+        res->compress_seconds += r.compress_seconds;
+        res->nonfinite |= r.nonfinite;
+        nfall += r.fallback != CP_FALLBACK_NONE;
+        if (k == 0) {
+            res->algo = r.algo, res->fallback = r.fallback;
+            res->evidence = r.evidence;
+        } else if (r.algo != res->algo) {
+            res->algo = CP_ALGO_AUTO; /* segments ran different algorithms */
+        }
+    }
+    if (nfall < t->nseg)
+        res->fallback = CP_FALLBACK_NONE;
+    res->bytes_sent = res->fallback ? sent : wire;
+    res->bytes_uniform = s->adapt.ncand ? uniform : 0;
+    return CP_OK;
+}
+
+/* The second round of a new tensor's first call, reached by every rank
+ * when some rank found a layout for it: the first round's max of each
+ * rank's layout hash and of its complement say whether they all found the
+ * same one. If so, every rank makes the fused tensor and its segments;
+ * if not, the tensor is one layer everywhere, and the ranks that found a
+ * layout (and so made nothing yet) make the whole tensor. Then the ranks
+ * agree on those allocations. */
+static cp_status_t agree_layout(cp_comm_state_t *s, const cp_coll_config_t *cfg,
+                                cp_allreduce_args_t *a, const cp_layout_t *lay,
+                                uint64_t hmax, uint64_t nhmax,
+                                cp_tensor_t **created, int *ok, int *fail_rank)
+{
+    size_t need[CP_WS_SLOTS] = {0}, seg_need[CP_WS_SLOTS], w, sv;
+    int fail = 0;
+    if (hmax == ~nhmax) { /* every rank found this layout */
+        cp_tensor_t *t = NULL;
+        fail = lay == NULL || cp_fault(CP_FAULT_ALLOC) ||
+               cp_tensor_new_fused(a->count, lay->nlayers, lay->off, lay->hash,
+                                   &t) != CP_OK;
+        for (size_t k = 0; !fail && k < t->nseg; k++) {
+            const size_t len = t->seg_off[k + 1] - t->seg_off[k];
+            tensor_floats(s, cfg, len, &w, &sv);
+            fail = cp_tensor_new(len, w, sv, &t->seg[k]) != CP_OK;
+            cp_allreduce_args_t b = segment_args(s, cfg, a, t, k);
+            b.tensor = NULL; /* a new segment's plan */
+            cp_allreduce_plan(&b, seg_need);
+            for (int i = 0; i < CP_WS_SLOTS; i++)
+                need[i] = seg_need[i] > need[i] ? seg_need[i] : need[i];
+        }
+        if (fail) {
+            cp_tensor_destroy(t);
+            t = NULL;
+        }
+        *created = t;
+    } else {
+        if (*created == NULL) {
+            tensor_floats(s, cfg, a->count, &w, &sv);
+            fail = cp_fault(CP_FAULT_ALLOC) ||
+                   cp_tensor_new(a->count, w, sv, created) != CP_OK;
+        }
+        a->tensor = NULL;
+        cp_allreduce_plan(a, need);
+        if (s->tp.rank == 0 && may_warn(s))
+            cp_warn("the ranks registered different layouts (or some none) "
+                    "for a buffer of %zu floats: it is one layer on every "
+                    "rank", a->count);
+    }
+    a->tensor = *created;
+    return cp_allreduce_ready(a, need, 1, fail, NULL, 0, ok, fail_rank);
+}
+
+/* The step detector learns of the agreed evidence once per call. */
+static cp_status_t called(cp_comm_state_t *s, const cp_name_t *name,
+                          cp_status_t st, const cp_coll_result_t *res)
+{
+    if (st == CP_OK && name->naming == CP_NAME_AUTO)
+        cp_stepdet_evidence(&s->det, res->evidence);
+    return st;
+}
+
 cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
                                     const cp_coll_config_t *cfg,
                                     const cp_name_t *name, const float *send,
@@ -227,8 +372,9 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
                              .cfg = cfg, .ws = &s->ws, .tp = &s->tp,
                              .call = call};
     cp_tensor_t *created = NULL;
+    cp_layout_t *lay = NULL;
     size_t need[CP_WS_SLOTS], fresh[CP_WS_SLOTS], evicted = 0;
-    uint64_t words[5] = {0}, steps = 0, hist = 0;
+    uint64_t words[7] = {0}, steps = 0, hist = 0;
     int local_fail = 0, ok, fail_rank;
 
     uint64_t id = name_call(s, name, (uintptr_t)(send ? send : recv), count,
@@ -236,20 +382,32 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
     /* A plan due at this call applies on every rank before it runs. */
     CP_CHECK(cp_adapt_tick(&s->adapt, cfg, &s->tensors, &s->tp, s->period));
     a.tensor = cp_tensor_table_find(&s->tensors, id, count, 0);
+    if (a.tensor && a.tensor->nseg)
+        return called(s, name, run_fused(s, cfg, &a, res), res);
     a.cfg = cp_adapt_config(&s->adapt, cfg, a.tensor);
     const int missing = a.tensor == NULL;
+    /* A new tensor's layout is agreed at its first call, which every rank
+     * makes together (tables agree): two more words of the same round. */
+    const int layouts = missing && !address && name->layouts;
     const size_t nw = address ? 4 : 0; /* words[nw]: states to drop */
     if (missing) {
+        if (layouts && cp_layout_registry_copy(name->layouts, name->keys,
+                                               name->nkeys, count, &lay) != CP_OK)
+            local_fail = 1;
         cp_allreduce_plan(&a, need); /* a fresh tensor's */
         words[nw] = evicted = evict_local(s, cfg, count, need);
+        /* A rank that found a layout makes its segments in the second
+         * round, once it knows that every rank found the same. */
         size_t w, sv;
         tensor_floats(s, cfg, count, &w, &sv);
-        if (cp_fault(CP_FAULT_ALLOC) ||
-            cp_tensor_new(count, w, sv, &created) != CP_OK)
+        if (lay == NULL && (cp_fault(CP_FAULT_ALLOC) ||
+                            cp_tensor_new(count, w, sv, &created) != CP_OK))
             local_fail = 1;
         a.tensor = created;
+        if (layouts)
+            words[nw + 1] = lay ? lay->hash : 0, words[nw + 2] = ~words[nw + 1];
     }
-    cp_allreduce_plan(&a, need);
+    cp_allreduce_plan(&a, need); /* the same on every rank: a fresh plan */
     if (address && a.tensor) {
         /* The round may reset the state to step 0: room for both plans. */
         cp_tensor_t *t = a.tensor;
@@ -261,13 +419,22 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
         steps = t->steps, hist = t->hist;
         words[0] = steps, words[1] = ~steps, words[2] = hist, words[3] = ~hist;
     }
-    CP_CHECK(cp_allreduce_ready(&a, need, address || missing, local_fail,
-                                words, nw + 1, &ok, &fail_rank));
-    evict_agreed(s, evicted, words[nw], a.tensor);
-    if (!ok) {
+    cp_status_t st = cp_allreduce_ready(&a, need, address || missing, local_fail,
+                                        words, nw + (layouts ? 3 : 1), &ok,
+                                        &fail_rank);
+    if (st == CP_OK)
+        evict_agreed(s, evicted, words[nw], a.tensor);
+    if (st == CP_OK && ok && layouts && words[nw + 1] != 0)
+        st = agree_layout(s, cfg, &a, lay, words[nw + 1], words[nw + 2],
+                          &created, &ok, &fail_rank);
+    free(lay);
+    if (st != CP_OK || !ok) {
         cp_tensor_destroy(created);
+        if (st != CP_OK)
+            return st;
         if (s->detect)
             cp_stepdet_evidence(&s->det, 0);
+        a.tensor = NULL;
         return all_exact(s, &a, fail_rank, res);
     }
     if (address && (words[0] != steps || words[1] != ~steps ||
@@ -283,20 +450,7 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
     if (created)
         cp_tensor_table_insert(&s->tensors, id, count, 0, created,
                                cp_tensor_bytes(created));
-    if (cp_fault(CP_FAULT_DIVERGE))
-        a.tensor->hist ^= 1; /* tests: the slot check words must catch it */
-    cp_adapt_collect(&s->adapt, a.tensor, s->tp.rank);
-    cp_status_t st = cp_allreduce(&a, res);
-    if (st != CP_OK)
-        return st;
-    if (s->adapt.ncand) { /* what the configured setting would have sent */
-        const cp_params_t p = cp_step_params(cfg, a.tensor->steps);
-        res->bytes_uniform = cp_allreduce_wire_bytes(cfg, &p, count, s->tp.size);
-    }
-    if (name->naming == CP_NAME_AUTO)
-        cp_stepdet_evidence(&s->det, res->evidence);
-    if (res->fallback == CP_FALLBACK_DISAGREE && s->tp.rank == 0 && may_warn(s))
-        cp_warn("ranks disagreed on the state of a tensor of %zu floats: "
-                "sent exact, its state reset on every rank", count);
-    return CP_OK;
+    if (a.tensor->nseg)
+        return called(s, name, run_fused(s, cfg, &a, res), res);
+    return called(s, name, run_tensor(s, cfg, &a, res), res);
 }

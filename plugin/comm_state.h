@@ -10,6 +10,7 @@
 #include "collectives/transport_mpi.h"
 #include "plugin/adapt.h"
 #include "plugin/addr_seen.h"
+#include "plugin/layout.h"
 #include "plugin/step_detect.h"
 #include "plugin/tensor_table.h"
 
@@ -25,6 +26,12 @@ typedef struct {
     cp_naming_t naming;
     size_t step_calls; /* CP_NAME_ORDER */
     uint64_t id;       /* CP_NAME_EXPLICIT */
+    /* Where a new tensor's layout is looked up (plugin/layout.h; NULL:
+     * nowhere): the first of keys[0..nkeys) holding one of the call's
+     * count. Not with CP_NAME_ADDRESS, whose tensors are not agreed. */
+    cp_layout_registry_t *layouts;
+    uint64_t keys[2];
+    size_t nkeys;
 } cp_name_t;
 
 typedef struct cp_comm_state {
@@ -38,6 +45,7 @@ typedef struct cp_comm_state {
     cp_addrseen_t seen;
     uint64_t calls; /* compressed calls on this communicator */
     size_t period;  /* the step in calls (CP_NAME_AUTO: the detector's) */
+    int stepped;    /* CP_NAME_EXPLICIT: some id was called again */
     cp_adapt_state_t adapt; /* COMMPRESS_ADAPT (plugin/adapt.h) */
     unsigned warned; /* rate-limited warnings */
     /* The process's bound on host state (COMMPRESS_MAX_STATE_BYTES), 0:
@@ -63,7 +71,9 @@ size_t cp_comm_state_bytes(const cp_comm_state_t *s);
 void cp_comm_state_account(cp_comm_state_t *s);
 
 /* Compressed SUM allreduce of fp32 on s (send NULL: in place), the
- * tensor named as `name` says. Every rank returns alike: CP_OK with
+ * tensor named as `name` says; a tensor whose ranks all found the same
+ * layout at its first call runs by segments, each a tensor of its own
+ * (docs/lgreco.md, "Fused buffers"). Every rank returns alike: CP_OK with
  * res->fallback telling whether the exact allreduce ran instead (some rank
  * out of memory, a failure, a disagreement, a non-finite step), or an
  * error when this rank cannot go on in step with the others (the caller

@@ -216,6 +216,7 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
     }
     s->limit = cp_host_limit;
     s->charge = 1;
+    s->adapt.report = 1; /* the API's contexts report their own */
     cp_comm_state_account(s);
     PMPI_Comm_set_attr(comm, cp_keyval, s);
     pthread_mutex_lock(&cp_lock);
@@ -253,14 +254,20 @@ static size_t ring_bytes(size_t count, int dtsize, MPI_Comm comm)
     return cp_ring_bytes(n, (double)count * dtsize);
 }
 
-static cp_name_t shim_naming(void)
+/* How the call's tensor is named, and where its layout is found: the
+ * send buffer's, else the receive buffer's (commpress_register_layout). */
+static cp_name_t shim_naming(const void *send, const void *recv)
 {
     cp_name_t name = {.naming = CP_NAME_AUTO};
     if (cp_cfg.state_key == CP_KEY_ADDRESS)
-        name.naming = CP_NAME_ADDRESS;
-    else if (cp_cfg.state_key == CP_KEY_ORDER)
+        return (cp_name_t){.naming = CP_NAME_ADDRESS};
+    if (cp_cfg.state_key == CP_KEY_ORDER)
         name = (cp_name_t){.naming = CP_NAME_ORDER,
                            .step_calls = cp_cfg.step_calls};
+    name.layouts = cp_shim_layouts();
+    name.keys[name.nkeys++] = (uintptr_t)recv;
+    if (send != MPI_IN_PLACE)
+        name.keys[0] = (uintptr_t)send, name.keys[name.nkeys++] = (uintptr_t)recv;
     return name;
 }
 
@@ -270,7 +277,7 @@ static int compressed_allreduce(const void *sendbuf, void *recvbuf,
                                 size_t count, MPI_Comm comm)
 {
     cp_comm_state_t *s;
-    const cp_name_t name = shim_naming();
+    const cp_name_t name = shim_naming(sendbuf, recvbuf);
     cp_coll_result_t res;
 
     cp_fault_tick();

@@ -63,6 +63,12 @@ void *cp_tensor_table_find(cp_tensor_table_t *t, uint64_t id, size_t count,
     return t->entries[e].tensor;
 }
 
+int cp_tensor_table_contains(const cp_tensor_table_t *t, uint64_t id,
+                             size_t count, uint32_t kind)
+{
+    return lookup(t, id, count, kind) >= 0;
+}
+
 static void unlink_entry(cp_tensor_table_t *t, int e)
 {
     cp_tensor_entry_t *x = &t->entries[e];

@@ -48,6 +48,9 @@ void cp_tensor_table_fini(cp_tensor_table_t *t);
 /* The tensor stored under the key, or NULL; counts as a use. */
 void *cp_tensor_table_find(cp_tensor_table_t *t, uint64_t id, size_t count,
                            uint32_t kind);
+/* Whether a state is stored under the key (not a use). */
+int cp_tensor_table_contains(const cp_tensor_table_t *t, uint64_t id,
+                             size_t count, uint32_t kind);
 /* Stores tensor under the key (not present), evicting if full. */
 void cp_tensor_table_insert(cp_tensor_table_t *t, uint64_t id, size_t count,
                             uint32_t kind, void *tensor, size_t bytes);

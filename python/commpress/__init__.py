@@ -7,9 +7,12 @@
 
 OneBitAdamFlat is the same optimizer on flat numpy arrays (no torch).
 FLClient and FLServer run SCAFCOM, SCALLION and FedAvg on numpy arrays.
-See docs/onebit_adam.md and docs/federated.md."""
+register_layout and layout_offsets split a fused gradient buffer into its
+layers for the preloaded shim.
+See docs/onebit_adam.md, docs/federated.md and docs/lgreco.md."""
 from ._lib import CommpressError, lib, shim_stats, strerror  # noqa: F401
 from .fl import FLClient, FLServer, RefusedError  # noqa: F401
+from .layout import layout_offsets, register_layout, unregister_layout  # noqa: F401
 from .onebit_adam import OneBitAdamFlat  # noqa: F401
 
 NONFINITE = -9

@@ -27,6 +27,25 @@
  *              tails, sparsity), plans every few steps: identical bits
  *              on every rank through every plan change, no call sent
  *              exact, plans made, fewer bytes than the uniform setting.
+ *   layout     a fused buffer of 6 layers with a registered layout
+ *              (commpress_register_layout, through the shim), the same
+ *              buffer with a layout on an API context
+ *              (commpress_ctx_set_layout), and the 6 layers allreduced
+ *              one by one through the API (one id each): bit for bit the
+ *              same every step, the same bytes, identical on every rank.
+ *              With COMMPRESS_ADAPT, the two API contexts stay bit for
+ *              bit the same through plans that give the segments
+ *              different settings (tests/mpi/layout.sh reads them); the
+ *              shim, which learns the step a step later, plans a step
+ *              later: its results are identical on every rank, in fewer
+ *              bytes than the uniform setting. Layouts
+ *              that do not cover the buffer are refused. A layout only
+ *              one rank registered, layouts that differ across ranks,
+ *              or one registered after the buffer's first call leave
+ *              the buffer one layer on every rank (equal bit for bit to
+ *              a buffer without a layout). Under COMMPRESS_MAX_STATE_BYTES
+ *              states are dropped and made again, and all of this still
+ *              holds but for fewer bytes.
  *   bound      COMMPRESS_MAX_STATE_BYTES below the step's state: the least
  *              recently used states are dropped every step, and rank 0
  *              holds an extra communicator's state (so it alone is over
@@ -60,6 +79,10 @@ static struct {
     int (*create)(const commpress_config_t *, MPI_Comm, commpress_ctx_t **);
     int (*allreduce)(commpress_ctx_t *, const float *, float *, size_t, uint64_t);
     void (*destroy)(commpress_ctx_t *);
+    int (*register_layout)(const void *, size_t, size_t, const size_t *);
+    int (*unregister_layout)(const void *);
+    int (*ctx_set_layout)(commpress_ctx_t *, uint64_t, size_t, size_t, const size_t *);
+    void (*ctx_stats)(const commpress_ctx_t *, commpress_stats_t *);
 } L;
 
 static void load_library(void)
@@ -72,7 +95,16 @@ static void load_library(void)
     L.allreduce = (int (*)(commpress_ctx_t *, const float *, float *, size_t, uint64_t))
         dlsym(RTLD_DEFAULT, "commpress_allreduce");
     L.destroy = (void (*)(commpress_ctx_t *))dlsym(RTLD_DEFAULT, "commpress_destroy");
-    if (!L.stats || !L.config_default || !L.create || !L.allreduce || !L.destroy) {
+    L.register_layout = (int (*)(const void *, size_t, size_t, const size_t *))
+        dlsym(RTLD_DEFAULT, "commpress_register_layout");
+    L.unregister_layout = (int (*)(const void *))dlsym(RTLD_DEFAULT,
+                                                       "commpress_unregister_layout");
+    L.ctx_set_layout = (int (*)(commpress_ctx_t *, uint64_t, size_t, size_t,
+                                const size_t *))dlsym(RTLD_DEFAULT, "commpress_ctx_set_layout");
+    L.ctx_stats = (void (*)(const commpress_ctx_t *, commpress_stats_t *))
+        dlsym(RTLD_DEFAULT, "commpress_ctx_stats");
+    if (!L.stats || !L.config_default || !L.create || !L.allreduce || !L.destroy ||
+        !L.register_layout || !L.unregister_layout || !L.ctx_set_layout || !L.ctx_stats) {
         fprintf(stderr, "libcommpress.so is not preloaded\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
@@ -107,9 +139,13 @@ static commpress_ctx_t *api_context(void)
     c.dgc_warmup_steps = strtoull(env("COMMPRESS_DGC_WARMUP_STEPS", "0"), NULL, 10);
     c.dgc_dense_below = strtoull(env("COMMPRESS_DGC_DENSE_BELOW", "16384"), NULL, 10);
     c.stochastic = strcmp(env("COMMPRESS_ROUNDING", "nearest"), "stochastic") == 0;
-    static char settings[128]; /* parameters with no field */
-    snprintf(settings, sizeof(settings), "COMMPRESS_RANDK_DENSITY=%s",
-             env("COMMPRESS_RANDK_DENSITY", "0.01"));
+    static char settings[256]; /* parameters with no field */
+    snprintf(settings, sizeof(settings),
+             "COMMPRESS_RANDK_DENSITY=%s COMMPRESS_ADAPT=%s COMMPRESS_ADAPT_EVERY=%s "
+             "COMMPRESS_ADAPT_WINDOW=%s COMMPRESS_ADAPT_ALPHA=%s",
+             env("COMMPRESS_RANDK_DENSITY", "0.01"), env("COMMPRESS_ADAPT", "none"),
+             env("COMMPRESS_ADAPT_EVERY", "500"), env("COMMPRESS_ADAPT_WINDOW", "10"),
+             env("COMMPRESS_ADAPT_ALPHA", "1"));
     c.settings = settings;
     int rc = L.create(&c, MPI_COMM_WORLD, &ctx);
     CHECK(rc == COMMPRESS_OK, "commpress_create: %d", rc);
@@ -600,6 +636,181 @@ static void adapt_mode(void)
     free(g), free(r);
 }
 
+/* ---- layout ---- */
+
+static void scale_layer(float *g, size_t n, int t)
+{
+    for (size_t i = 0; i < n; i++) {
+        g[i] *= (float)(1 + 3 * t);      /* scales differ */
+        if (t % 3 == 1 && (i % 16) != 0) /* a sparse layer */
+            g[i] *= 0.01f;
+    }
+}
+
+/* Layouts that do not describe the buffer: -1, nothing registered. */
+static void layout_refusals(float *buf, size_t n)
+{
+    const size_t short_[] = {0, 100, n - 1}, unordered[] = {0, 500, 400, n},
+                 from1[] = {1, 100, n};
+    CHECK(L.register_layout(buf, n, 2, short_) == COMMPRESS_ERR_INVALID,
+          "a layout ending before the count was taken");
+    CHECK(L.register_layout(buf, n, 3, unordered) == COMMPRESS_ERR_INVALID,
+          "decreasing offsets were taken");
+    CHECK(L.register_layout(buf, n, 2, from1) == COMMPRESS_ERR_INVALID,
+          "a layout not starting at 0 was taken");
+    CHECK(L.register_layout(buf, n, 0, short_) == COMMPRESS_ERR_INVALID,
+          "0 layers were taken");
+    CHECK(L.register_layout(NULL, n, 2, short_) == COMMPRESS_ERR_INVALID,
+          "a NULL buffer was taken");
+    CHECK(L.unregister_layout(buf) == COMMPRESS_OK, "unregister");
+}
+
+/* Buffers whose ranks do not share a layout stay one layer: against a
+ * communicator where nobody registers one, bit for bit. */
+static void layout_disagreements(void)
+{
+    enum { T = 3, STEPS = 6 };
+    static const size_t count[T] = {6000, 2000, 9000};
+    const size_t n = count[0] + count[1] + count[2];
+    size_t off[T + 1] = {0, count[0], count[0] + count[1], n};
+    size_t other[T + 1] = {0, count[0] + 500, count[0] + count[1], n};
+    MPI_Comm cases[3], ref;
+    float *buf[3], *r = malloc(n * 4);
+    for (int c = 0; c < 3; c++) {
+        MPI_Comm_dup(MPI_COMM_WORLD, &cases[c]);
+        buf[c] = malloc(n * 4);
+    }
+    MPI_Comm_dup(MPI_COMM_WORLD, &ref);
+    /* Case 0: rank 0 alone; case 1: rank 1 another layout than the
+     * others; case 2: every rank, but after the buffer's first call. */
+    if (rank == 0)
+        CHECK(L.register_layout(buf[0], n, T, off) == 0, "register");
+    CHECK(L.register_layout(buf[1], n, T, rank == 1 ? other : off) == 0, "register");
+    for (int s = 0; s < STEPS; s++) {
+        if (s == 1)
+            CHECK(L.register_layout(buf[2], n, T, off) == 0, "register");
+        gradient(r, n, s, 99, rank);
+        for (int c = 0; c < 3; c++)
+            memcpy(buf[c], r, n * 4);
+        MPI_Allreduce(MPI_IN_PLACE, r, (int)n, MPI_FLOAT, MPI_SUM, ref);
+        for (int c = 0; c < 3; c++) {
+            MPI_Allreduce(MPI_IN_PLACE, buf[c], (int)n, MPI_FLOAT, MPI_SUM, cases[c]);
+            CHECK(memcmp(buf[c], r, n * 4) == 0,
+                  "layout case %d step %d: not the one-layer result", c, s);
+            CHECK(cp_test_identical(buf[c], n * 4, MPI_COMM_WORLD),
+                  "layout case %d step %d: ranks differ", c, s);
+        }
+    }
+    for (int c = 0; c < 3; c++) {
+        L.unregister_layout(buf[c]);
+        MPI_Comm_free(&cases[c]);
+        free(buf[c]);
+    }
+    MPI_Comm_free(&ref);
+    free(r);
+    if (rank == 0)
+        printf("layout: one layer where the ranks' layouts differ\n");
+}
+
+static void layout_mode(void)
+{
+    enum { T = 6, STEPS = 40 };
+    static const size_t count[T] = {30000, 8000, 50000, 12000, 20000, 4000};
+    size_t off[T + 1] = {0};
+    for (int t = 0; t < T; t++)
+        off[t + 1] = off[t] + count[t];
+    const size_t n = off[T];
+    const int adapting = strcmp(env("COMMPRESS_ADAPT", "none"), "lgreco") == 0;
+    /* Under COMMPRESS_MAX_STATE_BYTES, another tensor on the fused
+     * buffer's communicator takes turns with it, so that each drops the
+     * other's state every step: the fused tensor and its layout are made
+     * and agreed again every step. */
+    const int bounded = getenv("COMMPRESS_MAX_STATE_BYTES") != NULL;
+    const int compare_shim = !adapting && !bounded;
+    float *other = malloc(60000 * 4);
+    float *fused = malloc(n * 4), *viaapi = malloc(n * 4), *sep = malloc(n * 4),
+          *g = malloc(n * 4);
+    MPI_Comm fc;
+    MPI_Comm_dup(MPI_COMM_WORLD, &fc);
+    commpress_ctx_t *layers = api_context(), *whole = api_context();
+    layout_refusals(fused, n);
+    CHECK(L.register_layout(fused, n, T, off) == 0, "register_layout");
+    CHECK(L.ctx_set_layout(whole, 0, n, T, off) == 0, "ctx_set_layout");
+    const commpress_stats_t s0 = stats();
+    for (int s = 0; s < STEPS; s++) {
+        for (int t = 0; t < T; t++) {
+            gradient(g + off[t], count[t], s, t, rank);
+            scale_layer(g + off[t], count[t], t);
+        }
+        for (int t = 0; t < T; t++)
+            CHECK(L.allreduce(layers, g + off[t], sep + off[t], count[t], (uint64_t)t) == 0,
+                  "api allreduce");
+        CHECK(L.allreduce(whole, g, viaapi, n, 0) == 0, "api allreduce");
+        memcpy(fused, g, n * 4);
+        MPI_Allreduce(MPI_IN_PLACE, fused, (int)n, MPI_FLOAT, MPI_SUM, fc);
+        if (bounded) {
+            gradient(other, 60000, s, 7, rank);
+            MPI_Allreduce(MPI_IN_PLACE, other, 60000, MPI_FLOAT, MPI_SUM, fc);
+            CHECK(cp_test_identical(other, 60000 * 4, MPI_COMM_WORLD),
+                  "layout step %d: ranks differ (other tensor)", s);
+        }
+        CHECK(cp_test_identical(fused, n * 4, MPI_COMM_WORLD),
+              "layout step %d: ranks differ", s);
+        for (int t = 0; t < T; t++) {
+            /* The shim learns the step a step later than the API knows
+             * it (the detector needs a repeat), so its plans come a step
+             * later; and a bound drops its state: bit for bit the same
+             * without either. */
+            CHECK(!compare_shim || memcmp(fused + off[t], sep + off[t], count[t] * 4) == 0,
+                  "layout step %d layer %d: the fused buffer's segment differs "
+                  "from the separate call", s, t);
+            CHECK(memcmp(viaapi + off[t], sep + off[t], count[t] * 4) == 0,
+                  "layout step %d layer %d: the API's fused segment differs "
+                  "from the separate call", s, t);
+        }
+    }
+    const commpress_stats_t s1 = stats();
+    commpress_stats_t a, b;
+    L.ctx_stats(layers, &a);
+    L.ctx_stats(whole, &b);
+    const unsigned long long sent = s1.bytes_sent - s0.bytes_sent,
+                             uniform = s1.bytes_sent_uniform - s0.bytes_sent_uniform;
+    CHECK((!compare_shim || (sent == a.bytes_sent && uniform == a.bytes_sent_uniform)) &&
+          b.bytes_sent == a.bytes_sent && b.bytes_sent_uniform == a.bytes_sent_uniform,
+          "layout: bytes fused %llu (uniform %llu), API fused %llu (uniform %llu), "
+          "separate %llu (uniform %llu)", sent, uniform, b.bytes_sent,
+          b.bytes_sent_uniform, a.bytes_sent, a.bytes_sent_uniform);
+    CHECK(s1.calls_fallback == s0.calls_fallback && a.calls_fallback == 0 &&
+          b.calls_fallback == 0, "layout: calls sent exact");
+    CHECK(s1.calls_compressed - s0.calls_compressed == (bounded ? 2 : 1) * STEPS,
+          "layout: %llu calls",
+          s1.calls_compressed - s0.calls_compressed);
+    const unsigned long long dropped = s1.states_dropped - s0.states_dropped;
+    if (adapting) {
+        CHECK(s1.adapt_plans - s0.adapt_plans >= 3 && b.adapt_plans == a.adapt_plans &&
+              a.adapt_plans >= 3,
+              "layout: %llu plans (API %llu and %llu)", s1.adapt_plans - s0.adapt_plans,
+              a.adapt_plans, b.adapt_plans);
+        /* Fewer bytes than the uniform setting, unless the bound drops
+         * the states (and their settings) every step. */
+        if (!bounded)
+            CHECK(sent < uniform, "layout: %llu bytes sent, uniform %llu", sent, uniform);
+    }
+    if (bounded)
+        CHECK(dropped >= STEPS, "layout: %llu states dropped under the bound", dropped);
+    if (rank == 0)
+        printf("layout: %d steps, API fused = API separate bit for bit%s; shim: "
+               "%llu bytes sent (uniform %llu), %llu plans, %llu states dropped\n",
+               STEPS, compare_shim ? ", = the shim's fused buffer" : "", sent,
+               uniform, s1.adapt_plans - s0.adapt_plans, dropped);
+    L.unregister_layout(fused);
+    L.destroy(layers);
+    L.destroy(whole);
+    free(fused), free(viaapi), free(sep), free(g), free(other);
+    MPI_Comm_free(&fc);
+    layout_disagreements();
+}
+
 /* ---- bound ---- */
 
 static size_t resident_bytes(void)
@@ -716,6 +927,8 @@ int main(int argc, char **argv)
         overflow_mode();
     else if (strcmp(mode, "adapt") == 0)
         adapt_mode();
+    else if (strcmp(mode, "layout") == 0)
+        layout_mode();
     else if (strcmp(mode, "bound") == 0)
         bound_mode(argc, argv);
     else
