@@ -166,8 +166,11 @@ cp_status_t cp_lgreco_errors(const cp_lgreco_cand_t *c, size_t nc,
             double e[CP_LGRECO_MAX_CANDIDATES];
             size_t at[CP_LGRECO_MAX_CANDIDATES], m = 0;
             for (size_t w = v; w < nc; w++)
-                if (c[w].cfg.codec == k)
-                    ps[m] = c[w].cfg.params, at[m++] = w;
+                if (c[w].cfg.codec == k) {
+                    ps[m] = c[w].cfg.params;
+                    ps[m].seed = ps[m].shared_seed = 0x4c47726543ull;
+                    at[m++] = w;
+                }
             CP_CHECK(k->adapt_errors(ps, m, x, n, e, scratch));
             for (size_t j = 0; j < m; j++)
                 err[at[j]] = e[j], done[at[j]] = 1;

@@ -12,6 +12,8 @@
 #include "compressors/codec_math.h"
 #include "util/simd.h"
 
+#define CP_QUANT_MAX_SETTINGS 8 /* bits 1..8 */
+
 static size_t quant_nbuckets(const cp_params_t *p, size_t n)
 {
     return (n + p->bucket - 1) / p->bucket;
@@ -343,6 +345,72 @@ static size_t quant_adapt(const cp_params_t *base, cp_params_t *out,
     return n;
 }
 
+/* The error of every bit width at once: one range per bucket, and per
+ * element each width's level and value computed as encode and decode
+ * compute them (the same levels and values as an encode and decode each;
+ * only the squares are summed per bucket first). A width whose bucket range overflows is sent exact: error 0, as
+ * for cp_lgreco_errors's encode path. */
+CP_CLONES static cp_status_t quant_adapt_errors(const cp_params_t *p, size_t np,
+                                                const float *x, size_t n,
+                                                double *err, void *scratch)
+{
+    float qmax[CP_QUANT_MAX_SETTINGS], unit[CP_QUANT_MAX_SETTINGS],
+        inv[CP_QUANT_MAX_SETTINGS];
+    int exact[CP_QUANT_MAX_SETTINGS] = {0};
+    (void)scratch;
+    if (np > CP_QUANT_MAX_SETTINGS)
+        return CP_ERR_INVALID;
+    for (size_t j = 0; j < np; j++) {
+        err[j] = 0;
+        qmax[j] = (float)((1u << p[j].bits) - 1u);
+        if (p[j].bucket != p[0].bucket)
+            return CP_ERR_INVALID;
+    }
+    for (size_t lo = 0; lo < n; lo += p[0].bucket) {
+        const size_t m = n - lo < p[0].bucket ? n - lo : p[0].bucket;
+        const float *v = x + lo;
+        float mn, mx;
+        bucket_range(v, m, &mn, &mx);
+        for (size_t j = 0; j < np; j++) {
+            unit[j] = (mx - mn) / qmax[j];
+            if (cp_nonfinite(unit[j] * qmax[j]) ||
+                cp_nonfinite(cp_quant_value((uint32_t)qmax[j], mn, unit[j])))
+                exact[j] = 1;
+            inv[j] = unit[j] > 0.0f ? 1.0f / unit[j] : 0.0f;
+        }
+        for (size_t j = 0; j < np; j++) {
+            /* Eight partial sums, so that the loop vectorizes. */
+            double e[8] = {0};
+            size_t i = 0;
+            if (p[j].rounding == CP_ROUND_STOCHASTIC) {
+                for (; i < m; i++) {
+                    const float r = cp_uniform01(p[j].seed, lo + i);
+                    const uint32_t q = cp_quant_level(v[i], mn, inv[j], r, qmax[j]);
+                    const double d = (double)cp_quant_value(q, mn, unit[j]) - (double)v[i];
+                    e[0] += d * d;
+                }
+            } else {
+                for (; i + 8 <= m; i += 8)
+                    for (size_t l = 0; l < 8; l++) {
+                        const uint32_t q = cp_quant_level(v[i + l], mn, inv[j], 0.5f, qmax[j]);
+                        const double d = (double)cp_quant_value(q, mn, unit[j]) -
+                                         (double)v[i + l];
+                        e[l] += d * d;
+                    }
+                for (; i < m; i++) {
+                    const uint32_t q = cp_quant_level(v[i], mn, inv[j], 0.5f, qmax[j]);
+                    const double d = (double)cp_quant_value(q, mn, unit[j]) - (double)v[i];
+                    e[0] += d * d;
+                }
+            }
+            err[j] += ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
+        }
+    }
+    for (size_t j = 0; j < np; j++)
+        err[j] = exact[j] ? 0.0 : sqrt(err[j]);
+    return CP_OK;
+}
+
 const cp_compressor_ops_t cp_compressor_quant = {
     .name = "quant",
     .doc = "max-min quantization: 1-8 bits a value, a min and unit a bucket",
@@ -355,4 +423,5 @@ const cp_compressor_ops_t cp_compressor_quant = {
     .encode = quant_encode,
     .decode = quant_decode,
     .adapt = quant_adapt,
+    .adapt_errors = quant_adapt_errors,
 };

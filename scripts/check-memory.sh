@@ -63,7 +63,16 @@ COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 COMMPRESS_MAX_TENSORS=64 \
 for comp in quant topk; do # L-GreCo plans (plugin/adapt.c)
   COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 COMMPRESS_ADAPT=lgreco \
     COMMPRESS_ADAPT_EVERY=5 COMMPRESS_ADAPT_WINDOW=2 run 3 build-asan/tests/test_identity adapt | tail -1
+  # Fused buffers with layouts (plugin/layout.c), under plans and a bound
+  COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 COMMPRESS_ADAPT=lgreco \
+    COMMPRESS_ADAPT_EVERY=5 COMMPRESS_ADAPT_WINDOW=2 run 3 build-asan/tests/test_identity layout \
+    2>&1 | tail -1
+  COMMPRESS_COMPRESSOR=$comp COMMPRESS_MIN_BYTES=0 COMMPRESS_ADAPT=lgreco COMMPRESS_ADAPT_EVERY=5 \
+    COMMPRESS_ADAPT_WINDOW=2 COMMPRESS_MAX_STATE_BYTES=1000000 run 3 build-asan/tests/test_identity \
+    layout 2>&1 | tail -1
 done
+COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 COMMPRESS_FAULT=alloc@1:0 \
+  run 3 build-asan/tests/test_identity layout_fault | tail -1
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -136,6 +145,14 @@ COMMPRESS_COMPRESSOR=topk COMMPRESS_FEEDBACK=ef21 COMMPRESS_MIN_BYTES=0 \
   LD_PRELOAD=$PWD/build-debug/libcommpress.so tests/mpi/mpirun.sh 2 valgrind -q \
   --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
   --log-file="$vg/rank.%p" build-debug/tests/test_identity patterns | tail -1
+check_ours "$vg" "($ours|test_identity)"
+rm -rf "$vg"
+echo "== valgrind on both ranks of a 2-rank layout run (fused buffers, L-GreCo; debug build)"
+vg=$(mktemp -d)
+COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_ADAPT=lgreco COMMPRESS_ADAPT_EVERY=5 \
+  COMMPRESS_ADAPT_WINDOW=2 LD_PRELOAD=$PWD/build-debug/libcommpress.so tests/mpi/mpirun.sh 2 \
+  valgrind -q --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
+  --log-file="$vg/rank.%p" build-debug/tests/test_identity layout 2>&1 | tail -1
 check_ours "$vg" "($ours|test_identity)"
 rm -rf "$vg"
 echo "== valgrind on both ranks of 1-bit Adam (debug build)"

@@ -45,7 +45,9 @@
  *              the buffer one layer on every rank (equal bit for bit to
  *              a buffer without a layout). Under COMMPRESS_MAX_STATE_BYTES
  *              states are dropped and made again, and all of this still
- *              holds but for fewer bytes.
+ *              holds but for fewer bytes. ("layout_fault": one rank
+ *              fails to make the segments: that call goes exact on
+ *              every rank, the next compresses.)
  *   bound      COMMPRESS_MAX_STATE_BYTES below the step's state: the least
  *              recently used states are dropped every step, and rank 0
  *              holds an extra communicator's state (so it alone is over
@@ -811,6 +813,38 @@ static void layout_mode(void)
     layout_disagreements();
 }
 
+/* COMMPRESS_FAULT=alloc@R:0 with a layout on an API context: rank R
+ * cannot make the fused tensor's segments at its first call (the second
+ * round): every rank sends that call exact (PMPI's sum, bit for bit), and
+ * the next call makes the segments and compresses. */
+static void layout_fault_mode(void)
+{
+    const size_t n = 29000, off[4] = {0, 6000, 26000, n};
+    float *g = malloc(n * 4), *r = malloc(n * 4), *exact = malloc(n * 4);
+    commpress_ctx_t *ctx = api_context();
+    CHECK(L.ctx_set_layout(ctx, 0, n, 3, off) == 0, "ctx_set_layout");
+    for (int s = 0; s < 6; s++) {
+        gradient(g, n, s, 3, rank);
+        CHECK(L.allreduce(ctx, g, r, n, 0) == 0, "allreduce");
+        CHECK(cp_test_identical(r, n * 4, MPI_COMM_WORLD), "layout fault step %d: "
+              "ranks differ", s);
+        if (s == 0) {
+            PMPI_Allreduce(g, exact, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            CHECK(memcmp(r, exact, n * 4) == 0, "layout fault: step 0 not PMPI's sum");
+        }
+    }
+    commpress_stats_t st;
+    L.ctx_stats(ctx, &st);
+    CHECK(st.calls_compressed == 6 && st.calls_fallback == 1,
+          "layout fault: %llu calls, %llu sent exact", st.calls_compressed,
+          st.calls_fallback);
+    if (rank == 0)
+        printf("layout fault: the segments' allocation failed on one rank: "
+               "sent exact on every rank, then compressed\n");
+    L.destroy(ctx);
+    free(g), free(r), free(exact);
+}
+
 /* ---- bound ---- */
 
 static size_t resident_bytes(void)
@@ -929,6 +963,8 @@ int main(int argc, char **argv)
         adapt_mode();
     else if (strcmp(mode, "layout") == 0)
         layout_mode();
+    else if (strcmp(mode, "layout_fault") == 0)
+        layout_fault_mode();
     else if (strcmp(mode, "bound") == 0)
         bound_mode(argc, argv);
     else
