@@ -11,7 +11,8 @@
 # --seeds runs every configuration once per seed (initial weights and data
 # order; 0 is the fixed default), interleaved: seed by seed, uniform then
 # lgreco. --bucket fused trains with one fused buffer whose layout is
-# registered (commpress.register_layout), so the layers are its segments.
+# registered (commpress.register_layout), so the layers are its segments;
+# --bucket fused-whole with the same buffer and no layout (one layer).
 # Needs root, build/libcommpress.so, and Debian's python3-torch,
 # python3-mpi4py and dataset-fashion-mnist. Writes DIR/<label>.json (the
 # training log with commpress's statistics) and DIR/<label>.log (the INFO
@@ -35,24 +36,33 @@ while [ $# -gt 0 ]; do
     *) echo "lgreco.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-case $bucket in per-tensor|fused) ;; *) echo "lgreco.sh: --bucket per-tensor|fused" >&2; exit 2 ;; esac
+case $bucket in per-tensor|fused|fused-whole) ;;
+  *) echo "lgreco.sh: --bucket per-tensor|fused|fused-whole" >&2; exit 2 ;; esac
 layout=; [ "$bucket" = fused ] && layout=--layout
+tbucket=${bucket%-whole} # train_fmnist.py's
 lib=$root/build/libcommpress.so
 [ -f "$lib" ] || { echo "lgreco.sh: build first (scripts/build.sh)" >&2; exit 2; }
 mkdir -p "$out"
 run() {
-  local label=$1 seed=$2; shift 2
+  local label=$1 seed=$2 try; shift 2
   echo "== $label" >&2
-  env "$@" COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO LD_PRELOAD="$lib" \
-    "$root/bench/cluster.sh" --hosts "$hosts" --rate "$rate" -- /usr/bin/python3 \
-    "$root/examples/train_fmnist.py" --model cnn --bucket "$bucket" $layout --steps "$steps" \
-    --eval-every $((steps / 6)) --seed "$seed" --label "$label" --out "$out/$label.json" \
-    > "$out/$label.log" 2>&1 || { tail -20 "$out/$label.log"; exit 1; }
+  # Open MPI's launch into the namespaces now and then fails to connect
+  # ("unable to complete a TCP connection"): such a run is tried again.
+  for try in 1 2 3; do
+    env "$@" COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO LD_PRELOAD="$lib" \
+      "$root/bench/cluster.sh" --hosts "$hosts" --rate "$rate" -- /usr/bin/python3 \
+      "$root/examples/train_fmnist.py" --model cnn --bucket "$tbucket" $layout --steps "$steps" \
+      --eval-every $((steps / 6)) --seed "$seed" --label "$label" --out "$out/$label.json" \
+      > "$out/$label.log" 2>&1 && return 0
+    grep -q "unable to complete a TCP connection" "$out/$label.log" || break
+    echo "   launch failed to connect; again ($try)" >&2
+  done
+  tail -20 "$out/$label.log"; exit 1
 }
 adapt=(COMMPRESS_ADAPT=lgreco COMMPRESS_ADAPT_EVERY=$every COMMPRESS_ADAPT_WINDOW=10
        COMMPRESS_ADAPT_ALPHA=$alpha)
 # Labels: <family>-<uniform|lgreco>[-fused][-alpha<A>][-s<seed>]
-sfx() { local s=; [ "$bucket" = fused ] && s+=-fused; [ "$1" = lgreco ] && [ "$alpha" != 1 ] && s+=-alpha${alpha/./}; echo "$s"; }
+sfx() { local s=; [ "$bucket" != per-tensor ] && s+=-$bucket; [ "$1" = lgreco ] && [ "$alpha" != 1 ] && s+=-alpha${alpha/./}; echo "$s"; }
 runs=()
 for seed in $seeds; do
   ss=; [ "$seed" != 0 ] && ss=-s$seed

@@ -3,7 +3,8 @@
 logs: one panel per run, one line per layer (the bytes per call its
 chosen setting sends, relative to the uniform setting's), plan by plan.
 
-    bench/plot_lgreco.py DIR     # reads DIR/*-lgreco.log, writes DIR/plans.png
+    bench/plot_lgreco.py DIR [RUN...]   # reads DIR/RUN.log (default: quant-lgreco
+                                        # topk-lgreco), writes DIR/plans.png
 """
 import re
 import sys
@@ -27,7 +28,7 @@ def plans(path):
 
 def main():
     d = sys.argv[1]
-    runs = ["quant-lgreco", "topk-lgreco"]
+    runs = sys.argv[2:] or ["quant-lgreco", "topk-lgreco"]
     fig, axes = plt.subplots(1, len(runs), figsize=(11, 4), sharey=True)
     for ax, run in zip(axes, runs):
         for count, pts in sorted(plans(f"{d}/{run}.log").items()):
@@ -35,7 +36,7 @@ def main():
             ys = [r for _, _, r in pts]
             ax.plot(xs, ys, marker="o", label=f"{count} floats: {pts[-1][1]}")
         ax.set_title(run)
-        ax.set_xlabel("plan (every 100 steps)")
+        ax.set_xlabel("plan")
         ax.set_yscale("log")
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.legend(fontsize=7)

@@ -156,6 +156,12 @@ typedef struct {
      * the same calls (= bytes_sent without COMMPRESS_ADAPT). */
     unsigned long long adapt_plans;
     unsigned long long bytes_sent_uniform;
+    /* COMMPRESS_ALLTOALL (docs/moe.md): all-to-alls that ran compressed,
+     * the bytes their blocks to other ranks hold, and the bytes sent for
+     * them (the size exchange included). */
+    unsigned long long a2a_calls_compressed;
+    unsigned long long a2a_bytes_uncompressed;
+    unsigned long long a2a_bytes_sent;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);

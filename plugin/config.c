@@ -14,6 +14,7 @@
 static const char *const key_choices[] = {"auto", "address", "order", NULL};
 static const char *const debug_choices[] = {"NONE", "WARN", "INFO", "TRACE",
                                             NULL};
+static const char *const a2a_choices[] = {"none", "lsh", "fp16", "bf16", NULL};
 
 static int fault_spec_ok(const char *s) { return cp_fault_check(s) == CP_OK ? 0 : -1; }
 
@@ -61,6 +62,25 @@ static const cp_param_t plugin_rows[] = {
             "MPI_Finalize; %r becomes the rank (without %r, several ranks "
             "append .<rank>: one file each). An existing symbolic link is "
             "not followed."},
+    {.name = "COMMPRESS_ALLTOALL", .dflt = "none", .type = CP_PT_ENUM,
+     .offset = OFF(alltoall), .choices = a2a_choices, .must_match = 1,
+     .doc = "MPI_Alltoall and MPI_Alltoallv of MPI_FLOAT (docs/moe.md). none: "
+            "passed through. lsh: each destination's rows of "
+            "COMMPRESS_A2A_ROW floats clustered (LSH-MoE) and sent as "
+            "centroids with a bucket per row; the receiver rebuilds every row "
+            "from its centroid (lossy, no compensation: the explicit API "
+            "compensates). fp16, bf16: the values cast."},
+    {.name = "COMMPRESS_A2A_ROW", .dflt = "0", .type = CP_PT_SIZE,
+     .offset = OFF(a2a_row), .lo = 0, .hi = 1 << 20, .must_match = 1,
+     .doc = "Floats per token row (the hidden size) for COMMPRESS_ALLTOALL=lsh; "
+            "required there. A block whose count is not a multiple goes exact."},
+    {.name = "COMMPRESS_A2A_HASHES", .dflt = "6", .type = CP_PT_SIZE,
+     .offset = OFF(a2a_hashes), .lo = 1, .hi = 32, .must_match = 1,
+     .doc = "COMMPRESS_ALLTOALL=lsh: hash functions (more: finer buckets)."},
+    {.name = "COMMPRESS_A2A_MAX_FRACTION", .dflt = "0.5", .type = CP_PT_DOUBLE,
+     .offset = OFF(a2a_max_fraction), .lo = 1e-9, .hi = 1, .must_match = 1,
+     .doc = "COMMPRESS_ALLTOALL=lsh: a block whose buckets exceed this "
+            "fraction of its rows goes exact instead."},
     {.name = "COMMPRESS_FAULT", .dflt = "", .type = CP_PT_STRING,
      .offset = OFF(fault), .hi = sizeof(((cp_config_t *)0)->fault),
      .accepted = "kind@rank:call[,...]", .check = fault_spec_ok,
@@ -114,6 +134,12 @@ cp_status_t cp_config_parse_env(cp_config_t *cfg, char *err, size_t errlen)
                  "COMMPRESS_STATE_KEY='address' is invalid with "
                  "COMMPRESS_ADAPT=lgreco; accepted: auto | order (plans "
                  "are made per step)");
+        return CP_ERR_CONFIG;
+    }
+    if (cfg->alltoall == CP_A2A_LSH && cfg->a2a_row == 0) {
+        snprintf(err, errlen,
+                 "COMMPRESS_A2A_ROW='0' is invalid with COMMPRESS_ALLTOALL=lsh; "
+                 "accepted: the floats per token row, 1..1048576");
         return CP_ERR_CONFIG;
     }
     if (cfg->state_key == CP_KEY_ORDER && cfg->step_calls == 0) {

@@ -25,7 +25,13 @@ typedef struct {
     int debug;               /* cp_log_level_t */
     char stats_file[1024];
     char fault[256];         /* testing: util/fault.h */
+    int alltoall;            /* cp_a2a_mode_t: MPI_Alltoall(v) (docs/moe.md) */
+    size_t a2a_row;          /* floats per token row; 0: unset */
+    size_t a2a_hashes;
+    double a2a_max_fraction;
 } cp_config_t;
+
+typedef enum { CP_A2A_NONE = 0, CP_A2A_LSH, CP_A2A_FP16, CP_A2A_BF16 } cp_a2a_mode_t;
 
 #define CP_CONFIG_MAX_FIELDS 64
 

@@ -345,3 +345,5 @@ int MPI_Allreduce_c(const void *sendbuf, void *recvbuf, MPI_Count count,
 #endif
 
 void commpress_stats(commpress_stats_t *out) { cp_stats_get(out); }
+
+int cp_shim_ready(void) { return cp_inited; }

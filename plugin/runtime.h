@@ -13,6 +13,9 @@ cp_status_t cp_runtime_load(char *err, size_t errlen);
  * the one-line error (for entry points with no collective to coordinate). */
 void cp_runtime_load_or_exit(void);
 const cp_config_t *cp_runtime_config(void);
+/* MPI_Init ran through the shim and its configuration is valid
+ * (plugin/mpi_allreduce.c). */
+int cp_shim_ready(void);
 const cp_coll_config_t *cp_runtime_coll(void);
 
 #endif

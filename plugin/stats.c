@@ -96,6 +96,15 @@ void cp_stats_add_plan(void)
     pthread_mutex_unlock(&cp_stats_lock);
 }
 
+void cp_stats_add_a2a(size_t bytes_uncompressed, size_t bytes_sent)
+{
+    pthread_mutex_lock(&cp_stats_lock);
+    cp_stats.a2a_calls_compressed++;
+    cp_stats.a2a_bytes_uncompressed += bytes_uncompressed;
+    cp_stats.a2a_bytes_sent += bytes_sent;
+    pthread_mutex_unlock(&cp_stats_lock);
+}
+
 size_t cp_stats_state_with(int part, size_t charged, size_t bytes)
 {
     pthread_mutex_lock(&cp_stats_lock);
@@ -165,6 +174,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"bytes_uncompressed_sparse\": %llu, \"bytes_sent_sparse\": %llu, "
             "\"calls_fallback\": %llu, \"states_dropped\": %llu, "
             "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu, "
+            "\"a2a_calls_compressed\": %llu, \"a2a_bytes_uncompressed\": %llu, "
+            "\"a2a_bytes_sent\": %llu, "
             "\"adapt_last_plan\": %s}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
@@ -180,7 +191,10 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             (unsigned long long)s.calls_fallback,
             (unsigned long long)s.states_dropped,
             (unsigned long long)s.adapt_plans,
-            (unsigned long long)s.bytes_sent_uniform, plan ? plan : "[]");
+            (unsigned long long)s.bytes_sent_uniform,
+            (unsigned long long)s.a2a_calls_compressed,
+            (unsigned long long)s.a2a_bytes_uncompressed,
+            (unsigned long long)s.a2a_bytes_sent, plan ? plan : "[]");
     free(plan);
     int err = w < 0 || ferror(f) ? errno : 0;
     if (fclose(f) != 0 && err == 0)
@@ -210,4 +224,12 @@ void cp_stats_print_summary(int rank, const char *compressor)
             (unsigned long long)s.calls_passthrough,
             (double)s.bytes_uncompressed / 1e6, (double)s.bytes_sent / 1e6,
             s.ratio, s.compress_seconds, (double)s.state_bytes_peak / 1e6);
+    if (s.a2a_calls_compressed)
+        cp_info("summary rank %d: %llu all-to-alls compressed: %.3f MB of "
+                "blocks to other ranks sent as %.3f MB (%.2fx)",
+                rank, (unsigned long long)s.a2a_calls_compressed,
+                (double)s.a2a_bytes_uncompressed / 1e6,
+                (double)s.a2a_bytes_sent / 1e6,
+                s.a2a_bytes_sent ? (double)s.a2a_bytes_uncompressed /
+                                       (double)s.a2a_bytes_sent : 0.0);
 }

@@ -30,6 +30,8 @@ void cp_stats_add_dropped(size_t n);
  * (per layer: count, setting, error, bytes) for the statistics file. */
 void cp_stats_add_plan(void);
 void cp_stats_set_plan(const char *json);
+/* A compressed all-to-all (COMMPRESS_ALLTOALL). */
+void cp_stats_add_a2a(size_t bytes_uncompressed, size_t bytes_sent);
 void cp_stats_get(commpress_stats_t *out);
 /* The file of one rank: %r becomes the rank; without %r and with several
  * ranks, ".<rank>" is appended. */

@@ -13,6 +13,7 @@ See docs/onebit_adam.md, docs/federated.md and docs/lgreco.md."""
 from ._lib import CommpressError, lib, shim_stats, strerror  # noqa: F401
 from .fl import FLClient, FLServer, RefusedError  # noqa: F401
 from .layout import layout_offsets, register_layout, unregister_layout  # noqa: F401
+from .moe import MoEComm, lsh_moe  # noqa: F401
 from .onebit_adam import OneBitAdamFlat  # noqa: F401
 
 NONFINITE = -9

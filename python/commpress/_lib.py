@@ -109,7 +109,8 @@ class ShimStats(ctypes.Structure):
                           "compress_seconds", "state_bytes", "state_bytes_peak", "calls_sparse",
                           "bytes_uncompressed_sparse", "bytes_sent_sparse",
                           "calls_fallback", "states_dropped",
-                          "adapt_plans", "bytes_sent_uniform")]
+                          "adapt_plans", "bytes_sent_uniform", "a2a_calls_compressed",
+                          "a2a_bytes_uncompressed", "a2a_bytes_sent")]
 
 
 def shim_stats():
