@@ -126,6 +126,19 @@ static size_t encode_block(const cp_config_t *cfg, const float *x, size_t n,
     return o + nb * row * sizeof(float);
 }
 
+/* Bucket of row r in a map of mapb-byte entries. */
+static uint32_t map_at(const unsigned char *map, int mapb, size_t r)
+{
+    if (mapb == 2) {
+        uint16_t s;
+        memcpy(&s, map + 2 * r, 2);
+        return s;
+    }
+    uint32_t b;
+    memcpy(&b, map + 4 * r, 4);
+    return b;
+}
+
 /* A received message into out (n floats expected): CP_OK, or
  * CP_ERR_MALFORMED with nothing written beyond out's n floats. */
 static cp_status_t decode_block(const cp_config_t *cfg, const unsigned char *m, size_t len,
@@ -171,29 +184,12 @@ static cp_status_t decode_block(const cp_config_t *cfg, const unsigned char *m, 
         if (body != mapl + nb * row * sizeof(float))
             return CP_ERR_MALFORMED;
         const float *cen = (const float *)(const void *)(p + mapl);
-        for (size_t r = 0; r < rows; r++) { /* every index checked first */
-            uint32_t b = 0;
-            if (mapb == 2) {
-                uint16_t s;
-                memcpy(&s, p + 2 * r, 2);
-                b = s;
-            } else {
-                memcpy(&b, p + 4 * r, 4);
-            }
-            if (b >= nb)
+        for (size_t r = 0; r < rows; r++) /* every index checked first */
+            if (map_at(p, mapb, r) >= nb)
                 return CP_ERR_MALFORMED;
-        }
-        for (size_t r = 0; r < rows; r++) {
-            uint32_t b = 0;
-            if (mapb == 2) {
-                uint16_t s;
-                memcpy(&s, p + 2 * r, 2);
-                b = s;
-            } else {
-                memcpy(&b, p + 4 * r, 4);
-            }
-            memcpy(out + r * row, cen + (size_t)b * row, row * sizeof(float));
-        }
+        for (size_t r = 0; r < rows; r++)
+            memcpy(out + r * row, cen + (size_t)map_at(p, mapb, r) * row,
+                   row * sizeof(float));
         return CP_OK;
     }
     default:

@@ -73,6 +73,14 @@ for comp in quant topk; do # L-GreCo plans (plugin/adapt.c)
 done
 COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 COMMPRESS_FAULT=alloc@1:0 \
   run 3 build-asan/tests/test_identity layout_fault | tail -1
+echo "== LSH-MoE: the explicit API, the shim's all-to-all (ASan/UBSan)"
+run 3 build-asan/tests/test_moe | tail -1
+COMMPRESS_FAULT=corrupt1@1:0 run 3 build-asan/tests/test_moe corrupt | tail -1
+for m in lsh fp16; do
+  COMMPRESS_ALLTOALL=$m COMMPRESS_A2A_ROW=64 run 3 build-asan/tests/test_alltoall | tail -1
+done
+COMMPRESS_ALLTOALL=lsh COMMPRESS_A2A_ROW=64 COMMPRESS_FAULT=corrupt1@1:0 \
+  run 3 build-asan/tests/test_alltoall corrupt | tail -1
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -118,7 +126,7 @@ done
 # the faulting access is in one of our source files (given as a regex of
 # their names): Open MPI's reports pass through our MPI_Init/MPI_Finalize
 # wrappers deeper in the stack. Every C file of the library is ours.
-ours=$(ls util/*.c compressors/*.c collectives/*.c plugin/*.c optim/*.c |
+ours=$(ls util/*.c compressors/*.c collectives/*.c plugin/*.c optim/*.c moe/*.c |
        xargs -n1 basename | sed 's/\.c$//' | grep -vx info | paste -sd'|')
 check_ours() {
   local re="\\($2\\.c:"
@@ -154,6 +162,15 @@ COMMPRESS_COMPRESSOR=topk COMMPRESS_MIN_BYTES=0 COMMPRESS_ADAPT=lgreco COMMPRESS
   valgrind -q --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
   --log-file="$vg/rank.%p" build-debug/tests/test_identity layout 2>&1 | tail -1
 check_ours "$vg" "($ours|test_identity)"
+rm -rf "$vg"
+echo "== valgrind on both ranks of LSH-MoE and the lsh all-to-all (debug build)"
+vg=$(mktemp -d)
+tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
+  --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_moe | tail -1
+COMMPRESS_ALLTOALL=lsh COMMPRESS_A2A_ROW=64 tests/mpi/mpirun.sh 2 valgrind -q \
+  --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
+  --log-file="$vg/rank.%p" build-debug/tests/test_alltoall | tail -1
+check_ours "$vg" "($ours|test_moe|test_alltoall)"
 rm -rf "$vg"
 echo "== valgrind on both ranks of 1-bit Adam (debug build)"
 vg=$(mktemp -d)

@@ -82,6 +82,18 @@ def _declare(L):
     L.commpress_onebit_adam_stats.restype = None
 
 
+def release(obj):
+    """__del__ of the handle classes: frees obj._h with obj._destroy (bound
+    at creation: at interpreter exit module globals may be gone) and never
+    raises."""
+    h, obj._h = getattr(obj, "_h", None), None
+    if h:
+        try:
+            obj._destroy(h)
+        except Exception:
+            pass
+
+
 def strerror(status):
     return lib().commpress_strerror(status).decode()
 

@@ -33,7 +33,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import CommpressError, check, lib, save_blob
+from ._lib import CommpressError, check, lib, release as _release, save_blob
 
 _FP = ctypes.POINTER(ctypes.c_float)
 _GRAD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, _FP, _FP, ctypes.c_size_t)
@@ -121,17 +121,6 @@ def _f32(a, n, what):
     if a.size != n:
         raise ValueError(f"{what} has {a.size} elements, expected {n}")
     return a
-
-
-def _release(obj):
-    """__del__ of both classes: never raises (at interpreter exit module
-    globals may be gone; the destroy function was bound at creation)."""
-    h, obj._h = getattr(obj, "_h", None), None
-    if h:
-        try:
-            obj._destroy(h)
-        except Exception:
-            pass
 
 
 class FLClient:

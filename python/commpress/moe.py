@@ -14,7 +14,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import check, lib, mpi_comm_handle
+from ._lib import check, lib, mpi_comm_handle, release
 
 
 class MoEConfig(ctypes.Structure):
@@ -83,12 +83,7 @@ class MoEComm:
                                      ctypes.byref(self._h)))
 
     def __del__(self):
-        h, self._h = getattr(self, "_h", None), None
-        if h:
-            try:
-                self._destroy(h)
-            except Exception:
-                pass
+        release(self)
 
     def dispatch(self, rows, send_counts):
         """Collective: returns a Handle whose expert_rows() the expert runs on."""
@@ -114,7 +109,7 @@ class Handle:
 
     def __init__(self, moe, h, n):
         self.moe, self._h, self.n = moe, h, n
-        self._release = _declared().commpress_moe_release
+        self._destroy = _declared().commpress_moe_release
         R, counts = ctypes.c_size_t(), ctypes.POINTER(ctypes.c_size_t)()
         p = _declared().commpress_moe_expert_rows(h, ctypes.byref(R), ctypes.byref(counts))
         self.R = R.value
@@ -123,12 +118,7 @@ class Handle:
         self._rows = np.ctypeslib.as_array(p, shape=(max(self.R * d, 1),))[:self.R * d].copy()
 
     def __del__(self):
-        h, self._h = getattr(self, "_h", None), None
-        if h:
-            try:
-                self._release(h)
-            except Exception:
-                pass
+        release(self)
 
     def expert_rows(self):
         """The expert's input, R x hidden (a copy), grouped by source rank."""

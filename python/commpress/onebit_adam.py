@@ -11,7 +11,8 @@ import ctypes
 
 import numpy as np
 
-from ._lib import OneBitAdamConfig, OneBitAdamStats, check, lib, mpi_comm_handle, save_blob
+from ._lib import (OneBitAdamConfig, OneBitAdamStats, check, lib, mpi_comm_handle, release,
+                   save_blob)
 
 _NONFINITE = -9
 
@@ -37,14 +38,9 @@ class OneBitAdamFlat:
                                              self.count, ctypes.byref(self._h)))
 
     def __del__(self):
-        # Never raises (interpreter exit included). After MPI_Finalize the
-        # C destroy frees memory only (commpress_onebit_adam_destroy).
-        h, self._h = getattr(self, "_h", None), None
-        if h:
-            try:
-                self._destroy(h)
-            except Exception:
-                pass
+        # After MPI_Finalize the C destroy frees memory only
+        # (commpress_onebit_adam_destroy).
+        release(self)
 
     @staticmethod
     def _ptr(a):
