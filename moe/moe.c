@@ -147,9 +147,10 @@ static cp_status_t rows_alltoall(commpress_moe_t *m, const float *sbuf,
 }
 
 /* Clusters destination p's rows (or not: raw), filling h->bucket for them
- * and returning its number of buckets. */
+ * and returning its number of buckets; *over counts destinations sent raw
+ * for exceeding max_fraction. */
 static cp_status_t cluster_rows(commpress_moe_t *m, commpress_moe_handle_t *h,
-                                const float *rows, int p, size_t *nb)
+                                const float *rows, int p, size_t *nb, size_t *over)
 {
     const size_t n = h->cnt[p], d = m->cfg.hidden;
     uint32_t *b = h->bucket + h->off[p];
@@ -169,7 +170,7 @@ static cp_status_t cluster_rows(commpress_moe_t *m, commpress_moe_handle_t *h,
             return CP_OK;
         }
         if (p != m->rank)
-            m->stats.raw_destinations++;
+            (*over)++;
     }
     for (size_t r = 0; r < n; r++) /* raw: every row its own bucket */
         b[r] = (uint32_t)r;
@@ -202,6 +203,7 @@ int commpress_moe_dispatch(commpress_moe_t *m, const float *rows,
     uint64_t *cw = m->cw;
     cp_status_t st = CP_OK;
     int bad = h == NULL;
+    size_t over = 0; /* destinations sent raw by max_fraction */
     const double t0 = cp_now();
     if (!bad) {
         h->m = m;
@@ -221,7 +223,7 @@ int commpress_moe_dispatch(commpress_moe_t *m, const float *rows,
         bad = h->bucket == NULL;
     }
     for (int p = 0; !bad && p < P; p++)
-        bad = cluster_rows(m, h, rows, p, &h->nb[p]) != CP_OK;
+        bad = cluster_rows(m, h, rows, p, &h->nb[p], &over) != CP_OK;
     if (!bad) {
         h->boff = prefix(h->nb, P, &h->nbt);
         cent = malloc((h->nbt ? h->nbt : 1) * d * sizeof(float));
@@ -291,7 +293,9 @@ int commpress_moe_dispatch(commpress_moe_t *m, const float *rows,
         commpress_moe_release(h);
         return st;
     }
+    /* Counted only for a dispatch that went through, as the rest. */
     m->stats.dispatches++;
+    m->stats.raw_destinations += over;
     m->stats.bytes_sent += 2 * sizeof(uint64_t) * (unsigned long long)(P - 1);
     for (int p = 0; p < P; p++)
         if (p != m->rank) {
