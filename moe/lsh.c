@@ -4,6 +4,7 @@
 
 #include "moe/lsh.h"
 #include "util/hd.h"
+#include "util/simd.h"
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -18,19 +19,26 @@ cp_status_t cp_lsh_init(cp_lsh_t *h, size_t d, size_t L, uint64_t seed)
     memset(h, 0, sizeof(*h));
     if (d == 0 || d > CP_LSH_MAX_DIM || L == 0 || L > CP_LSH_MAX_HASHES)
         return CP_ERR_INVALID;
-    size_t D = 1;
+    size_t D = 1, P = 1;
     while (D < d)
         D *= 2;
-    h->signs = malloc(L * 3 * D * sizeof(float));
+    while (P < L)
+        P *= 2;
+    size_t B = D / P;
+    if (B < CP_LSH_MIN_BLOCK)
+        B = D < CP_LSH_MIN_BLOCK ? D : CP_LSH_MIN_BLOCK;
+    const size_t R = (L + D / B - 1) / (D / B);
+    h->signs = malloc(R * 3 * D * sizeof(float));
     if (h->signs == NULL)
         return CP_ERR_NOMEM;
-    h->d = d, h->D = D, h->L = L, h->seed = seed;
-    for (size_t l = 0; l < L; l++) {
-        uint64_t s = seed ^ (0x4c5348ull << 40) ^ (uint64_t)l * 0x2545f4914f6cdd1dull;
+    h->d = d, h->D = D, h->L = L, h->B = B, h->rotations = R, h->seed = seed;
+    const float v = (float)(1.0 / sqrt((double)D));
+    for (size_t r = 0; r < R; r++) {
+        uint64_t s = seed ^ (0x4c5348ull << 40) ^ (uint64_t)r * 0x2545f4914f6cdd1dull;
         for (size_t i = 0; i < 3 * D; i += 64) {
             const uint64_t w = splitmix(&s);
             for (size_t b = 0; b < 64 && i + b < 3 * D; b++)
-                h->signs[l * 3 * D + i + b] = (w >> b) & 1 ? -1.0f : 1.0f;
+                h->signs[r * 3 * D + i + b] = (w >> b) & 1 ? -v : v;
         }
     }
     return CP_OK;
@@ -42,44 +50,58 @@ void cp_lsh_fini(cp_lsh_t *h)
     memset(h, 0, sizeof(*h));
 }
 
-/* In-place normalized Walsh-Hadamard transform of D floats (D a power of
- * two): butterflies of growing span, then 1/sqrt(D). */
-static void fwht(float *y, size_t D)
+/* In-place (unnormalized) Walsh-Hadamard transform of D floats, D a power
+ * of two: the first two spans as radix-4 butterflies on groups of four,
+ * then butterflies of growing span over contiguous runs the compiler
+ * vectorizes. The normalization is in the signs. */
+CP_INLINE void fwht(float *y, size_t D)
 {
-    for (size_t h = 1; h < D; h *= 2)
-        for (size_t i = 0; i < D; i += 2 * h)
-            for (size_t j = i; j < i + h; j++) {
-                const float a = y[j], b = y[j + h];
-                y[j] = a + b;
-                y[j + h] = a - b;
+    size_t h = 1;
+    if (D >= 4) {
+        for (size_t i = 0; i < D; i += 4) {
+            const float a = y[i] + y[i + 1], b = y[i] - y[i + 1];
+            const float c = y[i + 2] + y[i + 3], e = y[i + 2] - y[i + 3];
+            y[i] = a + c, y[i + 1] = b + e, y[i + 2] = a - c, y[i + 3] = b - e;
+        }
+        h = 4;
+    }
+    for (; h < D; h *= 2)
+        for (size_t i = 0; i < D; i += 2 * h) {
+            float *restrict u = y + i, *restrict w = y + i + h;
+            for (size_t j = 0; j < h; j++) {
+                const float a = u[j], b = w[j];
+                u[j] = a + b;
+                w[j] = a - b;
             }
-    const float s = (float)(1.0 / sqrt((double)D));
-    for (size_t i = 0; i < D; i++)
-        y[i] *= s;
+        }
 }
 
-void cp_lsh_hash(const cp_lsh_t *h, const float *row, uint32_t *codes,
-                 float *y)
+CP_CLONES void cp_lsh_hash(const cp_lsh_t *h, const float *row, uint32_t *codes,
+                           float *y)
 {
-    const size_t D = h->D;
-    for (size_t l = 0; l < h->L; l++) {
-        const float *sg = h->signs + l * 3 * D;
+    const size_t D = h->D, B = h->B, per = D / B;
+    for (size_t r = 0, l = 0; r < h->rotations; r++) {
+        const float *sg = h->signs + r * 3 * D;
         for (size_t i = 0; i < h->d; i++)
             y[i] = row[i] * sg[i];
         for (size_t i = h->d; i < D; i++)
             y[i] = 0.0f;
         fwht(y, D);
         for (int k = 1; k < 3; k++) {
+            const float *s = sg + (size_t)k * D;
             for (size_t i = 0; i < D; i++)
-                y[i] *= sg[k * D + i];
+                y[i] *= s[i];
             fwht(y, D);
         }
-        size_t best = 0;
-        float m = fabsf(y[0]);
-        for (size_t i = 1; i < D; i++)
-            if (fabsf(y[i]) > m) /* the first of equal magnitudes */
-                m = fabsf(y[i]), best = i;
-        codes[l] = (uint32_t)(2 * best + (y[best] < 0.0f));
+        for (size_t k = 0; k < per && l < h->L; k++, l++) {
+            const float *v = y + k * B;
+            size_t best = 0;
+            float m = fabsf(v[0]);
+            for (size_t i = 1; i < B; i++)
+                if (fabsf(v[i]) > m) /* the first of equal magnitudes */
+                    m = fabsf(v[i]), best = i;
+            codes[l] = (uint32_t)(2 * best + (v[best] < 0.0f));
+        }
     }
 }
 

@@ -148,14 +148,16 @@ static cp_status_t rows_alltoall(commpress_moe_t *m, const float *sbuf,
 
 /* Clusters destination p's rows (or not: raw), filling h->bucket for them
  * and returning its number of buckets; *over counts destinations sent raw
- * for exceeding max_fraction. */
+ * for exceeding max_fraction. The rows for this rank's own expert stay
+ * raw: they cross no link, so clustering them would lose accuracy and
+ * time for nothing. */
 static cp_status_t cluster_rows(commpress_moe_t *m, commpress_moe_handle_t *h,
                                 const float *rows, int p, size_t *nb, size_t *over)
 {
     const size_t n = h->cnt[p], d = m->cfg.hidden;
     uint32_t *b = h->bucket + h->off[p];
     *nb = n;
-    if (m->cfg.hashes > 0 && n > 0) {
+    if (m->cfg.hashes > 0 && n > 0 && p != m->rank) {
         const size_t need = cp_lsh_cluster_scratch(&m->lsh, n);
         if (need > m->scratch_bytes) {
             void *s = realloc(m->scratch, need);
@@ -169,8 +171,7 @@ static cp_status_t cluster_rows(commpress_moe_t *m, commpress_moe_handle_t *h,
             *nb = k;
             return CP_OK;
         }
-        if (p != m->rank)
-            (*over)++;
+        (*over)++;
     }
     for (size_t r = 0; r < n; r++) /* raw: every row its own bucket */
         b[r] = (uint32_t)r;

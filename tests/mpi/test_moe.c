@@ -1,8 +1,8 @@
 /* LSH-MoE's explicit API (include/commpress_moe.h) under mpirun:
  *  - an identity expert with compensation gives back every token (centroid
  *    + residual, to rounding), and without it the mean of its bucket;
- *  - raw rows (hashes 0, or a destination over max_fraction) come back
- *    exactly;
+ *  - raw rows (hashes 0, a destination over max_fraction, and always the
+ *    rows for the sender's own expert) come back exactly;
  *  - clustered tokens travel as far fewer rows;
  *  - the backward of dispatch and combine against finite differences of a
  *    loss through a nonlinear expert, with and without compensation;
@@ -83,6 +83,10 @@ static void identity(int hashes, double frac, int comp, const char *what)
         }
         exact += memcmp(y + t * d, x + t * d, d * sizeof(float)) == 0;
     }
+    /* The rows for this rank's own expert cross no link: never clustered. */
+    CHECK(memcmp(y + (size_t)rank * per * d, x + (size_t)rank * per * d,
+                 per * d * sizeof(float)) == 0,
+          "%s: the rows for this rank's own expert changed", what);
     commpress_moe_stats_t st;
     commpress_moe_stats(m, &st);
     if (hashes == 0 || frac < 1e-3) { /* raw: every row back exactly */

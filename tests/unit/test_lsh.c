@@ -10,21 +10,23 @@
 #include "moe/lsh.h"
 #include "testutil.h"
 
-/* The reference: R = H S3 H S2 H S1 as a dense D x D matrix in double
- * (H the normalized Hadamard matrix, H[i][j] = (-1)^popcount(i & j) /
- * sqrt(D)), y = R x, code = 2 argmax |y_i| + (y_i < 0). Returns the gap
- * between the two largest |y_i| relative to the largest. */
+/* The reference: rotation r = H S3 H S2 H S1 as a dense D x D matrix in
+ * double (H the normalized Hadamard matrix, H[i][j] = (-1)^popcount(i & j)
+ * / sqrt(D), S the signs of rotation r = l / (D / B)), y = R x, and hash l
+ * is block k = l mod (D / B) of y: code = 2 argmax |y_{kB+i}| + (y < 0).
+ * Returns the gap between the block's two largest |y| relative to the
+ * largest. */
 static double reference_code(const cp_lsh_t *h, size_t l, const float *x,
                              uint32_t *code)
 {
-    const size_t D = h->D;
+    const size_t D = h->D, per = D / h->B, r = l / per, k0 = (l % per) * h->B;
     double *v = calloc(D, sizeof(double)), *w = malloc(D * sizeof(double));
     for (size_t i = 0; i < h->d; i++)
         v[i] = x[i];
     for (int k = 0; k < 3; k++) {
-        const float *sg = h->signs + (l * 3 + (size_t)k) * D;
+        const float *sg = h->signs + (r * 3 + (size_t)k) * D;
         for (size_t i = 0; i < D; i++)
-            v[i] *= sg[i];
+            v[i] *= sg[i] < 0 ? -1.0 : 1.0;
         for (size_t i = 0; i < D; i++) {
             double s = 0;
             for (size_t j = 0; j < D; j++)
@@ -35,23 +37,40 @@ static double reference_code(const cp_lsh_t *h, size_t l, const float *x,
     }
     size_t best = 0;
     double m1 = 0, m2 = 0;
-    for (size_t i = 0; i < D; i++) {
-        const double a = fabs(v[i]);
+    for (size_t i = 0; i < h->B; i++) {
+        const double a = fabs(v[k0 + i]);
         if (a > m1)
             m2 = m1, m1 = a, best = i;
         else if (a > m2)
             m2 = a;
     }
-    *code = (uint32_t)(2 * best + (v[best] < 0));
+    *code = (uint32_t)(2 * best + (v[k0 + best] < 0));
     free(v), free(w);
     return (m1 - m2) / m1;
 }
 
+/* Block sizes and rotations: one rotation serves D / B hash functions. */
+Test(lsh, blocks_of_one_rotation)
+{
+    const size_t cases[][4] = {/* d, L, B, rotations */
+                               {1024, 6, 128, 1}, {1024, 2, 512, 1}, {1024, 8, 128, 1},
+                               {1024, 32, 32, 1}, {100, 6, 16, 1},   {40, 6, 16, 2},
+                               {7, 6, 8, 6},      {1, 3, 1, 3},      {64, 1, 64, 1}};
+    for (size_t t = 0; t < sizeof(cases) / sizeof(cases[0]); t++) {
+        cp_lsh_t h;
+        cr_assert_eq(cp_lsh_init(&h, cases[t][0], cases[t][1], 1), CP_OK);
+        cr_assert_eq(h.B, cases[t][2], "d %zu L %zu: B %zu", cases[t][0], cases[t][1], h.B);
+        cr_assert_eq(h.rotations, cases[t][3], "d %zu L %zu: %zu rotations", cases[t][0],
+                     cases[t][1], h.rotations);
+        cp_lsh_fini(&h);
+    }
+}
+
 Test(lsh, fast_rotation_equals_dense_reference)
 {
-    const size_t dims[] = {100, 256, 7};
+    const size_t dims[] = {100, 256, 7, 40};
     size_t compared = 0, skipped = 0;
-    for (size_t t = 0; t < 3; t++) {
+    for (size_t t = 0; t < 4; t++) {
         cp_lsh_t h;
         cr_assert_eq(cp_lsh_init(&h, dims[t], 6, 77 + t), CP_OK);
         float *rows = tu_gradient(40 * dims[t], 9 + t), *y = malloc(h.D * 4);
@@ -59,7 +78,7 @@ Test(lsh, fast_rotation_equals_dense_reference)
             uint32_t codes[6], ref;
             cp_lsh_hash(&h, rows + r * dims[t], codes, y);
             for (size_t l = 0; l < 6; l++) {
-                cr_assert_lt(codes[l], 2 * h.D);
+                cr_assert_lt(codes[l], 2 * h.B);
                 /* A near tie between the two largest magnitudes may fall
                  * either way in float: compared only beyond 1e-4. */
                 if (reference_code(&h, l, rows + r * dims[t], &ref) < 1e-4) {
@@ -74,7 +93,7 @@ Test(lsh, fast_rotation_equals_dense_reference)
         free(rows), free(y);
         cp_lsh_fini(&h);
     }
-    cr_assert_gt(compared, 600, "%zu compared, %zu skipped", compared, skipped);
+    cr_assert_gt(compared, 850, "%zu compared, %zu skipped", compared, skipped);
 }
 
 Test(lsh, deterministic_in_the_seed)
