@@ -46,7 +46,7 @@ py=(/usr/bin/python3 "$root/examples/train_fmnist.py" "${common[@]}")
 run sgd-momentum "${py[@]}" --bucket per-tensor --lr 0.05 --momentum 0.9
 # Every gradient goes through DGC (MIN_BYTES=0: the script reduces nothing
 # else), so the biases get DGC's momentum too, sent dense.
-run dgc -x LD_PRELOAD="$lib" -x COMMPRESS_COMPRESSOR=dgc -x COMMPRESS_DENSITY=0.001 \
+run dgc -x LD_PRELOAD="$lib" -x COMMPRESS_POLICY=always -x COMMPRESS_COMPRESSOR=dgc -x COMMPRESS_DENSITY=0.001 \
   -x COMMPRESS_DGC_WARMUP_STEPS=$warm -x COMMPRESS_MIN_BYTES=0 \
   "${py[@]}" --bucket per-tensor --lr 0.05 --momentum 0
 run adam "${py[@]}" --optimizer adam --lr 0.001

@@ -19,6 +19,9 @@
 # lines with every plan), then prints the table: per configuration the
 # median over seeds, and lgreco against uniform seed by seed.
 set -euo pipefail
+# The documented runs compress every call they can (docs/policy.md: auto
+# would time each size class and may run some plain).
+export COMMPRESS_POLICY=${COMMPRESS_POLICY:-always}
 root=$(cd "$(dirname "$0")/.." && pwd)
 hosts=4 rate=1gbit steps=600 every=100 alpha=1 only= seeds=0 bucket=per-tensor
 out=$root/docs/results/lgreco

@@ -12,6 +12,9 @@
 # python3-mpi4py, python3-matplotlib and dataset-fashion-mnist
 # (scripts/install-bench-deps.sh).
 set -euo pipefail
+# The documented runs compress every call they can (docs/policy.md: auto
+# would time each size class and may run some plain).
+export COMMPRESS_POLICY=${COMMPRESS_POLICY:-always}
 root=$(cd "$(dirname "$0")/.." && pwd)
 hosts=4 rate=1gbit steps=300 out=$root/docs/results/train
 while [ $# -gt 0 ]; do

@@ -22,6 +22,8 @@ typedef enum {
     CP_ALGO_SPARSE = 1,   /* allgather of sparse messages */
     CP_ALGO_TWOPHASE = 2, /* compressed reduce-scatter + allgather */
     CP_ALGO_DENSE = 3,    /* two-phase with the identity codec */
+    CP_ALGO_PLAIN = 4,    /* the transport's exact sum, feedback kept
+                             (COMMPRESS_POLICY; collectives/allreduce_plain.h) */
 } cp_algo_t;
 
 /* The configuration one collective runs with (collectives/coll_config.c
@@ -83,6 +85,7 @@ typedef struct {
     uint64_t call;      /* this call's index on the communicator */
     uint64_t evidence;  /* this rank's step evidence (0: none) */
     size_t ev_period;   /* the step it is judged against (0: none asked) */
+    int plain;          /* run plain (COMMPRESS_POLICY; allreduce_plain.h) */
 } cp_allreduce_args_t;
 
 /* Codec parameters of a tensor's step `steps`: the configured ones, except

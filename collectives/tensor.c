@@ -77,6 +77,7 @@ void cp_tensor_reset(cp_tensor_t *t)
     memset(t->server, 0, t->server_floats * sizeof(float));
     t->steps = 0;
     t->hist = 0;
+    t->clean = 0;
 }
 
 void cp_tensor_accumulate(cp_tensor_t *t, const float *v)
@@ -100,6 +101,7 @@ void cp_tensor_accumulate(cp_tensor_t *t, const float *v)
 void cp_tensor_step(cp_tensor_t *t, uint64_t call)
 {
     t->steps++;
+    t->clean = 0;
     t->hist = ((uint64_t)cp_hash32(t->hist, call) << 32) |
               cp_hash32(t->hist ^ 0x5851f42d4c957f2dull, call);
 }

@@ -24,6 +24,10 @@ typedef struct cp_tensor {
     float *server;  /* feedback state of this rank's chunk */
     size_t worker_floats;
     size_t server_floats;
+    /* The state is zero after a plain step (collectives/allreduce_plain.h)
+     * of a variant with CP_FB_ZERO_AFTER_EXACT; any compressed step or
+     * reset clears it. */
+    int clean;
     /* L-GreCo (COMMPRESS_ADAPT): the candidate this tensor runs with (-1:
      * the configured setting), equal on every rank (a plan applies at one
      * agreed call; it joins the slot check word); and, on the planning

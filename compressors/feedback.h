@@ -66,6 +66,10 @@ enum {
                               COMMPRESS_FEEDBACK choice */
     CP_FB_WARMUP = 1u << 2, /* the codec's density warms up from 0.25 over
                                warmup_steps (DGC's schedule) */
+    CP_FB_ZERO_AFTER_EXACT = 1u << 3, /* a step with the identity codec
+                               leaves the state zero, and a plain sum of g
+                               equals such a step from a zero state (none,
+                               EF: no momentum, no estimator) */
 };
 
 typedef struct cp_feedback_ops {

@@ -37,7 +37,7 @@ static cp_status_t ef_commit(const cp_fb_params_t *fp, float *e,
 const cp_feedback_ops_t cp_feedback_ef = {
     .name = "ef",
     .doc = "error feedback: e <- e + g - C(e + g), sent later",
-    .flags = CP_FB_GPU,
+    .flags = CP_FB_GPU | CP_FB_ZERO_AFTER_EXACT,
     .state_floats = ef_state_floats,
     .server = &cp_feedback_ef,
     .prepare = ef_prepare,

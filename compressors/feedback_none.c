@@ -40,7 +40,7 @@ static cp_status_t none_commit(const cp_fb_params_t *fp, float *state,
 const cp_feedback_ops_t cp_feedback_none = {
     .name = "none",
     .doc = "no error feedback: what compression drops is lost",
-    .flags = CP_FB_GPU,
+    .flags = CP_FB_GPU | CP_FB_ZERO_AFTER_EXACT,
     .state_floats = none_state_floats,
     .server = &cp_feedback_none,
     .prepare = none_prepare,

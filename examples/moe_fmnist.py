@@ -13,7 +13,8 @@ MPI allreduce). The all-to-all runs through the explicit API either way:
 --hashes 0 sends every token row (the uncompressed baseline), L > 0
 clusters each destination's tokens with L hash functions; --no-compensate
 drops the residuals. Writes the final test accuracy, the median step time
-and the all-to-all bytes (commpress_moe_stats) to --out."""
+and the training steps' all-to-all statistics (commpress_moe_stats, the
+evaluations left out) to --out."""
 import argparse
 import json
 import os
@@ -113,6 +114,7 @@ def main():
         return comm.allreduce(correct) / comm.allreduce(n)
 
     times, log = [], []
+    evals = {}  # the statistics of the evaluations, taken out of the training's
     flat = torch.zeros(sum(q.numel() for q in shared))
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(xtr), (args.batch,), generator=gen)
@@ -134,12 +136,15 @@ def main():
         opt.step()
         times.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
         if step % args.eval_every == 0 or step == args.steps:
+            before = moe.stats()
             acc = evaluate()
+            for k, v in moe.stats().items():
+                evals[k] = evals.get(k, 0) + v - before[k]
             log.append({"step": step, "loss": comm.allreduce(float(loss)) / world, "test_acc": acc})
             if rank == 0:
                 print(f"step {step}: loss {log[-1]['loss']:.4f} test acc {acc:.4f}", flush=True)
     st = moe.stats()
-    tot = {k: comm.allreduce(v) for k, v in st.items()}
+    tot = {k: comm.allreduce(v - evals.get(k, 0)) for k, v in st.items()}  # training only
     if rank == 0:
         out = {"hashes": args.hashes, "compensate": not args.no_compensate, "steps": args.steps,
                "seed": args.seed, "ranks": world, "final_test_acc": log[-1]["test_acc"],

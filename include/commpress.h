@@ -162,6 +162,10 @@ typedef struct {
     unsigned long long a2a_calls_compressed;
     unsigned long long a2a_bytes_uncompressed;
     unsigned long long a2a_bytes_sent;
+    /* COMMPRESS_POLICY=auto (docs/policy.md): calls the policy ran plain
+     * (the exact sum, error feedback kept), not in calls_compressed; their
+     * ring bytes count in bytes_uncompressed and bytes_sent alike. */
+    unsigned long long calls_plain;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);

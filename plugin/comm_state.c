@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collectives/allreduce_plain.h"
 #include "plugin/comm_state.h"
 #include "plugin/stats.h"
 #include "util/fault.h"
@@ -226,6 +227,8 @@ static cp_status_t run_tensor(cp_comm_state_t *s, const cp_coll_config_t *cfg,
                               const cp_allreduce_args_t *a,
                               cp_coll_result_t *res)
 {
+    if (a->plain)
+        return cp_allreduce_plain(a, res);
     if (cp_fault(CP_FAULT_DIVERGE))
         a->tensor->hist ^= 1; /* tests: the slot check words must catch it */
     cp_adapt_collect(&s->adapt, a->tensor, s->tp.rank);
@@ -266,8 +269,15 @@ static cp_status_t run_fused(cp_comm_state_t *s, const cp_coll_config_t *cfg,
                              cp_coll_result_t *res)
 {
     const cp_tensor_t *t = a->tensor;
-    size_t need[CP_WS_SLOTS], sent = 0, wire = 0, uniform = 0, nfall = 0;
+    size_t need[CP_WS_SLOTS], sent = 0, wire = 0, uniform = 0, nfall = 0, clean = 0;
     memset(res, 0, sizeof(*res));
+    for (size_t k = 0; a->plain && k < t->nseg; k++)
+        clean += t->seg[k]->clean;
+    if (a->plain && clean == t->nseg) { /* every state zero: one plain sum */
+        res->algo = CP_ALGO_PLAIN;
+        res->bytes_dense = res->bytes_sent = cp_ring_bytes(s->tp.size, 4.0 * (double)a->count);
+        return s->tp.ops->allreduce_sum_f32(s->tp.ctx, a->send, a->recv, a->count);
+    }
     for (size_t k = 0; k < t->nseg; k++) {
         cp_allreduce_args_t b = segment_args(s, cfg, a, t, k);
         cp_coll_result_t r;
@@ -355,22 +365,24 @@ static cp_status_t agree_layout(cp_comm_state_t *s, const cp_coll_config_t *cfg,
 static cp_status_t called(cp_comm_state_t *s, const cp_name_t *name,
                           cp_status_t st, const cp_coll_result_t *res)
 {
-    if (st == CP_OK && name->naming == CP_NAME_AUTO)
+    /* A plain call carries no evidence (no slot headers): it leaves the
+     * detector's run of evidence as it was, on every rank alike. */
+    if (st == CP_OK && name->naming == CP_NAME_AUTO && res->algo != CP_ALGO_PLAIN)
         cp_stepdet_evidence(&s->det, res->evidence);
     return st;
 }
 
-cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
-                                    const cp_coll_config_t *cfg,
-                                    const cp_name_t *name, const float *send,
-                                    float *recv, size_t count,
-                                    cp_coll_result_t *res)
+static cp_status_t state_allreduce(cp_comm_state_t *s,
+                                   const cp_coll_config_t *cfg,
+                                   const cp_name_t *name, const float *send,
+                                   float *recv, size_t count, int plain,
+                                   int *is_new, cp_coll_result_t *res)
 {
     const uint64_t call = s->calls++;
     const int address = name->naming == CP_NAME_ADDRESS;
     cp_allreduce_args_t a = {.send = send, .recv = recv, .count = count,
                              .cfg = cfg, .ws = &s->ws, .tp = &s->tp,
-                             .call = call};
+                             .call = call, .plain = plain};
     cp_tensor_t *created = NULL;
     cp_layout_t *lay = NULL;
     size_t need[CP_WS_SLOTS], fresh[CP_WS_SLOTS], evicted = 0;
@@ -447,10 +459,25 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
                     "states for a tensor of %zu floats (buffers that move): "
                     "reset on every rank", count);
     }
-    if (created)
+    if (created) {
         cp_tensor_table_insert(&s->tensors, id, count, 0, created,
                                cp_tensor_bytes(created));
+        *is_new = 1;
+    }
     if (a.tensor->nseg)
         return called(s, name, run_fused(s, cfg, &a, res), res);
     return called(s, name, run_tensor(s, cfg, &a, res), res);
+}
+
+cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
+                                    const cp_coll_config_t *cfg,
+                                    const cp_name_t *name, const float *send,
+                                    float *recv, size_t count,
+                                    cp_coll_result_t *res)
+{
+    const int plain = cp_policy_plain(&s->policy, count);
+    int fresh = 0;
+    const double t0 = cp_now();
+    CP_CHECK(state_allreduce(s, cfg, name, send, recv, count, plain, &fresh, res));
+    return cp_policy_done(&s->policy, count, plain, cp_now() - t0, fresh, &s->tp);
 }

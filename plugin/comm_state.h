@@ -11,6 +11,7 @@
 #include "plugin/adapt.h"
 #include "plugin/addr_seen.h"
 #include "plugin/layout.h"
+#include "plugin/policy.h"
 #include "plugin/step_detect.h"
 #include "plugin/tensor_table.h"
 
@@ -47,6 +48,8 @@ typedef struct cp_comm_state {
     size_t period;  /* the step in calls (CP_NAME_AUTO: the detector's) */
     int stepped;    /* CP_NAME_EXPLICIT: some id was called again */
     cp_adapt_state_t adapt; /* COMMPRESS_ADAPT (plugin/adapt.h) */
+    cp_policy_t policy;     /* COMMPRESS_POLICY=auto (the shim's; off for
+                               the API's contexts) */
     unsigned warned; /* rate-limited warnings */
     /* The process's bound on host state (COMMPRESS_MAX_STATE_BYTES), 0:
      * none; with charge set, this state's bytes count in the process's

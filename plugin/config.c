@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "plugin/config.h"
+#include "plugin/policy.h"
 #include "util/fault.h"
 #include "util/hd.h"
 #include "util/log.h"
@@ -15,8 +16,10 @@ static const char *const key_choices[] = {"auto", "address", "order", NULL};
 static const char *const debug_choices[] = {"NONE", "WARN", "INFO", "TRACE",
                                             NULL};
 static const char *const a2a_choices[] = {"none", "lsh", "fp16", "bf16", NULL};
+static const char *const policy_choices[] = {"auto", "always", NULL};
 
 static int fault_spec_ok(const char *s) { return cp_fault_check(s) == CP_OK ? 0 : -1; }
+static int times_spec_ok(const char *s) { return cp_policy_check_times(s); }
 
 #define OFF(m) offsetof(cp_config_t, m)
 static const cp_param_t plugin_rows[] = {
@@ -81,6 +84,20 @@ static const cp_param_t plugin_rows[] = {
      .offset = OFF(a2a_max_fraction), .lo = 1e-9, .hi = 1, .must_match = 1,
      .doc = "COMMPRESS_ALLTOALL=lsh: a block whose buckets exceed this "
             "fraction of its rows goes exact instead."},
+    {.name = "COMMPRESS_POLICY", .dflt = "auto", .type = CP_PT_ENUM,
+     .offset = OFF(policy), .choices = policy_choices, .must_match = 1,
+     .doc = "Whether an MPI_Allreduce that commpress could compress is "
+            "compressed (docs/policy.md). auto: per communicator and size "
+            "class, only when timed calls show it faster than the plain "
+            "call on every rank's agreed timings, re-checked now and then; "
+            "a plain call still sends what error feedback held back. "
+            "always: every such call (the explicit API always compresses)."},
+    {.name = "COMMPRESS_POLICY_TEST_TIMES", .dflt = "", .type = CP_PT_STRING,
+     .offset = OFF(policy_times), .hi = sizeof(((cp_config_t *)0)->policy_times),
+     .accepted = "c:p[,c:p...] (microseconds per rank)", .check = times_spec_ok,
+     .doc = "Testing only: COMMPRESS_POLICY=auto takes these times of a "
+            "compressed and a plain call, per rank (later ranks the last "
+            "pair), instead of measuring them (plugin/policy.h)."},
     {.name = "COMMPRESS_FAULT", .dflt = "", .type = CP_PT_STRING,
      .offset = OFF(fault), .hi = sizeof(((cp_config_t *)0)->fault),
      .accepted = "kind@rank:call[,...]", .check = fault_spec_ok,

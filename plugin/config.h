@@ -29,7 +29,11 @@ typedef struct {
     size_t a2a_row;          /* floats per token row; 0: unset */
     size_t a2a_hashes;
     double a2a_max_fraction;
+    int policy;              /* cp_policy_mode_t (docs/policy.md) */
+    char policy_times[256];  /* testing: plugin/policy.h */
 } cp_config_t;
+
+typedef enum { CP_POLICY_AUTO = 0, CP_POLICY_ALWAYS = 1 } cp_policy_mode_t;
 
 typedef enum { CP_A2A_NONE = 0, CP_A2A_LSH, CP_A2A_FP16, CP_A2A_BF16 } cp_a2a_mode_t;
 

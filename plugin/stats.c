@@ -14,6 +14,15 @@ static commpress_stats_t cp_stats;
 
 void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
 {
+    if (res->algo == CP_ALGO_PLAIN) {
+        s->calls_plain++;
+        s->calls_nonfinite += res->nonfinite != 0;
+        s->bytes_uncompressed += res->bytes_dense;
+        s->bytes_sent += res->bytes_sent;
+        s->bytes_sent_uniform += res->bytes_sent;
+        s->compress_seconds += res->compress_seconds;
+        return;
+    }
     s->calls_compressed++;
     s->calls_nonfinite += res->nonfinite != 0;
     s->calls_fallback += res->fallback != CP_FALLBACK_NONE && !res->nonfinite;
@@ -175,7 +184,7 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"calls_fallback\": %llu, \"states_dropped\": %llu, "
             "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu, "
             "\"a2a_calls_compressed\": %llu, \"a2a_bytes_uncompressed\": %llu, "
-            "\"a2a_bytes_sent\": %llu, "
+            "\"a2a_bytes_sent\": %llu, \"calls_plain\": %llu, "
             "\"adapt_last_plan\": %s}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
@@ -194,7 +203,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             (unsigned long long)s.bytes_sent_uniform,
             (unsigned long long)s.a2a_calls_compressed,
             (unsigned long long)s.a2a_bytes_uncompressed,
-            (unsigned long long)s.a2a_bytes_sent, plan ? plan : "[]");
+            (unsigned long long)s.a2a_bytes_sent,
+            (unsigned long long)s.calls_plain, plan ? plan : "[]");
     free(plan);
     int err = w < 0 || ferror(f) ? errno : 0;
     if (fclose(f) != 0 && err == 0)
@@ -215,12 +225,13 @@ void cp_stats_print_summary(int rank, const char *compressor)
     cp_stats_get(&s);
     cp_info("summary rank %d: compressor %s, %llu calls compressed "
             "(%llu non-finite and %llu after a failure, sent exact), %llu "
-            "passed through; "
+            "plain by the policy, %llu passed through; "
             "%.3f MB a plain allreduce would send, %.3f MB sent, ratio %.2fx; "
             "%.3f s compressing; state %.1f MB",
             rank, compressor, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_nonfinite,
             (unsigned long long)s.calls_fallback,
+            (unsigned long long)s.calls_plain,
             (unsigned long long)s.calls_passthrough,
             (double)s.bytes_uncompressed / 1e6, (double)s.bytes_sent / 1e6,
             s.ratio, s.compress_seconds, (double)s.state_bytes_peak / 1e6);

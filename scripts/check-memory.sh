@@ -15,6 +15,9 @@ cmake --build build-asan -j"$(nproc)" >/dev/null
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Open MPI's own allocations are not ours to fix.
 export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp:print_suppressions=0
+# The runs check what compression does to each call; the policy's own runs
+# set auto (docs/policy.md).
+export COMMPRESS_POLICY=always
 echo "== unit tests under ASan/UBSan"
 (cd build-asan && ctest -L unit --output-on-failure)
 asan=$(gcc -print-file-name=libasan.so)
@@ -81,6 +84,15 @@ for m in lsh fp16; do
 done
 COMMPRESS_ALLTOALL=lsh COMMPRESS_A2A_ROW=64 COMMPRESS_FAULT=corrupt1@1:0 \
   run 3 build-asan/tests/test_alltoall corrupt | tail -1
+echo "== COMMPRESS_POLICY=auto: switches to plain and back (ASan/UBSan)"
+for cf in quant:ef topk:ef quant:ef21 dgc:auto; do
+  COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=500:500 COMMPRESS_COMPRESSOR=${cf%%:*} \
+    COMMPRESS_FEEDBACK=${cf#*:} COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_policy conserve | tail -1
+done
+COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=500:500 COMMPRESS_COMPRESSOR=quant \
+  COMMPRESS_MIN_BYTES=0 POLICY_TEST_LAYOUT=1 run 3 build-asan/tests/test_policy conserve | tail -1
+COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=100:1000,1000:100,500:500 COMMPRESS_COMPRESSOR=quant \
+  COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_policy schedule | tail -1
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -109,7 +121,7 @@ for bound in 1500000 0; do
   TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp ignore_noninstrumented_modules=1 halt_on_error=1 exitcode=66" \
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none \
     mpirun -np 2 --oversubscribe --bind-to none -x TSAN_OPTIONS \
-    -x LD_PRELOAD="$PWD/build-tsan/libcommpress.so" -x COMMPRESS_COMPRESSOR=quant \
+    -x LD_PRELOAD="$PWD/build-tsan/libcommpress.so" -x COMMPRESS_COMPRESSOR=quant -x COMMPRESS_POLICY \
     -x COMMPRESS_MIN_BYTES=0 -x COMMPRESS_MAX_TENSORS=64 -x COMMPRESS_MAX_STATE_BYTES=$bound \
     build-tsan/tests/test_threads 12 2>&1 | grep -v "WARN" | tail -2
 done

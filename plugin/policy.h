@@ -1,0 +1,87 @@
+/* COMMPRESS_POLICY=auto: whether a call is compressed or plain, per
+ * communicator and size class, from timings every rank agrees on
+ * (docs/policy.md).
+ *
+ * A size class is floor(log2(count)) of the call's floats; calls of one
+ * class on one communicator come in the same order on every rank (MPI's
+ * collectives are ordered), so a class's call index is the same
+ * everywhere, and so is everything below that depends only on it and on
+ * agreed values.
+ *
+ * Each class goes through rounds of pairs: one call compressed, the next
+ * plain (collectives/allreduce_plain.h), each timed from entry to return
+ * on every rank. After each pair the ranks agree in one allreduce on the
+ * medians so far, each side taking the smallest over ranks (the rank that
+ * came to the call last waited least: its time is the collective's
+ * without the others' compute imbalance). The round ends when the ratio
+ * r = compressed / plain is clear: r < 1/3 or r > 3 after one pair, < 2/3
+ * or > 3/2 after two, any after four pairs. Then:
+ *  - the first round compresses iff r < 0.95 (compressing must pay);
+ *  - later rounds (probes) switch to plain iff r > 1, back to compressed
+ *    iff r < 0.9 (hysteresis);
+ * and the next probe comes 256 calls of the class later, the distance
+ * doubling after each probe up to 16384. Calls whose tensor is new
+ * (its first call allocates and agrees) are not timed.
+ *
+ * COMMPRESS_POLICY_TEST_TIMES (testing only) replaces the measured
+ * seconds by fixed ones per rank, so that a test can make the ranks'
+ * timings disagree and check that their decisions do not. */
+#ifndef CP_POLICY_H
+#define CP_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "collectives/transport.h"
+#include "util/status.h"
+
+#define CP_POLICY_CLASSES 64
+#define CP_POLICY_PAIRS 4
+
+typedef enum {
+    CP_POL_ROUND = 0, /* measuring: pairs of compressed and plain calls */
+    CP_POL_COMPRESS,
+    CP_POL_PLAIN,
+} cp_pol_mode_t;
+
+typedef struct {
+    uint64_t calls;      /* calls of this class so far */
+    uint8_t mode;        /* cp_pol_mode_t, the decision outside rounds */
+    uint8_t decided;     /* a decision was made (later rounds are probes) */
+    uint8_t in_round;
+    uint8_t next_plain;  /* the round's next timed call is plain */
+    uint32_t n[2];       /* samples this round: [0] compressed, [1] plain */
+    double t[2][CP_POLICY_PAIRS];
+    uint64_t probe_at;   /* call index of the next probe */
+    uint64_t interval;
+    double agreed[2];    /* the last round's agreed medians (seconds) */
+    uint64_t switches;
+} cp_pol_class_t;
+
+typedef struct {
+    int on;
+    int rank;
+    double fake[2];      /* COMMPRESS_POLICY_TEST_TIMES: this rank's
+                            seconds (compressed, plain); < 0: measured */
+    cp_pol_class_t cls[CP_POLICY_CLASSES];
+    uint64_t plain_calls;
+} cp_policy_t;
+
+/* Off until cp_policy_init. spec: COMMPRESS_POLICY_TEST_TIMES ("" for
+ * none), checked by cp_policy_check_times. */
+void cp_policy_init(cp_policy_t *p, int rank, const char *spec);
+/* Whether a test-times specification is well formed:
+ * "c:p[,c:p...]", microseconds of a compressed and a plain call for rank
+ * 0, 1, ... (later ranks take the last pair). */
+int cp_policy_check_times(const char *spec);
+
+/* Whether the next call of `count` floats runs plain (1) or compressed
+ * (0); the same on every rank. Always 0 when off. */
+int cp_policy_plain(const cp_policy_t *p, size_t count);
+/* After that call (which ran as cp_policy_plain said, in `seconds`;
+ * fresh: its tensor was new). Collective at the end of a pair in a round:
+ * every rank reaches it at the same call. */
+cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
+                           double seconds, int fresh, const cp_transport_t *tp);
+
+#endif

@@ -1,0 +1,265 @@
+/* COMMPRESS_POLICY=auto under mpirun, with the shim preloaded
+ * (plugin/policy.h, collectives/allreduce_plain.h):
+ *  schedule  with COMMPRESS_POLICY_TEST_TIMES (timings that differ by
+ *            rank), every rank runs the same calls plain, and exactly the
+ *            calls a reference model of the documented rules says;
+ *  conserve  every switch from compressed to plain sends what error
+ *            feedback held back: after a plain call the results so far
+ *            sum to the inputs so far (to rounding), for the codec and
+ *            feedback of the environment; a plain call of a clean tensor
+ *            is PMPI_Allreduce's sum bit for bit; every rank gets
+ *            identical bits (POLICY_TEST_LAYOUT: the buffer is a fused
+ *            one of three layers, commpress_register_layout);
+ *  real      measured timings with ranks that arrive late by different
+ *            amounts: identical bits and identical plain calls on every
+ *            rank, never a hang (ctest's timeout). */
+#include <math.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "commpress.h"
+#include "common/check.h"
+#include "common/splitmix.h"
+
+static int rank, nranks;
+
+static unsigned long long plain_calls(void)
+{
+    commpress_stats_t s;
+    commpress_stats(&s);
+    return s.calls_plain;
+}
+
+static uint64_t hash_bits(const float *x, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *b = (const unsigned char *)x;
+    for (size_t i = 0; i < n * sizeof(float); i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Every rank holds the same value. */
+static int same_everywhere(uint64_t v)
+{
+    uint64_t lo = v, hi = v;
+    PMPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    PMPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return lo == v && hi == v;
+}
+
+static void fill(float *x, size_t n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((double)(cp_test_splitmix(&s) >> 11) / 9007199254740992.0 - 0.5);
+}
+
+/* The documented rules (plugin/policy.h), written again from the text:
+ * the plain/compressed sequence of `calls` calls of one tensor whose
+ * agreed ratio compressed/plain is r (fixed times), its first call new. */
+static void reference(double r, size_t calls, unsigned char *plain)
+{
+    int in_round = 1, next_plain = 0, decided = 0, mode_plain = 0;
+    unsigned n0 = 0, n1 = 0;
+    uint64_t interval = 0, probe_at = 0;
+    for (size_t i = 0; i < calls; i++) {
+        const int p = in_round ? next_plain : mode_plain;
+        plain[i] = (unsigned char)p;
+        const uint64_t done = i + 1;
+        if (!in_round) {
+            if (done >= probe_at)
+                in_round = 1, n0 = n1 = 0, next_plain = !mode_plain;
+            continue;
+        }
+        if (i == 0)
+            continue; /* the tensor's first call: not timed */
+        if (p)
+            n1 += n1 < 4;
+        else
+            n0 += n0 < 4;
+        next_plain = !p;
+        if (n0 != n1)
+            continue;
+        const int clear = r < 1.0 / 3 || r > 3.0 || (n0 >= 2 && (r < 2.0 / 3 || r > 1.5)) ||
+                          n0 >= 4;
+        if (!clear)
+            continue;
+        if (!decided)
+            mode_plain = !(r < 0.95);
+        else if (!mode_plain)
+            mode_plain = r > 1.0;
+        else
+            mode_plain = !(r < 0.9);
+        decided = 1, in_round = 0;
+        interval = interval ? 2 * interval : 256;
+        if (interval > 16384)
+            interval = 16384;
+        probe_at = done + interval;
+    }
+}
+
+/* Reads the fake times the environment gives every rank: the agreed
+ * ratio is min over ranks of the compressed times over min of the plain. */
+static double agreed_ratio(void)
+{
+    const char *s = getenv("COMMPRESS_POLICY_TEST_TIMES");
+    double c = INFINITY, p = INFINITY, lc = 0, lp = 0;
+    int i = 0;
+    while (s && *s) {
+        char *e;
+        lc = strtod(s, &e);
+        lp = strtod(e + 1, &e);
+        if (i < nranks)
+            c = fmin(c, lc), p = fmin(p, lp);
+        i++;
+        s = *e ? e + 1 : e;
+    }
+    for (; i < nranks; i++) /* later ranks take the last pair */
+        c = fmin(c, lc), p = fmin(p, lp);
+    return c / p;
+}
+
+static void schedule(void)
+{
+    const size_t n = 50000, calls = 700;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    unsigned char *got = malloc(calls), *want = malloc(calls);
+    reference(agreed_ratio(), calls, want);
+    size_t nplain = 0, mism = 0;
+    for (size_t i = 0; i < calls; i++) {
+        fill(x, n, 1000 * i + (uint64_t)rank);
+        const unsigned long long before = plain_calls();
+        MPI_Allreduce(x, y, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        got[i] = (unsigned char)(plain_calls() - before);
+        nplain += got[i];
+        if (got[i] != want[i] && mism++ < 5)
+            CHECK(0, "call %zu ran %s, the rules say %s", i, got[i] ? "plain" : "compressed",
+                  want[i] ? "plain" : "compressed");
+        CHECK(same_everywhere(hash_bits(y, n)), "call %zu: ranks got different bits", i);
+    }
+    CHECK(mism == 0, "%zu of %zu calls not as the rules say", mism, calls);
+    CHECK(same_everywhere(hash_bits((float *)got, calls / 4)) && same_everywhere(nplain),
+          "ranks ran different calls plain");
+    if (rank == 0)
+        printf("schedule: agreed ratio %.3f, %zu of %zu calls plain\n", agreed_ratio(), nplain,
+               calls);
+    free(x), free(y), free(got), free(want);
+}
+
+/* Sum of results so far against the sum over ranks of inputs so far,
+ * checked after every plain call that followed a compressed one. */
+static void conserve(void)
+{
+    const size_t n = 20000, calls = 40;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)),
+          *ref = malloc(n * sizeof(float));
+    double *in = calloc(n, sizeof(double)), *out = calloc(n, sizeof(double));
+    int prev_plain = 0, flushes = 0, exact = 0, compressed = 0;
+    const char *fb = getenv("COMMPRESS_FEEDBACK"), *cmp = getenv("COMMPRESS_COMPRESSOR");
+    const int dgc = cmp && strcmp(cmp, "dgc") == 0;
+    /* EF owes what it held back: the running sums must meet after a
+     * flush. none and EF21: the flush call's own result is the exact sum.
+     * EControl's identity step sends eta e and keeps (1 - eta) e, and the
+     * momentum of DGC and EF21-SGDM changes what is summed: bits only. */
+    const int ef = !dgc && (fb == NULL || strcmp(fb, "ef") == 0 || strcmp(fb, "auto") == 0);
+    const int per_call = !dgc && !ef && (strcmp(fb, "none") == 0 || strcmp(fb, "ef21") == 0);
+    const int memoryless = !dgc && (ef || strcmp(fb, "none") == 0);
+    if (getenv("POLICY_TEST_LAYOUT")) { /* a fused buffer of three layers */
+        const size_t off[4] = {0, 5000, 5001, n};
+        CHECK(commpress_register_layout(x, n, 3, off) == 0, "register_layout");
+    }
+    for (size_t i = 0; i < calls; i++) {
+        fill(x, n, 77 * i + (uint64_t)rank);
+        PMPI_Allreduce(x, ref, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        const unsigned long long before = plain_calls();
+        MPI_Allreduce(x, y, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        const int plain = plain_calls() != before;
+        CHECK(same_everywhere(hash_bits(y, n)), "call %zu: ranks got different bits", i);
+        double worst = 0, scale = 0, worst1 = 0, scale1 = 0;
+        for (size_t j = 0; j < n; j++) {
+            in[j] += ref[j]; /* the exact sum of this call's inputs */
+            out[j] += y[j];
+            worst = fmax(worst, fabs(in[j] - out[j]));
+            scale = fmax(scale, fabs(in[j]));
+            worst1 = fmax(worst1, fabs((double)y[j] - ref[j]));
+            scale1 = fmax(scale1, fabs(ref[j]));
+        }
+        if (!ef)
+            worst = worst1, scale = scale1;
+        compressed += !plain;
+        if (plain && !prev_plain && i > 0 && (ef || per_call)) {
+            /* What feedback held back went out in this call: nothing is
+             * owed. Rounding: one float sum per call and rank, and the
+             * states' own rounding (2^-20 of the running magnitudes). */
+            CHECK(worst <= 1e-5 * (scale + 1), "call %zu: after a switch to plain %.3g is "
+                  "still missing (scale %.3g)", i, worst, scale);
+            flushes++;
+        }
+        if (plain && prev_plain) {
+            /* A clean tensor's plain call is MPI's sum itself (EF and none);
+             * the others run their feedback with the identity codec. */
+            if (memoryless) {
+                CHECK(memcmp(y, ref, n * sizeof(float)) == 0,
+                      "call %zu: a clean plain call differs from PMPI_Allreduce", i);
+                exact++;
+            }
+        }
+        prev_plain = plain;
+    }
+    CHECK((flushes >= 2 || !(ef || per_call)) && compressed >= 2, "%d switches to plain and %d compressed calls: "
+          "the round should alternate", flushes, compressed);
+    if (rank == 0)
+        printf("conserve: %d switches to plain checked, %d plain calls equal to MPI's, %d "
+               "compressed\n", flushes, exact, compressed);
+    free(x), free(y), free(ref), free(in), free(out);
+}
+
+static void real(void)
+{
+    const size_t sizes[] = {30000, 70000, 300000, 1000000};
+    const size_t calls = 400;
+    float *x = malloc(1000000 * sizeof(float)), *y = malloc(1000000 * sizeof(float));
+    uint64_t s = 99 + (uint64_t)rank;
+    for (size_t i = 0; i < calls; i++) {
+        const size_t n = sizes[i % 4];
+        fill(x, n, i * 31 + (uint64_t)rank);
+        /* Ranks arrive late by different, changing amounts (0-2 ms). */
+        struct timespec d = {0, (long)(cp_test_splitmix(&s) % 2000000)};
+        nanosleep(&d, NULL);
+        MPI_Allreduce(x, y, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        CHECK(same_everywhere(hash_bits(y, n)), "call %zu: ranks got different bits", i);
+    }
+    const unsigned long long p = plain_calls();
+    CHECK(same_everywhere(p), "ranks ran different numbers of calls plain");
+    if (rank == 0)
+        printf("real: %llu of %zu calls plain\n", p, calls);
+    free(x), free(y);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    cp_test_rank = rank;
+    const char *mode = argc > 1 ? argv[1] : "schedule";
+    if (strcmp(mode, "schedule") == 0)
+        schedule();
+    else if (strcmp(mode, "conserve") == 0)
+        conserve();
+    else if (strcmp(mode, "real") == 0)
+        real();
+    else
+        CHECK(0, "unknown mode %s", mode);
+    int bad = nfail;
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (rank == 0)
+        printf("%d passed, %d failed\n", npass, nfail);
+    MPI_Finalize();
+    return bad ? 1 : 0;
+}
