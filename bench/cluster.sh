@@ -63,10 +63,16 @@ for i in $(seq 1 "$hosts"); do
   tc qdisc add dev cpch$i root tbf rate "$rate" burst 256kb latency "$latency"
   echo "$ns slots=1" >> "$state/hosts"
 done
+# Each host gets its own host name too (a UTS namespace). With the
+# machine's name in every namespace, the daemons made their session
+# directories under one path (/tmp/ompi.<name>.0/jf.N) at the same moment,
+# and now and then one failed ("mkdir ... File exists", orte_init failed;
+# its peers then reported "unable to complete a TCP connection"): 2
+# starts in 40 before, none in 40 after (docs/benchmarks.md).
 cat > "$state/rsh" <<'AGENT'
 #!/bin/bash
 h=$1; shift
-exec ip netns exec "$h" /bin/sh -c "$*"
+exec ip netns exec "$h" unshare --uts /bin/sh -c "hostname $h && $*"
 AGENT
 chmod +x "$state/rsh"
 # Wait until every host reaches the next one (a fresh bridge port may

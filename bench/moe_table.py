@@ -43,6 +43,18 @@ def main():
         print(f"| {c} | {len(rs)} | {100 * med['rows']:.1f}% | {100 * med['bytes']:.1f}% "
               f"| {med['acc']:.4f} | {dtxt} | {1e3 * med['step']:.1f} | {stxt} |")
         rows.append((c, rs[0]["hashes"], rs[0]["comp"], med, d))
+    # Compensation: lsh<L> against lsh<L>-nocomp, seed by seed.
+    pairs = [(c, configs[c], configs.get(c + "-nocomp", {})) for c in configs
+             if c.startswith("lsh") and not c.endswith("-nocomp")]
+    if any(nc for _, _, nc in pairs):
+        print()
+        print("| hashes | seeds | accuracy, compensation - none, points (median; min..max) |")
+        print("|---|---|---|")
+        for c, with_, without in pairs:
+            d = [100 * (r["acc"] - without[s]["acc"]) for s, r in with_.items() if s in without]
+            if d:
+                print(f"| {c[3:]} | {len(d)} | {statistics.median(d):+.2f} "
+                      f"({min(d):+.2f}..{max(d):+.2f}) |")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -54,14 +66,15 @@ def main():
         pts = sorted((h, m) for c, h, cp, m, _ in rows if h > 0 and cp == comp)
         if not pts:
             continue
-        a1.plot([h for h, _ in pts], [100 * m["acc"] for _, m in pts], mark, label=name)
         a2.plot([h for h, _ in pts], [100 * m["rows"] for _, m in pts], mark, label=name)
-    if plain:
-        pa = statistics.median(r["acc"] for r in plain.values())
-        a1.axhline(100 * pa, color="k", lw=1, label="uncompressed")
-        a1.axhspan(100 * pa - 0.5, 100 * pa + 0.5, color="k", alpha=0.08)
+        dif = sorted((h, statistics.median(d)) for c, h, cp, m, d in rows
+                     if h > 0 and cp == comp and d)
+        if dif:
+            a1.plot([h for h, _ in dif], [v for _, v in dif], mark, label=name)
+    a1.axhline(0, color="k", lw=1, label="uncompressed")
+    a1.axhspan(-0.5, 0.5, color="k", alpha=0.08, label="within 0.5 points")
     a1.set_xlabel("hash functions")
-    a1.set_ylabel("final test accuracy (%)")
+    a1.set_ylabel("test accuracy - uncompressed (points, paired)")
     a1.legend()
     a2.set_xlabel("hash functions")
     a2.set_ylabel("token rows sent (% of every row)")

@@ -54,7 +54,9 @@ void commpress_moe_destroy(commpress_moe_t *moe);
  * holds the rows this rank's expert runs on (commpress_moe_expert_rows):
  * every source's centroids (or raw rows), grouped by source. A count
  * message that is out of range on any rank fails the call on every rank
- * (-3, COMMPRESS_ERR_MALFORMED) before any payload moves. */
+ * (-3, COMMPRESS_ERR_MALFORMED) before any payload moves; so does rows
+ * NULL with rows to send on any rank (-1, COMMPRESS_ERR_INVALID), and a
+ * rank out of memory (-2). */
 int commpress_moe_dispatch(commpress_moe_t *moe, const float *rows,
                            const size_t *send_counts,
                            commpress_moe_handle_t **h_p);

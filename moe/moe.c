@@ -205,6 +205,7 @@ int commpress_moe_dispatch(commpress_moe_t *m, const float *rows,
     cp_status_t st = CP_OK;
     int bad = h == NULL;
     size_t over = 0; /* destinations sent raw by max_fraction */
+    int invalid = 0; /* this rank's input is wrong (rows NULL) */
     const double t0 = cp_now();
     if (!bad) {
         h->m = m;
@@ -217,7 +218,8 @@ int commpress_moe_dispatch(commpress_moe_t *m, const float *rows,
     if (!bad) {
         memcpy(h->cnt, send_counts, (size_t)P * sizeof(size_t));
         h->off = prefix(h->cnt, P, &h->n);
-        bad = h->off == NULL || (h->n && rows == NULL);
+        invalid = h->off != NULL && h->n && rows == NULL;
+        bad = h->off == NULL || invalid;
     }
     if (!bad) {
         h->bucket = malloc((h->n ? h->n : 1) * sizeof(uint32_t));
@@ -270,11 +272,12 @@ int commpress_moe_dispatch(commpress_moe_t *m, const float *rows,
     /* MPI_Alltoallv's counts and offsets are ints. */
     if (!malformed && (recvs > (size_t)INT_MAX / d || sends > (size_t)INT_MAX / d))
         malformed = 2;
-    int v[2] = {bad || st != CP_OK, malformed}, all[2];
-    if (PMPI_Allreduce(v, all, 2, MPI_INT, MPI_MAX, m->comm) != MPI_SUCCESS)
+    int v[3] = {bad || st != CP_OK, malformed, invalid}, all[3];
+    if (PMPI_Allreduce(v, all, 3, MPI_INT, MPI_MAX, m->comm) != MPI_SUCCESS)
         st = CP_ERR_TRANSPORT;
     if (st == CP_OK && (all[0] || all[1])) /* every rank alike */
-        st = all[1] == 1 ? CP_ERR_MALFORMED : all[1] == 2 ? CP_ERR_RANGE : CP_ERR_NOMEM;
+        st = all[2] ? CP_ERR_INVALID : all[1] == 1 ? CP_ERR_MALFORMED
+                                     : all[1] == 2 ? CP_ERR_RANGE : CP_ERR_NOMEM;
     if (st == CP_OK) {
         h->roff = prefix(h->rcnt, P, &h->R);
         h->expert_in = malloc((h->R ? h->R : 1) * d * sizeof(float));

@@ -223,6 +223,20 @@ static void invalid(void)
     c.hashes = 6, c.hidden = 8 + (size_t)rank;
     const int rc2 = commpress_moe_create(&c, MPI_COMM_WORLD, &m);
     CHECK(nranks == 1 || rc2 == COMMPRESS_ERR_MISMATCH, "hidden sizes differ: %d", rc2);
+    /* One rank passes no rows for rows it counts: -1 on every rank, and
+     * the next dispatch goes through. */
+    size_t counts[64];
+    for (int p = 0; p < nranks; p++)
+        counts[p] = 5;
+    float *x = tokens(5 * (size_t)nranks, 8, 2, 1e-3f, 5);
+    m = make(8, 4, 1.0, 1);
+    commpress_moe_handle_t *h = NULL;
+    const int rc3 = commpress_moe_dispatch(m, rank == nranks - 1 ? NULL : x, counts, &h);
+    CHECK(rc3 == COMMPRESS_ERR_INVALID && h == NULL, "rows NULL on the last rank: %d", rc3);
+    CHECK(commpress_moe_dispatch(m, x, counts, &h) == 0, "the dispatch after");
+    commpress_moe_release(h);
+    commpress_moe_destroy(m);
+    free(x);
 }
 
 int main(int argc, char **argv)
