@@ -3,7 +3,7 @@
  *
  *   mpirun -np N build/commpress-bench [--min-count C] [--max-count C]
  *       [--factor F] [--compressor SPEC]... [--warmup W] [--iters I]
- *       [--json FILE]
+ *       [--rate R] [--json FILE]
  *   build/commpress-bench --kernels [--count C] [--iters I] [--json FILE]
  *
  * SPEC is a compressor with optional settings (bench/spec.h):
@@ -13,7 +13,11 @@
  * iteration), PMPI_Allreduce's median on the same data in the same run,
  * speedup, algorithm bandwidth, bytes sent per rank, ratio, relative error
  * against an exact (double) reduction of the same inputs, and whether every
- * rank got identical bits. */
+ * rank got identical bits. --rate R (the link rate, as tc writes it:
+ * 1gbit, 10gbit, 100mbit, or bits per second) adds each setting's
+ * physical limit, the bytes one rank sends at that rate (every link full
+ * duplex, one per rank: the time the wire alone needs), and the fraction
+ * of it reached: limit / time. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -93,11 +97,31 @@ static double timed(int plain, commpress_ctx_t *ctx, const float *x, float *r,
 
 int bench_kernels(int argc, char **argv); /* bench/kernels.c */
 
+/* "1gbit", "10gbit", "100mbit", "500kbit" or plain bits per second; 0 on
+ * anything else. */
+static double parse_rate(const char *s)
+{
+    char *e;
+    double v = strtod(s, &e);
+    if (e == s || !(v > 0))
+        return 0;
+    if (!strcmp(e, "") || !strcmp(e, "bit"))
+        return v;
+    if (!strcmp(e, "kbit"))
+        return v * 1e3;
+    if (!strcmp(e, "mbit"))
+        return v * 1e6;
+    if (!strcmp(e, "gbit"))
+        return v * 1e9;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     size_t min_count = 1 << 10, max_count = 1 << 24;
     double factor = 4;
     int warmup = 2, iters = 10, nspec = 0;
+    double rate = 0; /* link bits per second; 0: no limit columns */
     const char *json = NULL;
     spec_t specs[MAX_SPECS];
 
@@ -120,6 +144,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
         else if (!strcmp(a, "--iters")) iters = atoi(v);
         else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--rate")) {
+            if (!(rate = parse_rate(v)))
+                die("--rate: accepted 1gbit, 10gbit, 100mbit or bits per second, not ", v);
+        }
         else if (!strcmp(a, "--compressor")) {
             if (nspec == MAX_SPECS)
                 die("too many --compressor", NULL);
@@ -141,9 +169,9 @@ int main(int argc, char **argv)
     if (jf)
         fprintf(jf, "[");
     if (rank == 0)
-        printf("%-26s %11s %5s %11s %11s %8s %9s %13s %9s %10s %5s\n", "compressor",
+        printf("%-26s %11s %5s %11s %11s %8s %9s %13s %9s %10s %5s%s\n", "compressor",
                "count", "ranks", "time[s]", "mpi[s]", "speedup", "algbw", "bytes_sent", "ratio",
-               "relerr", "ident");
+               "relerr", "ident", rate > 0 ? "    limit[s] of_limit" : "");
     float *x = malloc(max_count * 4), *r = malloc(max_count * 4);
     double *exact = malloc(max_count * 8), *t = malloc((size_t)iters * 8),
            *tb = malloc((size_t)iters * 8);
@@ -186,18 +214,24 @@ int main(int argc, char **argv)
                 ratio = 1.0;
             }
             double tm = bench_median(t, iters);
+            const double limit = rate > 0 ? 8.0 * sent / rate : 0;
             if (rank == 0) {
-                printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s\n",
+                printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s",
                        s->b.text, n, nranks, tm, base, base / tm, 4.0 * n / tm / 1e9, sent, ratio,
                        err, same ? "yes" : "NO");
+                if (rate > 0)
+                    printf(" %11.6f %7.1f%%", limit, 100.0 * limit / tm);
+                printf("\n");
                 if (jf)
                     fprintf(jf,
                             "%s\n {\"compressor\": \"%s\", \"count\": %zu, \"ranks\": %d, "
                             "\"time_s\": %.9g, \"baseline_time_s\": %.9g, \"speedup\": %.9g, "
                             "\"algbw_gbs\": %.6f, \"bytes_sent\": %.0f, \"ratio\": %.6f, "
-                            "\"relerr\": %.6g, \"identical\": %s}",
+                            "\"relerr\": %.6g, \"identical\": %s, \"rate_bits\": %.6g, "
+                            "\"limit_s\": %.9g, \"fraction_of_limit\": %.6f}",
                             rows ? "," : "", s->b.text, n, nranks, tm, base, base / tm,
-                            4.0 * n / tm / 1e9, sent, ratio, err, same ? "true" : "false");
+                            4.0 * n / tm / 1e9, sent, ratio, err, same ? "true" : "false",
+                            rate, limit, rate > 0 ? limit / tm : 0.0);
             }
             rows++;
         }

@@ -36,6 +36,11 @@ def sweep(path, ranks, codecs):
         check(abs(r["speedup"] - r["baseline_time_s"] / r["time_s"]) <= 1e-3 * r["speedup"],
               f"{name} {n}: speedup is not baseline / time")
         check(r["identical"] is True, f"{name} {n}: ranks got different bits")
+        if r.get("rate_bits", 0) > 0:  # --rate: the wire's time and the fraction reached
+            lim = 8 * r["bytes_sent"] / r["rate_bits"]
+            check(abs(r["limit_s"] - lim) <= 1e-6 * lim, f"{name} {n}: limit is not bytes / rate")
+            check(abs(r["fraction_of_limit"] - lim / r["time_s"]) <= 1e-3 * r["fraction_of_limit"],
+                  f"{name} {n}: fraction is not limit / time")
         plain = 2 * (ranks - 1) / ranks * 4 * n
         check(abs(r["ratio"] - plain / r["bytes_sent"]) <= 1e-3 * r["ratio"],
               f"{name} {n}: ratio is not plain bytes / bytes sent")
