@@ -7,6 +7,22 @@
 #error "commit reads v as the identity codec's message: little-endian floats"
 #endif
 
+/* res as a plain call of a reports it: the ring's bytes, sent. */
+static void plain_result(const cp_allreduce_args_t *a, cp_coll_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->algo = CP_ALGO_PLAIN;
+    res->bytes_dense = cp_ring_bytes(a->tp->size, 4.0 * (double)a->count);
+    res->bytes_sent = res->bytes_dense;
+}
+
+cp_status_t cp_allreduce_plain_sum(const cp_allreduce_args_t *a,
+                                   cp_coll_result_t *res)
+{
+    plain_result(a, res);
+    return a->tp->ops->allreduce_sum_f32(a->tp->ctx, a->send, a->recv, a->count);
+}
+
 cp_status_t cp_allreduce_plain(const cp_allreduce_args_t *a,
                                cp_coll_result_t *res)
 {
@@ -16,14 +32,11 @@ cp_status_t cp_allreduce_plain(const cp_allreduce_args_t *a,
     const int n = a->tp->size, me = a->tp->rank;
     const float *g = a->send ? a->send : a->recv;
 
-    memset(res, 0, sizeof(*res));
-    res->algo = CP_ALGO_PLAIN;
-    res->bytes_dense = cp_ring_bytes(n, 4.0 * (double)a->count);
-    res->bytes_sent = res->bytes_dense;
     if (t->count != a->count)
         return CP_ERR_INVALID;
     if (t->clean) /* the state is zero: the plain sum of g */
-        return a->tp->ops->allreduce_sum_f32(a->tp->ctx, a->send, a->recv, a->count);
+        return cp_allreduce_plain_sum(a, res);
+    plain_result(a, res);
 
     const double t0 = cp_now();
     const cp_params_t p = cp_step_params(cfg, t->steps);

@@ -30,5 +30,10 @@
  * steps and hist do not change (they count compressed steps). */
 cp_status_t cp_allreduce_plain(const cp_allreduce_args_t *a,
                                cp_coll_result_t *res);
+/* The plain sum of call a's input, no feedback (a tensor whose state is
+ * zero, or a fused one whose segments' states all are), reported as a
+ * plain call. */
+cp_status_t cp_allreduce_plain_sum(const cp_allreduce_args_t *a,
+                                   cp_coll_result_t *res);
 
 #endif

@@ -273,11 +273,8 @@ static cp_status_t run_fused(cp_comm_state_t *s, const cp_coll_config_t *cfg,
     memset(res, 0, sizeof(*res));
     for (size_t k = 0; a->plain && k < t->nseg; k++)
         clean += t->seg[k]->clean;
-    if (a->plain && clean == t->nseg) { /* every state zero: one plain sum */
-        res->algo = CP_ALGO_PLAIN;
-        res->bytes_dense = res->bytes_sent = cp_ring_bytes(s->tp.size, 4.0 * (double)a->count);
-        return s->tp.ops->allreduce_sum_f32(s->tp.ctx, a->send, a->recv, a->count);
-    }
+    if (a->plain && clean == t->nseg) /* every state zero: one plain sum */
+        return cp_allreduce_plain_sum(a, res);
     for (size_t k = 0; k < t->nseg; k++) {
         cp_allreduce_args_t b = segment_args(s, cfg, a, t, k);
         cp_coll_result_t r;
@@ -402,6 +399,10 @@ static cp_status_t state_allreduce(cp_comm_state_t *s,
      * makes together (tables agree): two more words of the same round. */
     const int layouts = missing && !address && name->layouts;
     const size_t nw = address ? 4 : 0; /* words[nw]: states to drop */
+    /* Address keying: whether some rank made a new state here rides in
+     * words[nw + 1] (tables need not agree, but COMMPRESS_POLICY's timing
+     * must skip the same calls on every rank). */
+    const size_t nwords = nw + (layouts ? 3 : address ? 2 : 1);
     if (missing) {
         if (layouts && cp_layout_registry_copy(name->layouts, name->keys,
                                                name->nkeys, count, &lay) != CP_OK)
@@ -418,6 +419,8 @@ static cp_status_t state_allreduce(cp_comm_state_t *s,
         a.tensor = created;
         if (layouts)
             words[nw + 1] = lay ? lay->hash : 0, words[nw + 2] = ~words[nw + 1];
+        else if (address)
+            words[nw + 1] = 1;
     }
     cp_allreduce_plan(&a, need); /* the same on every rank: a fresh plan */
     if (address && a.tensor) {
@@ -432,8 +435,7 @@ static cp_status_t state_allreduce(cp_comm_state_t *s,
         words[0] = steps, words[1] = ~steps, words[2] = hist, words[3] = ~hist;
     }
     cp_status_t st = cp_allreduce_ready(&a, need, address || missing, local_fail,
-                                        words, nw + (layouts ? 3 : 1), &ok,
-                                        &fail_rank);
+                                        words, nwords, &ok, &fail_rank);
     if (st == CP_OK)
         evict_agreed(s, evicted, words[nw], a.tensor);
     if (st == CP_OK && ok && layouts && words[nw + 1] != 0)
@@ -459,11 +461,11 @@ static cp_status_t state_allreduce(cp_comm_state_t *s,
                     "states for a tensor of %zu floats (buffers that move): "
                     "reset on every rank", count);
     }
-    if (created) {
+    if (created)
         cp_tensor_table_insert(&s->tensors, id, count, 0, created,
                                cp_tensor_bytes(created));
-        *is_new = 1;
-    }
+    /* Tables agree except under address keying, whose round said it. */
+    *is_new = address ? words[nw + 1] != 0 : created != NULL;
     if (a.tensor->nseg)
         return called(s, name, run_fused(s, cfg, &a, res), res);
     return called(s, name, run_tensor(s, cfg, &a, res), res);
@@ -475,6 +477,8 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
                                     float *recv, size_t count,
                                     cp_coll_result_t *res)
 {
+    if (!s->policy.on) /* the API's contexts, COMMPRESS_POLICY=always */
+        return state_allreduce(s, cfg, name, send, recv, count, 0, &(int){0}, res);
     const int plain = cp_policy_plain(&s->policy, count);
     int fresh = 0;
     const double t0 = cp_now();

@@ -136,18 +136,16 @@ cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
     if (!clear)
         return CP_OK;
     uint8_t mode;
-    if (!c->decided)
+    const int first = c->mode == CP_POL_ROUND;
+    if (first)
         mode = r < 0.95 ? CP_POL_COMPRESS : CP_POL_PLAIN;
     else if (c->mode == CP_POL_COMPRESS)
         mode = r > 1.0 ? CP_POL_PLAIN : CP_POL_COMPRESS;
     else
         mode = r < 0.9 ? CP_POL_COMPRESS : CP_POL_PLAIN;
-    const int first = !c->decided, changed = c->decided && mode != c->mode;
-    c->switches += changed;
+    const int changed = !first && mode != c->mode;
     c->mode = mode;
-    c->decided = 1;
     c->in_round = 0;
-    c->agreed[0] = m[0], c->agreed[1] = m[1];
     c->interval = c->interval ? 2 * c->interval : FIRST_INTERVAL;
     if (c->interval > MAX_INTERVAL)
         c->interval = MAX_INTERVAL;

@@ -39,23 +39,20 @@
 #define CP_POLICY_PAIRS 4
 
 typedef enum {
-    CP_POL_ROUND = 0, /* measuring: pairs of compressed and plain calls */
+    CP_POL_ROUND = 0, /* no decision yet: the first round measures */
     CP_POL_COMPRESS,
     CP_POL_PLAIN,
 } cp_pol_mode_t;
 
 typedef struct {
     uint64_t calls;      /* calls of this class so far */
-    uint8_t mode;        /* cp_pol_mode_t, the decision outside rounds */
-    uint8_t decided;     /* a decision was made (later rounds are probes) */
+    uint8_t mode;        /* cp_pol_mode_t: the decision, kept during probes */
     uint8_t in_round;
     uint8_t next_plain;  /* the round's next timed call is plain */
     uint32_t n[2];       /* samples this round: [0] compressed, [1] plain */
     double t[2][CP_POLICY_PAIRS];
     uint64_t probe_at;   /* call index of the next probe */
     uint64_t interval;
-    double agreed[2];    /* the last round's agreed medians (seconds) */
-    uint64_t switches;
 } cp_pol_class_t;
 
 typedef struct {
@@ -64,7 +61,6 @@ typedef struct {
     double fake[2];      /* COMMPRESS_POLICY_TEST_TIMES: this rank's
                             seconds (compressed, plain); < 0: measured */
     cp_pol_class_t cls[CP_POLICY_CLASSES];
-    uint64_t plain_calls;
 } cp_policy_t;
 
 /* Off until cp_policy_init. spec: COMMPRESS_POLICY_TEST_TIMES ("" for
