@@ -186,6 +186,18 @@ COMMPRESS_ALLTOALL=lsh COMMPRESS_A2A_ROW=64 tests/mpi/mpirun.sh 2 valgrind -q \
   --log-file="$vg/rank.%p" build-debug/tests/test_alltoall | tail -1
 check_ours "$vg" "($ours|test_moe|test_alltoall)"
 rm -rf "$vg"
+echo "== valgrind on both ranks of COMMPRESS_POLICY=auto (switches, address keying; debug build)"
+vg=$(mktemp -d)
+COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=500:500 COMMPRESS_COMPRESSOR=quant COMMPRESS_FEEDBACK=ef21 \
+  COMMPRESS_MIN_BYTES=0 LD_PRELOAD=$PWD/build-debug/libcommpress.so tests/mpi/mpirun.sh 2 valgrind -q \
+  --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
+  --log-file="$vg/rank.%p" build-debug/tests/test_policy conserve | tail -1
+COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=500:500 COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 \
+  COMMPRESS_STATE_KEY=address LD_PRELOAD=$PWD/build-debug/libcommpress.so tests/mpi/mpirun.sh 2 valgrind -q \
+  --suppressions=scripts/ompi.supp --leak-check=full --show-leak-kinds=definite \
+  --log-file="$vg/rank.%p" build-debug/tests/test_policy moving | tail -1
+check_ours "$vg" "($ours|test_policy)"
+rm -rf "$vg"
 echo "== valgrind on both ranks of 1-bit Adam (debug build)"
 vg=$(mktemp -d)
 tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
