@@ -228,7 +228,7 @@ int main(int argc, char **argv)
                             "\"time_s\": %.9g, \"baseline_time_s\": %.9g, \"speedup\": %.9g, "
                             "\"algbw_gbs\": %.6f, \"bytes_sent\": %.0f, \"ratio\": %.6f, "
                             "\"relerr\": %.6g, \"identical\": %s, \"rate_bits\": %.6g, "
-                            "\"limit_s\": %.9g, \"fraction_of_limit\": %.6f}",
+                            "\"limit_s\": %.9g, \"fraction_of_limit\": %.9g}",
                             rows ? "," : "", s->b.text, n, nranks, tm, base, base / tm,
                             4.0 * n / tm / 1e9, sent, ratio, err, same ? "true" : "false",
                             rate, limit, rate > 0 ? limit / tm : 0.0);
