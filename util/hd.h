@@ -27,6 +27,14 @@ CP_HD float cp_bits_f32(uint32_t u)
     return x;
 }
 
+/* c ? a : b without a branch (c is 0 or 1), for loops that must
+ * vectorize. */
+CP_HD uint32_t cp_select_u32(int c, uint32_t a, uint32_t b)
+{
+    const uint32_t m = 0u - (uint32_t)c;
+    return (a & m) | (b & ~m);
+}
+
 /* True for Inf and NaN: the exponent field is all ones. */
 CP_HD int cp_nonfinite(float x)
 {
@@ -39,39 +47,50 @@ CP_HD int cp_nonfinite(float x)
  * Inf and NaN keep their class. */
 CP_HD uint16_t cp_f32_to_f16(float x)
 {
-    uint32_t u = cp_f32_bits(x);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    uint32_t a = u & 0x7fffffffu;
-
-    if (a >= 0x7f800000u) /* Inf or NaN */
-        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u));
-    if (a >= 0x477ff000u) /* rounds to >= 65520: saturate */
-        return (uint16_t)(sign | 0x7bffu);
-    if (a < 0x38800000u) { /* subnormal or zero in binary16 */
-        /* Adding 0.5 shifts the value so the FPU does the rounding. */
-        float f = cp_bits_f32(a) + 0.5f;
-        return (uint16_t)(sign | (cp_f32_bits(f) - 0x3f000000u));
-    }
+    const uint32_t u = cp_f32_bits(x);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const uint32_t a = u & 0x7fffffffu;
+    /* Every case is computed in integers and one selected by masks, so
+     * that loops over arrays vectorize (compressors/cast.c). Unselected
+     * cases may wrap. */
     /* Normal: rebias exponent (127 -> 15) and round the 13 dropped bits to
      * nearest even. */
-    uint32_t mant_odd = (a >> 13) & 1u;
-    a += ((uint32_t)(15 - 127) << 23) + 0xfffu + mant_odd;
-    return (uint16_t)(sign | (a >> 13));
+    const uint32_t normal =
+        (a + ((uint32_t)(15 - 127) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    /* Subnormal or zero in binary16: |x| * 2^24 rounded to nearest even,
+     * from the significand shifted right by 126 - exponent (31 where that
+     * is out of range: anything shifted by 25 or more rounds to 0). */
+    const uint32_t e = a >> 23;
+    const uint32_t sh = e >= 95u && e <= 126u ? 126u - e : 31u;
+    const uint32_t m = (a & 0x7fffffu) | (e ? 0x800000u : 0u);
+    const uint32_t q = m >> sh, rem = m & ((1u << sh) - 1u),
+                   half = (1u << sh) >> 1;
+    const uint32_t small = q + (rem > half || (rem == half && (q & 1u)));
+    /* Inf and NaN keep their class; finite values that round to >= 65520
+     * saturate to 65504. */
+    const uint32_t special = cp_select_u32(a > 0x7f800000u, 0x7e00u,
+                                           cp_select_u32(a == 0x7f800000u, 0x7c00u, 0x7bffu));
+    const uint32_t r = cp_select_u32(a >= 0x477ff000u, special,
+                                     cp_select_u32(a < 0x38800000u, small, normal));
+    return (uint16_t)(sign | r);
 }
 
 /* fp32 -> binary16 rounding toward zero, for |x| <= 65504 (the scaled
  * casts, compressors/cast.c: the result never exceeds |x|). */
 CP_HD uint16_t cp_f32_to_f16_rtz(float x)
 {
-    uint32_t u = cp_f32_bits(x);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    uint32_t a = u & 0x7fffffffu;
-
-    if (a >= 0x477fe000u) /* 65504 and beyond */
-        return (uint16_t)(sign | 0x7bffu);
-    if (a < 0x38800000u) /* subnormal or zero: multiples of 2^-24, truncated */
-        return (uint16_t)(sign | (uint32_t)(cp_bits_f32(a) * 16777216.0f));
-    return (uint16_t)(sign | ((a >> 13) - ((uint32_t)(127 - 15) << 10)));
+    const uint32_t u = cp_f32_bits(x);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const uint32_t a = u & 0x7fffffffu;
+    /* In integers, like cp_f32_to_f16. Subnormal or zero: multiples of
+     * 2^-24, truncated. */
+    const uint32_t e = a >> 23;
+    const uint32_t sh = e >= 95u && e <= 126u ? 126u - e : 31u;
+    const uint32_t small = ((a & 0x7fffffu) | (e ? 0x800000u : 0u)) >> sh;
+    const uint32_t normal = (a >> 13) - ((uint32_t)(127 - 15) << 10);
+    const uint32_t r = cp_select_u32(a >= 0x477fe000u, 0x7bffu, /* 65504 and beyond */
+                                     cp_select_u32(a < 0x38800000u, small, normal));
+    return (uint16_t)(sign | r);
 }
 
 /* The largest finite values of the 16-bit formats, as fp32. */
@@ -104,17 +123,16 @@ CP_HD float cp_pow2f(int e)
 
 CP_HD float cp_f16_to_f32(uint16_t h)
 {
-    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
-    uint32_t exp = ((uint32_t)h >> 10) & 0x1fu;
-    uint32_t mant = (uint32_t)h & 0x3ffu;
-
-    if (exp == 0x1fu)
-        return cp_bits_f32(sign | 0x7f800000u | (mant << 13));
-    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact in fp32 */
-        float v = (float)mant * 5.9604644775390625e-8f;
-        return sign ? -v : v;
-    }
-    return cp_bits_f32(sign | ((exp + 127 - 15) << 23) | (mant << 13));
+    const uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    const uint32_t exp = ((uint32_t)h >> 10) & 0x1fu;
+    const uint32_t mant = (uint32_t)h & 0x3ffu;
+    /* Selected by masks like cp_f32_to_f16. Zero or subnormal: mant *
+     * 2^-24, exact in fp32 (and >= 0, so the sign is one bit to set). */
+    const uint32_t small = cp_f32_bits((float)(int32_t)mant * 5.9604644775390625e-8f);
+    const uint32_t r = cp_select_u32(exp == 0x1fu, 0x7f800000u | (mant << 13),
+                                     cp_select_u32(exp == 0, small,
+                                                   ((exp + 127 - 15) << 23) | (mant << 13)));
+    return cp_bits_f32(sign | r);
 }
 
 /* fp32 -> bfloat16, round to nearest even; finite values that would round

@@ -162,3 +162,75 @@ Test(cast, bf16_scales_out_of_range_instead_of_clipping)
 {
     scaled(&cp_compressor_bf16, CP_BF16_MAX, 0x1p-7f);
 }
+
+#ifdef __FLT16_MAX__
+/* The conversions are written branch-free so that the codec loops
+ * vectorize (util/hd.h); here they meet the compiler's own binary16
+ * (_Float16, round to nearest even) on a sweep of every 509th fp32 bit
+ * pattern and the neighbourhoods of the boundaries, with the documented
+ * differences applied: saturation at 65504 instead of Inf, NaN as
+ * 0x7e00 with its sign. */
+static uint16_t ref_f16(float x)
+{
+    const uint32_t u = cp_f32_bits(x), a = u & 0x7fffffffu;
+    const uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    if (a > 0x7f800000u)
+        return sign | 0x7e00u;
+    if (a == 0x7f800000u)
+        return sign | 0x7c00u;
+    if (fabsf(x) >= 65520.0f)
+        return sign | 0x7bffu;
+    _Float16 h = (_Float16)x;
+    uint16_t b;
+    memcpy(&b, &h, 2);
+    return b;
+}
+
+/* Toward zero for |x| <= 65504 (and saturating beyond): the nearest, one
+ * step down where it rounded away from zero. */
+static uint16_t ref_f16_rtz(float x)
+{
+    if (fabsf(x) >= 65504.0f)
+        return (uint16_t)(((cp_f32_bits(x) >> 16) & 0x8000u) | 0x7bffu);
+    uint16_t b = ref_f16(x);
+    _Float16 h;
+    memcpy(&h, &b, 2);
+    if (fabsf((float)h) > fabsf(x))
+        b--; /* same sign: the next magnitude down */
+    return b;
+}
+
+static void check_f16_at(uint32_t bits)
+{
+    const float x = cp_bits_f32(bits);
+    cr_assert_eq(cp_f32_to_f16(x), ref_f16(x), "bits %#x", bits);
+    if ((bits & 0x7fffffffu) < 0x7f800000u)
+        cr_assert_eq(cp_f32_to_f16_rtz(x), ref_f16_rtz(x), "rtz bits %#x", bits);
+}
+
+Test(cast, fp16_conversions_match_the_compilers_binary16, .timeout = 120)
+{
+    for (uint64_t b = 0; b < (1ull << 32); b += 509)
+        check_f16_at((uint32_t)b);
+    /* Each side of every boundary: zero, the subnormal range, the normal
+     * range, saturation, Inf and NaN, both signs. */
+    const uint32_t edges[] = {0x0u, 0x33000000u, 0x33800000u, 0x387fc000u,
+                              0x38800000u, 0x477fe000u, 0x477ff000u,
+                              0x7f7fffffu, 0x7f800000u, 0x7f800001u};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+        for (uint32_t d = 0; d < 4096; d++)
+            for (uint32_t s = 0; s < 2; s++) {
+                check_f16_at((edges[i] + d - 2048u) ^ (s << 31));
+            }
+    for (uint32_t h = 0; h < 65536; h++) {
+        _Float16 f;
+        uint16_t hb = (uint16_t)h;
+        memcpy(&f, &hb, 2);
+        const float r = cp_f16_to_f32(hb);
+        if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu)) /* NaN: payload kept */
+            cr_assert_eq(cp_f32_bits(r), ((h & 0x8000u) << 16) | 0x7f800000u | ((h & 0x3ffu) << 13));
+        else
+            cr_assert_eq(cp_f32_bits(r), cp_f32_bits((float)f), "h %#x", h);
+    }
+}
+#endif
