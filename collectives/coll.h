@@ -42,6 +42,8 @@ typedef struct {
     const cp_feedback_ops_t *feedback;
     cp_fb_params_t fb; /* the feedback variant's parameters */
     cp_algo_t algo;
+    int pipeline;      /* two-phase over point-to-point where the transport
+                          has it (allreduce_twophase.c) */
     uint64_t seed;     /* base of the per-call seeds */
     cp_adapt_t adapt;
 } cp_coll_config_t;
@@ -64,6 +66,7 @@ typedef struct {
     uint64_t evidence;      /* agreed step evidence (plugin/step_detect.h) */
     size_t bytes_uniform;   /* COMMPRESS_ADAPT: what the configured setting
                                would have sent (0: not adapting) */
+    int pipelined;          /* the pipelined two-phase schedule ran */
 } cp_coll_result_t;
 
 /* Bytes this rank put on the wire for a call: the compressed exchange, plus

@@ -40,6 +40,7 @@ static const char *feedback_choice(int i)
 static const char *const algo_choices[] = {"auto", "sparse", "twophase",
                                            "dense", NULL};
 static const char *const adapt_choices[] = {"none", "lgreco", NULL};
+static const char *const pipeline_choices[] = {"off", "on", NULL};
 
 #define OFF(m) offsetof(cp_coll_settings_t, m)
 static const cp_param_t coll_rows[] = {
@@ -60,6 +61,14 @@ static const cp_param_t coll_rows[] = {
      .doc = "Force an algorithm: sparse (allgather), twophase, dense "
             "(deterministic uncompressed). auto: sparse for the sparse "
             "compressors unless dense is cheaper, twophase otherwise."},
+    {.name = "COMMPRESS_PIPELINE", .dflt = "on", .type = CP_PT_ENUM,
+     .offset = OFF(pipeline), .choices = pipeline_choices, .must_match = 1,
+     .doc = "Two-phase allreduce over MPI: on sends each chunk as soon as it "
+            "is encoded and sums each arriving message while later ones are "
+            "on the wire (point-to-point on a duplicate of the "
+            "communicator); off runs encode, MPI_Alltoall, sum, "
+            "MPI_Allgather and decode one after the other. The same bits "
+            "either way (docs/policy.md)."},
     {.name = "COMMPRESS_SEED", .dflt = "0", .type = CP_PT_U64,
      .offset = OFF(seed), .must_match = 1,
      .doc = "Seed of the randomness (top-k sampling, stochastic rounding, "
@@ -84,7 +93,7 @@ static const cp_param_t coll_rows[] = {
      .doc = "COMMPRESS_ADAPT: total error allowed, relative to the "
             "configured setting's on every tensor."},
 };
-enum { ROW_COMPRESSOR, ROW_FEEDBACK, ROW_ALGO, ROW_SEED, ROW_ADAPT,
+enum { ROW_COMPRESSOR, ROW_FEEDBACK, ROW_ALGO, ROW_PIPELINE, ROW_SEED, ROW_ADAPT,
        ROW_ADAPT_EVERY, ROW_ADAPT_WINDOW, ROW_ADAPT_ALPHA };
 
 static void add(cp_row_t *rows, size_t *n, size_t max, const cp_param_t *r,
@@ -114,6 +123,7 @@ size_t cp_coll_settings_rows(cp_coll_settings_t *s, cp_row_t *rows, size_t max)
             add(rows, &n, max, &op->params[k], &s->fb[f]);
     }
     add(rows, &n, max, &coll_rows[ROW_ALGO], s);
+    add(rows, &n, max, &coll_rows[ROW_PIPELINE], s);
     add(rows, &n, max, &coll_rows[ROW_SEED], s);
     for (int r = ROW_ADAPT; r <= ROW_ADAPT_ALPHA; r++)
         add(rows, &n, max, &coll_rows[r], s);
@@ -267,6 +277,7 @@ cp_status_t cp_coll_build(const cp_coll_settings_t *s, cp_coll_config_t *out,
     out->feedback = fb;
     out->fb = s->fb[cp_feedback_index(fb->name)];
     out->algo = (cp_algo_t)s->algo;
+    out->pipeline = s->pipeline;
     out->seed = s->seed;
     if (s->adapt.on && s->adapt.window > s->adapt.every) {
         if (err && len)

@@ -16,6 +16,12 @@
 extern "C" {
 #endif
 
+/* A pending point-to-point transfer; holds the transport's own handle
+ * (an MPI_Request). A null request (done) is all zero. */
+typedef struct {
+    uint64_t opaque[2];
+} cp_treq_t;
+
 typedef struct {
     const char *name;
     /* recv[r * bytes ..] receives the block rank r sent to us. */
@@ -29,11 +35,22 @@ typedef struct {
                                      size_t count);
     /* Elementwise max of n uint64 values across ranks, in place. */
     cp_status_t (*allreduce_max_u64)(void *ctx, uint64_t *vals, size_t n);
+    /* Point-to-point for the pipelined schedules (allreduce_twophase.c),
+     * on p2p_ctx: a context no one else sends on. NULL where the
+     * transport has none. A request completes in wait (which also
+     * progresses the others); test progresses without blocking. */
+    cp_status_t (*isend)(void *p2p_ctx, const void *buf, size_t bytes, int peer,
+                         int tag, cp_treq_t *req);
+    cp_status_t (*irecv)(void *p2p_ctx, void *buf, size_t bytes, int peer,
+                         int tag, cp_treq_t *req);
+    cp_status_t (*wait)(cp_treq_t *req);
+    cp_status_t (*test)(cp_treq_t *req, int *done);
 } cp_transport_ops_t;
 
 typedef struct {
     const cp_transport_ops_t *ops;
     void *ctx;
+    void *p2p_ctx; /* NULL: no point-to-point (the collectives only) */
     int rank;
     int size;
 } cp_transport_t;

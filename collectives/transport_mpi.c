@@ -2,6 +2,7 @@
  * interception layer. Byte counts above INT_MAX travel as a contiguous
  * datatype (MPI 3 has no large-count calls). */
 #include <limits.h>
+#include <string.h>
 
 #include "collectives/transport_mpi.h"
 #include "util/log.h"
@@ -87,12 +88,82 @@ static cp_status_t mpi_allreduce_max_u64(void *ctx, uint64_t *vals, size_t n)
     return mpi_result(rc, "PMPI_Allreduce(config check)");
 }
 
+/* The request lives in the first bytes of a cp_treq_t; MPI_REQUEST_NULL
+ * is stored as all zero, so a zeroed cp_treq_t is a finished request. */
+_Static_assert(sizeof(MPI_Request) <= sizeof(cp_treq_t), "MPI_Request fits");
+
+static void req_put(cp_treq_t *req, MPI_Request r)
+{
+    memset(req, 0, sizeof(*req));
+    if (r != MPI_REQUEST_NULL)
+        memcpy(req, &r, sizeof(r));
+}
+
+static MPI_Request req_get(const cp_treq_t *req)
+{
+    static const cp_treq_t zero;
+    MPI_Request r;
+    if (memcmp(req, &zero, sizeof(zero)) == 0)
+        return MPI_REQUEST_NULL;
+    memcpy(&r, req, sizeof(r));
+    return r;
+}
+
+static cp_status_t mpi_isend(void *p2p, const void *buf, size_t bytes,
+                             int peer, int tag, cp_treq_t *req)
+{
+    MPI_Datatype t;
+    MPI_Request r = MPI_REQUEST_NULL;
+    int count, rc = block_type(bytes, &count, &t);
+    if (rc == MPI_SUCCESS) {
+        /* Freeing the type at once is allowed: the send keeps it. */
+        rc = PMPI_Isend(buf, count, t, peer, tag, *(MPI_Comm *)p2p, &r);
+        block_type_free(&t);
+    }
+    req_put(req, r);
+    return mpi_result(rc, "PMPI_Isend");
+}
+
+static cp_status_t mpi_irecv(void *p2p, void *buf, size_t bytes, int peer,
+                             int tag, cp_treq_t *req)
+{
+    MPI_Datatype t;
+    MPI_Request r = MPI_REQUEST_NULL;
+    int count, rc = block_type(bytes, &count, &t);
+    if (rc == MPI_SUCCESS) {
+        rc = PMPI_Irecv(buf, count, t, peer, tag, *(MPI_Comm *)p2p, &r);
+        block_type_free(&t);
+    }
+    req_put(req, r);
+    return mpi_result(rc, "PMPI_Irecv");
+}
+
+static cp_status_t mpi_wait(cp_treq_t *req)
+{
+    MPI_Request r = req_get(req);
+    int rc = PMPI_Wait(&r, MPI_STATUS_IGNORE);
+    req_put(req, r);
+    return mpi_result(rc, "PMPI_Wait");
+}
+
+static cp_status_t mpi_test(cp_treq_t *req, int *done)
+{
+    MPI_Request r = req_get(req);
+    int rc = PMPI_Test(&r, done, MPI_STATUS_IGNORE);
+    req_put(req, r);
+    return mpi_result(rc, "PMPI_Test");
+}
+
 const cp_transport_ops_t cp_transport_mpi = {
     .name = "mpi",
     .alltoall = mpi_alltoall,
     .allgather = mpi_allgather,
     .allreduce_sum_f32 = mpi_allreduce_sum_f32,
     .allreduce_max_u64 = mpi_allreduce_max_u64,
+    .isend = mpi_isend,
+    .irecv = mpi_irecv,
+    .wait = mpi_wait,
+    .test = mpi_test,
 };
 
 cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot)
@@ -103,9 +174,15 @@ cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot)
         return CP_ERR_TRANSPORT;
     tp->ops = &cp_transport_mpi;
     tp->ctx = comm_slot;
+    tp->p2p_ctx = NULL;
     tp->rank = rank;
     tp->size = size;
     return CP_OK;
+}
+
+void cp_transport_mpi_p2p(cp_transport_t *tp, MPI_Comm *p2p_slot)
+{
+    tp->p2p_ctx = p2p_slot;
 }
 
 cp_status_t cp_mpi_agree(MPI_Comm comm, int valid, uint64_t hash)

@@ -10,6 +10,11 @@ extern const cp_transport_ops_t cp_transport_mpi;
 /* Fills tp for comm; tp->ctx points at *comm_slot, which must outlive tp. */
 cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot);
 
+/* Lets tp's pipelined schedules send point-to-point on *p2p_slot: a
+ * communicator only commpress uses (a duplicate), so that its messages
+ * cannot match the application's receives. It must outlive tp. */
+void cp_transport_mpi_p2p(cp_transport_t *tp, MPI_Comm *p2p_slot);
+
 /* Collective agreement before anyone allocates: CP_ERR_INVALID on every
  * rank if any rank passes valid = 0, CP_ERR_MISMATCH if the hashes of the
  * ranks' configurations differ (one PMPI_Allreduce of 3 words). */

@@ -106,6 +106,7 @@ cp_status_t cp_transport_nccl_init(cp_transport_t *tp, cp_nccl_ctx_t *ctx)
         return CP_ERR_TRANSPORT;
     tp->ops = &cp_transport_nccl;
     tp->ctx = ctx;
+    tp->p2p_ctx = NULL; /* no pipelined schedules on the GPU path */
     tp->rank = rank;
     tp->size = size;
     return CP_OK;

@@ -166,6 +166,9 @@ typedef struct {
      * (the exact sum, error feedback kept), not in calls_compressed; their
      * ring bytes count in bytes_uncompressed and bytes_sent alike. */
     unsigned long long calls_plain;
+    /* COMMPRESS_PIPELINE=on (docs/policy.md): compressed two-phase calls
+     * that ran the pipelined schedule (also in calls_compressed). */
+    unsigned long long calls_pipelined;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);

@@ -124,6 +124,9 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
     }
     if (!fail)
         fail = cp_comm_state_create(ctx->comm, &ctx->coll, 1 << 16, 0, &ctx->state) != CP_OK;
+    /* ctx->comm is commpress's own: the pipelined schedules may send on it. */
+    if (!fail && ctx->coll.pipeline)
+        cp_transport_mpi_p2p(&ctx->state->tp, &ctx->comm);
     /* ... and on whether every rank could: all get a context, or none. */
     if (PMPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, comm) !=
             MPI_SUCCESS || fail) {

@@ -20,6 +20,7 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, const cp_coll_config_t *cfg,
     if (s == NULL)
         return CP_ERR_NOMEM;
     s->comm = comm;
+    s->p2p = MPI_COMM_NULL;
     cp_workspace_init(&s->ws);
     cp_adapt_init(&s->adapt, cfg);
     CP_CHECK_GOTO(cp_tensor_table_init(&s->tensors, max_entries, tensor_free),
@@ -54,6 +55,8 @@ void cp_comm_state_destroy(cp_comm_state_t *s)
     cp_adapt_fini(&s->adapt);
     cp_stepdet_fini(&s->det);
     cp_addrseen_fini(&s->seen);
+    if (s->p2p != MPI_COMM_NULL)
+        PMPI_Comm_free(&s->p2p);
     free(s);
 }
 

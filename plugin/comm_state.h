@@ -37,6 +37,8 @@ typedef struct {
 
 typedef struct cp_comm_state {
     MPI_Comm comm; /* the user's handle; the transport context */
+    MPI_Comm p2p;  /* a duplicate for the pipelined schedules, or
+                      MPI_COMM_NULL (freed with the state) */
     cp_transport_t tp;
     int disabled;  /* some rank could not create its state: pass through */
     cp_workspace_t ws;

@@ -200,12 +200,26 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
         PMPI_Comm_set_attr(comm, cp_keyval, &cp_disabled);
         return NULL;
     }
-    fail = cp_fault(CP_FAULT_ALLOC) ||
+    /* The pipelined schedules' own communicator: duplicated first, by
+     * every rank (a collective), before anything that can fail alone. */
+    MPI_Comm p2p = MPI_COMM_NULL;
+    int size = 1;
+    PMPI_Comm_size(comm, &size);
+    fail = cp_coll.pipeline && size > 1 &&
+           PMPI_Comm_dup(comm, &p2p) != MPI_SUCCESS;
+    fail = fail || cp_fault(CP_FAULT_ALLOC) ||
            cp_comm_state_create(comm, &cp_coll, cp_cfg.max_tensors,
                                 cp_cfg.state_key == CP_KEY_AUTO, &s) != CP_OK;
+    if (s != NULL && p2p != MPI_COMM_NULL) {
+        s->p2p = p2p; /* freed with s */
+        p2p = MPI_COMM_NULL;
+        cp_transport_mpi_p2p(&s->tp, &s->p2p);
+    }
     int any = fail;
     if (PMPI_Allreduce(&fail, &any, 1, MPI_INT, MPI_MAX, comm) !=
             MPI_SUCCESS || any) {
+        if (p2p != MPI_COMM_NULL)
+            PMPI_Comm_free(&p2p);
         if (s != NULL)
             cp_comm_state_destroy(s);
         if (fail)

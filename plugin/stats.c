@@ -24,6 +24,7 @@ void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
         return;
     }
     s->calls_compressed++;
+    s->calls_pipelined += res->pipelined != 0;
     s->calls_nonfinite += res->nonfinite != 0;
     s->calls_fallback += res->fallback != CP_FALLBACK_NONE && !res->nonfinite;
     s->bytes_uncompressed += res->bytes_dense;
@@ -185,7 +186,7 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu, "
             "\"a2a_calls_compressed\": %llu, \"a2a_bytes_uncompressed\": %llu, "
             "\"a2a_bytes_sent\": %llu, \"calls_plain\": %llu, "
-            "\"adapt_last_plan\": %s}\n",
+            "\"calls_pipelined\": %llu, \"adapt_last_plan\": %s}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -204,7 +205,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             (unsigned long long)s.a2a_calls_compressed,
             (unsigned long long)s.a2a_bytes_uncompressed,
             (unsigned long long)s.a2a_bytes_sent,
-            (unsigned long long)s.calls_plain, plan ? plan : "[]");
+            (unsigned long long)s.calls_plain,
+            (unsigned long long)s.calls_pipelined, plan ? plan : "[]");
     free(plan);
     int err = w < 0 || ferror(f) ? errno : 0;
     if (fclose(f) != 0 && err == 0)

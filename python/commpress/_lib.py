@@ -122,7 +122,8 @@ class ShimStats(ctypes.Structure):
                           "bytes_uncompressed_sparse", "bytes_sent_sparse",
                           "calls_fallback", "states_dropped",
                           "adapt_plans", "bytes_sent_uniform", "a2a_calls_compressed",
-                          "a2a_bytes_uncompressed", "a2a_bytes_sent", "calls_plain")]
+                          "a2a_bytes_uncompressed", "a2a_bytes_sent", "calls_plain",
+                          "calls_pipelined")]
 
 
 def shim_stats():
