@@ -17,7 +17,9 @@
  * 1gbit, 10gbit, 100mbit, or bits per second) adds each setting's
  * physical limit, the bytes one rank sends at that rate (every link full
  * duplex, one per rank: the time the wire alone needs), and the fraction
- * of it reached: limit / time. */
+ * of it reached: limit / time. Every row also times the exchange alone
+ * (xchg: the same bytes through the algorithm's MPI collectives, no
+ * encoding; of_xchg = xchg / time), the floor this network sets. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -90,6 +92,24 @@ static double timed(int plain, commpress_ctx_t *ctx, const float *x, float *r,
         PMPI_Allreduce(x, r, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     else if (commpress_allreduce(ctx, x, r, n, 1) != COMMPRESS_OK)
         die("commpress_allreduce failed", NULL);
+    double t = MPI_Wtime() - t0;
+    PMPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return t;
+}
+
+/* The exchange alone: the collectives a compressed call's algorithm runs,
+ * on the same bytes, with no encoding or decoding (slowest rank's time):
+ * two-phase, an MPI_Alltoall then an MPI_Allgather of `slot` bytes per
+ * rank; sparse, one MPI_Allgather. A compressed call cannot beat it on
+ * this network, so time / exchange shows what compute adds. */
+static double timed_exchange(int sparse, size_t slot, unsigned char *a,
+                             unsigned char *b)
+{
+    PMPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    if (!sparse)
+        PMPI_Alltoall(a, (int)slot, MPI_BYTE, b, (int)slot, MPI_BYTE, MPI_COMM_WORLD);
+    PMPI_Allgather(a, (int)slot, MPI_BYTE, b, (int)slot, MPI_BYTE, MPI_COMM_WORLD);
     double t = MPI_Wtime() - t0;
     PMPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return t;
@@ -169,9 +189,10 @@ int main(int argc, char **argv)
     if (jf)
         fprintf(jf, "[");
     if (rank == 0)
-        printf("%-26s %11s %5s %11s %11s %8s %9s %13s %9s %10s %5s%s\n", "compressor",
-               "count", "ranks", "time[s]", "mpi[s]", "speedup", "algbw", "bytes_sent", "ratio",
-               "relerr", "ident", rate > 0 ? "    limit[s] of_limit" : "");
+        printf("%-26s %11s %5s %11s %11s %8s %9s %13s %9s %10s %5s %11s %7s%s\n",
+               "compressor", "count", "ranks", "time[s]", "mpi[s]", "speedup", "algbw",
+               "bytes_sent", "ratio", "relerr", "ident", "xchg[s]", "of_xchg",
+               rate > 0 ? "    limit[s] of_limit" : "");
     float *x = malloc(max_count * 4), *r = malloc(max_count * 4);
     double *exact = malloc(max_count * 8), *t = malloc((size_t)iters * 8),
            *tb = malloc((size_t)iters * 8);
@@ -203,22 +224,39 @@ int main(int argc, char **argv)
             for (int it = 0; it < iters; it++)
                 t[it] = timed(s->plain, ctx, x, r, n);
             same = same && identical(r, n);
+            double tm = bench_median(t, iters);
             double bytes_plain = 2.0 * (nranks - 1) / nranks * 4.0 * (double)n, sent, ratio;
+            double xchg = 0; /* plain: MPI's own call is the exchange */
             if (ctx) {
                 commpress_ctx_stats(ctx, &st1);
                 sent = (double)(st1.bytes_sent - st0.bytes_sent) / iters;
                 ratio = sent > 0 ? bytes_plain / sent : 0;
                 commpress_destroy(ctx);
+                /* The bytes per peer of this setting's algorithm (equal on
+                 * every rank: slots are sized alike). */
+                const int sparse = st1.calls_sparse > st0.calls_sparse;
+                const size_t slot = nranks > 1
+                    ? (size_t)(sent / ((sparse ? 1 : 2) * (nranks - 1)) + 0.5) : 0;
+                unsigned char *a = calloc(slot * nranks + 1, 1),
+                              *b = malloc(slot * nranks + 1);
+                if (!a || !b)
+                    die("out of memory for the exchange buffers", NULL);
+                for (int it = 0; it < iters; it++)
+                    t[it] = timed_exchange(sparse, slot, a, b);
+                xchg = bench_median(t, iters);
+                free(a), free(b);
             } else {
                 sent = bytes_plain;
                 ratio = 1.0;
             }
-            double tm = bench_median(t, iters);
+            if (!ctx)
+                xchg = tm;
             const double limit = rate > 0 ? 8.0 * sent / rate : 0;
             if (rank == 0) {
-                printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s",
+                printf("%-26s %11zu %5d %11.6f %11.6f %7.2fx %8.3f %13.0f %8.2fx %10.3g %5s "
+                       "%11.6f %6.1f%%",
                        s->b.text, n, nranks, tm, base, base / tm, 4.0 * n / tm / 1e9, sent, ratio,
-                       err, same ? "yes" : "NO");
+                       err, same ? "yes" : "NO", xchg, 100.0 * xchg / tm);
                 if (rate > 0)
                     printf(" %11.6f %7.1f%%", limit, 100.0 * limit / tm);
                 printf("\n");
@@ -228,10 +266,11 @@ int main(int argc, char **argv)
                             "\"time_s\": %.9g, \"baseline_time_s\": %.9g, \"speedup\": %.9g, "
                             "\"algbw_gbs\": %.6f, \"bytes_sent\": %.0f, \"ratio\": %.6f, "
                             "\"relerr\": %.6g, \"identical\": %s, \"rate_bits\": %.6g, "
-                            "\"limit_s\": %.9g, \"fraction_of_limit\": %.9g}",
+                            "\"limit_s\": %.9g, \"fraction_of_limit\": %.9g, "
+                            "\"exchange_s\": %.9g}",
                             rows ? "," : "", s->b.text, n, nranks, tm, base, base / tm,
                             4.0 * n / tm / 1e9, sent, ratio, err, same ? "true" : "false",
-                            rate, limit, rate > 0 ? limit / tm : 0.0);
+                            rate, limit, rate > 0 ? limit / tm : 0.0, xchg);
             }
             rows++;
         }

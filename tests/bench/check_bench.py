@@ -36,6 +36,10 @@ def sweep(path, ranks, codecs):
         check(abs(r["speedup"] - r["baseline_time_s"] / r["time_s"]) <= 1e-3 * r["speedup"],
               f"{name} {n}: speedup is not baseline / time")
         check(r["identical"] is True, f"{name} {n}: ranks got different bits")
+        # The exchange alone: timed for every row; for none it is the call.
+        check(r["exchange_s"] > 0, f"{name} {n}: exchange_s {r.get('exchange_s')}")
+        if name == "none":
+            check(r["exchange_s"] == r["time_s"], f"none {n}: exchange is not the call")
         if r.get("rate_bits", 0) > 0:  # --rate: the wire's time and the fraction reached
             lim = 8 * r["bytes_sent"] / r["rate_bits"]
             check(abs(r["limit_s"] - lim) <= 1e-6 * lim, f"{name} {n}: limit is not bytes / rate")
