@@ -16,6 +16,18 @@ import statistics
 import sys
 
 
+def summary_calls(d, net, label, r):
+    """'plain:compressed' calls of rank 0, from the INFO summary in the
+    run's log (the training JSON holds the settings, not the statistics)."""
+    try:
+        text = open(os.path.join(d, f"{net}-{label}-r{r}.log")).read()
+    except OSError:
+        return "?"
+    m = re.search(r"summary rank 0: compressor \S+, (\d+) calls compressed .*?, "
+                  r"(\d+) plain by the policy", text)
+    return f"{m.group(2)}:{m.group(1)}" if m else "?"
+
+
 def main():
     d = sys.argv[1]
     runs = {}
@@ -36,9 +48,8 @@ def main():
             rs = runs.get((net, label))
             if not rs:
                 continue
-            st = [r.get("commpress") or {} for r in rs]
-            calls = "/".join(f"{s.get('calls_plain', 0)}:{s.get('calls_compressed', 0)}"
-                             for s in st) if label != "plain" else "-"
+            calls = "/".join(summary_calls(d, net, label, r)
+                             for r in range(1, len(rs) + 1)) if label != "plain" else "-"
             xp = xb = "-"
             if label.endswith("-auto") and "plain" in med:
                 fixed = label.replace("-auto", "-always")

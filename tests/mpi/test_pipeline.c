@@ -27,6 +27,7 @@
 
 #include "commpress.h"
 #include "common/check.h"
+#include "common/mpi_check.h"
 
 static int rank, nranks;
 
@@ -49,15 +50,6 @@ static void fill(float *x, size_t n, int s, int t)
         double u = (double)(h >> 11) / 9007199254740992.0 - 0.5;
         x[i] = (float)(u * (h % 97 == 0 ? 10.0 : 0.01));
     }
-}
-
-static uint64_t digest(const float *x, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    const unsigned char *b = (const unsigned char *)x;
-    for (size_t i = 0; i < n * sizeof(float); i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
 }
 
 static commpress_ctx_t *make(const char *comp, const char *settings, int pipeline)
@@ -132,9 +124,7 @@ int main(int argc, char **argv)
             if (!inplace) /* the input is left as it was */
                 CHECK(memcmp(in_on, x, n * 4) == 0, "step %d count %zu: input changed", s, n);
             /* Every rank has the same bits. */
-            uint64_t d[2] = {digest(a, n), ~digest(a, n)};
-            MPI_Allreduce(MPI_IN_PLACE, d, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-            CHECK(d[0] == digest(a, n) && d[1] == ~digest(a, n),
+            CHECK(cp_test_identical(a, n * 4, MPI_COMM_WORLD),
                   "step %d count %zu: ranks differ", s, n);
             /* Both steps fall back to the exact sum. */
             if (s == 3)
@@ -164,10 +154,5 @@ int main(int argc, char **argv)
     commpress_destroy(on);
     commpress_destroy(off);
     free(x), free(in_on), free(in_off), free(r_on), free(r_off);
-    int fails = nfail;
-    MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (rank == 0)
-        printf("%d passed, %d failed\n", npass, fails);
-    MPI_Finalize();
-    return fails != 0;
+    return cp_test_finish();
 }
