@@ -486,5 +486,6 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
     int fresh = 0;
     const double t0 = cp_now();
     CP_CHECK(state_allreduce(s, cfg, name, send, recv, count, plain, &fresh, res));
-    return cp_policy_done(&s->policy, count, plain, cp_now() - t0, fresh, &s->tp);
+    return cp_policy_done(&s->policy, count, plain, cp_now() - t0, res->bytes_sent, fresh,
+                          &s->tp);
 }

@@ -231,7 +231,7 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
     s->limit = cp_host_limit;
     s->charge = 1;
     if (cp_cfg.policy == CP_POLICY_AUTO)
-        cp_policy_init(&s->policy, s->tp.rank, cp_cfg.policy_times);
+        cp_policy_init(&s->policy, s->tp.rank, s->tp.size, cp_cfg.policy_times);
     s->adapt.report = 1; /* the API's contexts report their own */
     cp_comm_state_account(s);
     PMPI_Comm_set_attr(comm, cp_keyval, s);

@@ -3,11 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collectives/coll.h"
 #include "plugin/policy.h"
 #include "util/log.h"
 
 #define FIRST_INTERVAL 256
 #define MAX_INTERVAL 16384
+#define PREDICT_PLAIN 1.5 /* predicted compressed / plain above: no round */
 
 static unsigned class_of(size_t count)
 {
@@ -51,11 +53,12 @@ int cp_policy_check_times(const char *spec)
     return spec[0] == '\0' || parse_times(spec, -1, NULL) == 0 ? 0 : -1;
 }
 
-void cp_policy_init(cp_policy_t *p, int rank, const char *spec)
+void cp_policy_init(cp_policy_t *p, int rank, int size, const char *spec)
 {
     memset(p, 0, sizeof(*p));
     p->on = 1;
     p->rank = rank;
+    p->size = size;
     p->fake[0] = p->fake[1] = -1;
     if (spec && spec[0])
         parse_times(spec, rank, p->fake);
@@ -63,11 +66,103 @@ void cp_policy_init(cp_policy_t *p, int rank, const char *spec)
         p->cls[i].in_round = 1; /* the first round starts at the first call */
 }
 
-int cp_policy_plain(const cp_policy_t *p, size_t count)
+/* Weighted least squares of y = a + b x, weights 1 / t^2 (relative
+ * errors, so that small and large classes count alike), a, b >= 0. */
+static void fit(const double *x, const double *y, const double *t, unsigned k,
+                double *a, double *b)
+{
+    double s = 0, sx = 0, sxx = 0, sy = 0, sxy = 0;
+    for (unsigned i = 0; i < k; i++) {
+        const double w = t[i] > 0 ? 1 / (t[i] * t[i]) : 1;
+        s += w, sx += w * x[i], sxx += w * x[i] * x[i];
+        sy += w * y[i], sxy += w * x[i] * y[i];
+    }
+    const double det = s * sxx - sx * sx;
+    *a = 0, *b = 0;
+    if (det > 1e-9 * s * sxx) {
+        *b = (s * sxy - sx * sy) / det;
+        *a = (sy - *b * sx) / s;
+    }
+    if (!(det > 1e-9 * s * sxx) || *a < 0)
+        *a = 0, *b = sxx > 0 ? sxy / sxx : 0;
+    if (*b < 0)
+        *b = 0, *a = s > 0 ? sy / s : 0;
+    if (*a < 0)
+        *a = 0;
+}
+
+static double ring(const cp_policy_t *p, double n)
+{
+    return (double)cp_ring_bytes(p->size, 4 * n);
+}
+
+int cp_policy_model(const cp_policy_t *p, cp_pol_model_t *m)
+{
+    double bx[CP_POLICY_CLASSES], nx[CP_POLICY_CLASSES], tp[CP_POLICY_CLASSES],
+        tc[CP_POLICY_CLASSES], rc[CP_POLICY_CLASSES], w[CP_POLICY_CLASSES];
+    unsigned k = 0;
+    memset(m, 0, sizeof(*m));
+    for (unsigned i = 0; i < CP_POLICY_CLASSES; i++) {
+        const cp_pol_class_t *c = &p->cls[i];
+        if (c->seen_n > 0) {
+            nx[k] = c->seen_n, bx[k] = ring(p, c->seen_n), w[k] = c->seen_w * c->seen_n;
+            tp[k] = c->seen_p, tc[k] = c->seen_c;
+            k++;
+        }
+    }
+    if (k < 2)
+        return 0;
+    fit(bx, tp, tp, k, &m->alpha, &m->beta);
+    /* What the compressed calls spent besides moving their bytes. */
+    for (unsigned i = 0; i < k; i++)
+        rc[i] = tc[i] - m->beta * w[i];
+    fit(nx, rc, tc, k, &m->alpha_c, &m->gamma);
+    return 1;
+}
+
+void cp_policy_predict(const cp_policy_t *p, const cp_pol_model_t *m,
+                       size_t count, double *compressed, double *plain)
+{
+    const unsigned k = class_of(count);
+    double w = 0;
+    for (unsigned i = 0; i < CP_POLICY_CLASSES; i++) /* the nearest below, */
+        if (p->cls[i].seen_n > 0 && (i <= k || w == 0))
+            w = p->cls[i].seen_w;                  /* else the smallest above */
+    *plain = m->alpha + m->beta * ring(p, (double)count);
+    *compressed = m->alpha_c + m->gamma * (double)count + m->beta * w * (double)count;
+}
+
+int cp_policy_plain(cp_policy_t *p, size_t count)
 {
     if (!p->on)
         return 0;
-    const cp_pol_class_t *c = &p->cls[class_of(count)];
+    const unsigned k = class_of(count);
+    cp_pol_class_t *c = &p->cls[k];
+    if (c->calls == 0 && c->mode == CP_POL_ROUND && c->n[0] + c->n[1] == 0 &&
+        c->pred_p == 0) {
+        /* The class's first call: the model's prediction, from agreed
+         * values only. It skips the round where it is clearly against
+         * compressing, within the sizes measured. */
+        cp_pol_model_t m;
+        unsigned top = 0;
+        for (unsigned i = 0; i < CP_POLICY_CLASSES; i++)
+            if (p->cls[i].seen_n > 0)
+                top = i;
+        if (cp_policy_model(p, &m)) {
+            cp_policy_predict(p, &m, count, &c->pred_c, &c->pred_p);
+            if (k <= top && c->pred_c > PREDICT_PLAIN * c->pred_p) {
+                c->mode = CP_POL_PLAIN;
+                c->in_round = 0;
+                c->interval = FIRST_INTERVAL;
+                c->probe_at = FIRST_INTERVAL;
+                if (p->rank == 0)
+                    cp_info("policy: calls of 2^%u..2^%u floats: predicted compressed "
+                            "%.3f ms, plain %.3f ms: plain (measured at the first probe, "
+                            "%d calls later)", k, k + 1, 1e3 * c->pred_c,
+                            1e3 * c->pred_p, FIRST_INTERVAL);
+            }
+        }
+    }
     return c->in_round ? c->next_plain : c->mode == CP_POL_PLAIN;
 }
 
@@ -83,26 +178,29 @@ static double median(const double *v, uint32_t k)
     return k % 2 ? s[k / 2] : 0.5 * (s[k / 2 - 1] + s[k / 2]);
 }
 
-/* The smallest over ranks of non-negative doubles: the max-allreduce of
- * the complements of their bits (non-negative doubles order like their
- * bits). */
-static cp_status_t agree_min(const cp_transport_t *tp, double *v, size_t n)
+/* In one allreduce: the smallest over ranks of the two non-negative
+ * medians (the max of the complements of their bits: non-negative
+ * doubles order like their bits) and the largest of the wire bytes. */
+static cp_status_t agree(const cp_transport_t *tp, double v[2], uint64_t *wire)
 {
-    uint64_t u[2];
-    for (size_t i = 0; i < n; i++) {
+    uint64_t u[3];
+    for (size_t i = 0; i < 2; i++) {
         memcpy(&u[i], &v[i], sizeof(double));
         u[i] = ~u[i];
     }
-    CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, u, n));
-    for (size_t i = 0; i < n; i++) {
+    u[2] = *wire;
+    CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, u, 3));
+    for (size_t i = 0; i < 2; i++) {
         u[i] = ~u[i];
         memcpy(&v[i], &u[i], sizeof(double));
     }
+    *wire = u[2];
     return CP_OK;
 }
 
 cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
-                           double seconds, int fresh, const cp_transport_t *tp)
+                           double seconds, size_t wire, int fresh,
+                           const cp_transport_t *tp)
 {
     if (!p->on)
         return CP_OK;
@@ -113,6 +211,7 @@ cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
         if (c->calls >= c->probe_at) { /* a probe: the other side first */
             c->in_round = 1;
             c->n[0] = c->n[1] = 0;
+            c->wire = 0;
             c->next_plain = c->mode == CP_POL_COMPRESS;
         }
         return CP_OK;
@@ -123,18 +222,24 @@ cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
     if (c->n[side] < CP_POLICY_PAIRS)
         c->t[side][c->n[side]++] = p->fake[side] >= 0 ? p->fake[side]
                                                       : (seconds > 0 ? seconds : 0);
+    if (!plain)
+        c->wire = wire;
     c->next_plain = !plain;
     if (c->n[0] != c->n[1])
         return CP_OK;
     /* A pair is complete: the ranks agree on the medians so far. */
     const uint32_t pairs = c->n[0];
     double m[2] = {median(c->t[0], pairs), median(c->t[1], pairs)};
-    CP_CHECK(agree_min(tp, m, 2));
+    uint64_t w = c->wire;
+    CP_CHECK(agree(tp, m, &w));
     const double r = m[1] > 0 ? m[0] / m[1] : (m[0] > 0 ? 1e9 : 1.0);
     const int clear = (r < 1.0 / 3 || r > 3.0) || (pairs >= 2 && (r < 2.0 / 3 || r > 1.5)) ||
                       pairs >= CP_POLICY_PAIRS;
     if (!clear)
         return CP_OK;
+    /* The model's input: this round, agreed. */
+    c->seen_c = m[0], c->seen_p = m[1], c->seen_n = (double)count;
+    c->seen_w = (double)w / (double)count;
     uint8_t mode;
     const int first = c->mode == CP_POL_ROUND;
     if (first)
@@ -150,10 +255,15 @@ cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
     if (c->interval > MAX_INTERVAL)
         c->interval = MAX_INTERVAL;
     c->probe_at = c->calls + c->interval;
+    char pred[96] = "";
+    if (c->pred_p > 0)
+        snprintf(pred, sizeof(pred), "predicted compressed %.3f ms, plain %.3f ms; ",
+                 1e3 * c->pred_c, 1e3 * c->pred_p);
     if (p->rank == 0 && (first || changed))
-        cp_info("policy: calls of 2^%u..2^%u floats: compressed %.3f ms, plain %.3f ms "
-                "(the fastest rank's median of %u): %s%s", k, k + 1, 1e3 * m[0],
-                1e3 * m[1], pairs, mode == CP_POL_COMPRESS ? "compressed" : "plain",
+        cp_info("policy: calls of 2^%u..2^%u floats: %smeasured compressed %.3f ms, "
+                "plain %.3f ms (the fastest rank's median of %u): %s%s", k, k + 1, pred,
+                1e3 * m[0], 1e3 * m[1], pairs,
+                mode == CP_POL_COMPRESS ? "compressed" : "plain",
                 changed ? " (switched)" : "");
     else if (p->rank == 0)
         cp_trace("policy: calls of 2^%u..2^%u floats: compressed %.3f ms, plain %.3f ms: "

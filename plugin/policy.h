@@ -23,6 +23,17 @@
  * doubling after each probe up to 16384. Calls whose tensor is new
  * (its first call allocates and agrees) are not timed.
  *
+ * The model (alpha-beta): the agreed medians of the classes measured so
+ * far fit plain(n) = alpha + beta B(n), B the ring allreduce's bytes per
+ * rank, and compressed(n) = alpha_c + gamma n + beta W(n), W the
+ * compressed call's wire bytes (agreed: the largest over ranks) and
+ * gamma the codec's seconds per float. A class met for the first time
+ * once two classes have been measured on each side, and no larger than
+ * the largest of them, is predicted first: predicted compressed more than
+ * 1.5 times plain, it starts plain without a round (its first probe
+ * measures); otherwise its round measures as above. The model's inputs
+ * are agreed values, so its predictions are equal on every rank.
+ *
  * COMMPRESS_POLICY_TEST_TIMES (testing only) replaces the measured
  * seconds by fixed ones per rank, so that a test can make the ranks'
  * timings disagree and check that their decisions do not. */
@@ -46,11 +57,18 @@ typedef enum {
 
 typedef struct {
     uint64_t calls;      /* calls of this class so far */
+    /* The last agreed round, the model's input (0: none yet). */
+    double seen_c, seen_p;  /* agreed medians, seconds */
+    double seen_n;          /* floats of that round's calls */
+    double seen_w;          /* wire bytes per float of its compressed calls */
+    double pred_c, pred_p;  /* the model's prediction at the first call
+                               (0: none) */
     uint8_t mode;        /* cp_pol_mode_t: the decision, kept during probes */
     uint8_t in_round;
     uint8_t next_plain;  /* the round's next timed call is plain */
     uint32_t n[2];       /* samples this round: [0] compressed, [1] plain */
     double t[2][CP_POLICY_PAIRS];
+    uint64_t wire;       /* this round's compressed calls' wire bytes */
     uint64_t probe_at;   /* call index of the next probe */
     uint64_t interval;
 } cp_pol_class_t;
@@ -58,6 +76,7 @@ typedef struct {
 typedef struct {
     int on;
     int rank;
+    int size;            /* ranks of the communicator */
     double fake[2];      /* COMMPRESS_POLICY_TEST_TIMES: this rank's
                             seconds (compressed, plain); < 0: measured */
     cp_pol_class_t cls[CP_POLICY_CLASSES];
@@ -65,19 +84,35 @@ typedef struct {
 
 /* Off until cp_policy_init. spec: COMMPRESS_POLICY_TEST_TIMES ("" for
  * none), checked by cp_policy_check_times. */
-void cp_policy_init(cp_policy_t *p, int rank, const char *spec);
+void cp_policy_init(cp_policy_t *p, int rank, int size, const char *spec);
 /* Whether a test-times specification is well formed:
  * "c:p[,c:p...]", microseconds of a compressed and a plain call for rank
  * 0, 1, ... (later ranks take the last pair). */
 int cp_policy_check_times(const char *spec);
 
 /* Whether the next call of `count` floats runs plain (1) or compressed
- * (0); the same on every rank. Always 0 when off. */
-int cp_policy_plain(const cp_policy_t *p, size_t count);
-/* After that call (which ran as cp_policy_plain said, in `seconds`;
- * fresh: its tensor was new). Collective at the end of a pair in a round:
- * every rank reaches it at the same call. */
+ * (0); the same on every rank. Always 0 when off. At a class's first
+ * call it applies the model's prediction (above). */
+int cp_policy_plain(cp_policy_t *p, size_t count);
+/* After that call (which ran as cp_policy_plain said, in `seconds`,
+ * putting `wire` bytes on the wire from this rank; fresh: its tensor was
+ * new). Collective at the end of a pair in a round: every rank reaches it
+ * at the same call. */
 cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
-                           double seconds, int fresh, const cp_transport_t *tp);
+                           double seconds, size_t wire, int fresh,
+                           const cp_transport_t *tp);
+
+/* The model fitted from the classes measured so far (above); 0 when it
+ * has fewer than two classes on either side. For tests and the INFO
+ * lines. */
+typedef struct {
+    double alpha, beta;      /* plain: seconds, seconds per byte */
+    double alpha_c, gamma;   /* compressed: seconds, seconds per float */
+} cp_pol_model_t;
+int cp_policy_model(const cp_policy_t *p, cp_pol_model_t *m);
+/* The model's times for a call of `count` floats (its wire bytes per
+ * float taken from the nearest measured class). */
+void cp_policy_predict(const cp_policy_t *p, const cp_pol_model_t *m,
+                       size_t count, double *compressed, double *plain);
 
 #endif

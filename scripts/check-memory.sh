@@ -95,6 +95,14 @@ COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=100:1000,1000:100,500:500 COMM
   COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_policy schedule | tail -1
 COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=500:500 COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 \
   COMMPRESS_STATE_KEY=address run 3 build-asan/tests/test_policy moving | tail -1
+COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=900:100,1000:200 COMMPRESS_COMPRESSOR=quant \
+  COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_policy predict | tail -1
+echo "== pipelined two-phase against the sequential schedule (fallbacks, 2-4 ranks)"
+# (linked with the sanitized library: nothing to preload)
+for c in "3 quant - overflow" "4 bf16 - overflow" "2 sign - no" "3 quant COMMPRESS_FEEDBACK=ef21 overflow"; do
+  set -- $c
+  tests/mpi/mpirun.sh "$1" build-asan/tests/test_pipeline "$2" "${3#-}" "$4" | tail -1
+done
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -203,5 +211,12 @@ vg=$(mktemp -d)
 tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
   --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_onebit_adam | tail -1
 check_ours "$vg" "($ours|test_onebit_adam)"
+rm -rf "$vg"
+echo "== valgrind on both ranks of the pipelined two-phase (quant, fallbacks; debug build)"
+vg=$(mktemp -d)
+tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
+  --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_pipeline quant "" \
+  overflow | tail -1
+check_ours "$vg" "($ours|test_pipeline)"
 rm -rf "$vg"
 echo "memory checks passed"

@@ -10,6 +10,11 @@
  *            is PMPI_Allreduce's sum bit for bit; every rank gets
  *            identical bits (POLICY_TEST_LAYOUT: the buffer is a fused
  *            one of three layers, commpress_register_layout);
+ *  predict   with COMMPRESS_POLICY_TEST_TIMES, two sizes measured and a
+ *            third between them: the model predicts the third from the
+ *            agreed times, and it starts plain without a round when the
+ *            agreed ratio is above 1.5 (measured otherwise); the same on
+ *            every rank, as the reference says call by call;
  *  moving    address keying with buffers that differ by rank: the same
  *            calls plain everywhere, identical bits, no hang;
  *  real      measured timings with ranks that arrive late by different
@@ -63,12 +68,13 @@ static void fill(float *x, size_t n, uint64_t seed)
 
 /* The documented rules (plugin/policy.h), written again from the text:
  * the plain/compressed sequence of `calls` calls of one tensor whose
- * agreed ratio compressed/plain is r (fixed times), its first call new. */
-static void reference(double r, size_t calls, unsigned char *plain)
+ * agreed ratio compressed/plain is r (fixed times), its first call new;
+ * predicted: the model decided plain at its first call. */
+static void reference(double r, size_t calls, unsigned char *plain, int predicted)
 {
-    int in_round = 1, next_plain = 0, decided = 0, mode_plain = 0;
+    int in_round = !predicted, next_plain = 0, decided = predicted, mode_plain = predicted;
     unsigned n0 = 0, n1 = 0;
-    uint64_t interval = 0, probe_at = 0;
+    uint64_t interval = predicted ? 256 : 0, probe_at = interval;
     for (size_t i = 0; i < calls; i++) {
         const int p = in_round ? next_plain : mode_plain;
         plain[i] = (unsigned char)p;
@@ -131,7 +137,7 @@ static void schedule(void)
     const size_t n = 50000, calls = 700;
     float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
     unsigned char *got = malloc(calls), *want = malloc(calls);
-    reference(agreed_ratio(), calls, want);
+    reference(agreed_ratio(), calls, want, 0);
     size_t nplain = 0, mism = 0;
     for (size_t i = 0; i < calls; i++) {
         fill(x, n, 1000 * i + (uint64_t)rank);
@@ -150,6 +156,42 @@ static void schedule(void)
     if (rank == 0)
         printf("schedule: agreed ratio %.3f, %zu of %zu calls plain\n", agreed_ratio(), nplain,
                calls);
+    free(x), free(y), free(got), free(want);
+}
+
+/* Tensors of 50000 and 200000 floats (classes 15 and 17) until both are
+ * decided, then one of 100000 (class 16): with fixed times the model
+ * predicts the agreed ratio r for it (plain times the same at every
+ * size: no bandwidth term; compressed likewise), so it starts plain
+ * without a round iff r > 1.5. */
+static void predict(void)
+{
+    const size_t sizes[3] = {50000, 200000, 100000}, calls[3] = {12, 12, 600};
+    const double r = agreed_ratio();
+    float *x = malloc(200000 * sizeof(float)), *y = malloc(200000 * sizeof(float));
+    unsigned char *got = malloc(600), *want = malloc(600);
+    size_t nplain = 0;
+    for (int t = 0; t < 3; t++) {
+        reference(r, calls[t], want, t == 2 && r > 1.5);
+        size_t mism = 0;
+        for (size_t i = 0; i < calls[t]; i++) {
+            fill(x, sizes[t], 1000 * i + 10 * (uint64_t)t + (uint64_t)rank);
+            const unsigned long long before = plain_calls();
+            MPI_Allreduce(x, y, (int)sizes[t], MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            got[i] = (unsigned char)(plain_calls() - before);
+            nplain += got[i];
+            if (got[i] != want[i] && mism++ < 5)
+                CHECK(0, "tensor %d call %zu ran %s, the rules say %s", t, i,
+                      got[i] ? "plain" : "compressed", want[i] ? "plain" : "compressed");
+            CHECK(same_everywhere(hash_bits(y, sizes[t])), "tensor %d call %zu: ranks got "
+                  "different bits", t, i);
+        }
+        CHECK(mism == 0, "tensor %d: %zu of %zu calls not as the rules say", t, mism, calls[t]);
+    }
+    CHECK(same_everywhere(nplain), "ranks ran different calls plain");
+    if (rank == 0)
+        printf("predict: agreed ratio %.3f, third tensor %s, %zu calls plain\n", r,
+               r > 1.5 ? "predicted plain" : "measured", nplain);
     free(x), free(y), free(got), free(want);
 }
 
@@ -291,6 +333,8 @@ int main(int argc, char **argv)
         real();
     else if (strcmp(mode, "moving") == 0)
         moving();
+    else if (strcmp(mode, "predict") == 0)
+        predict();
     else
         CHECK(0, "unknown mode %s", mode);
     int bad = nfail;

@@ -1,0 +1,118 @@
+/* COMMPRESS_POLICY's alpha-beta model (plugin/policy.h) on one rank,
+ * through the policy's own state machine: calls timed by a known model
+ * must give that model back, its predictions, and the decision it drives
+ * at a class's first call (plain without a round where compressing is
+ * predicted clearly slower, within the sizes measured; a measured round
+ * otherwise). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "collectives/coll.h"
+#include "plugin/policy.h"
+
+/* One rank: the agreement is the identity. */
+static cp_status_t max_u64(void *ctx, uint64_t *v, size_t n)
+{
+    (void)ctx, (void)v, (void)n;
+    return CP_OK;
+}
+static const cp_transport_ops_t ops = {.name = "one", .allreduce_max_u64 = max_u64};
+static const cp_transport_t tp = {.ops = &ops, .rank = 0, .size = 4};
+
+/* The model the fake network follows: 4 ranks, so the ring's bytes per
+ * rank are 2 (3/4) 4 n. */
+static const double ALPHA = 40e-6, BETA = 1e-9;   /* s, s/byte: 1 GB/s */
+static const double ALPHA_C = 90e-6, GAMMA = 3e-10; /* s, s/float */
+static const double WIRE = 0.5;                   /* bytes per float (quant 4) */
+
+static double t_plain(size_t n) { return ALPHA + BETA * (double)cp_ring_bytes(4, 4.0 * n); }
+static double t_comp(size_t n, double wire) { return ALPHA_C + GAMMA * n + BETA * wire * n; }
+
+/* Runs calls of n (a power of two) floats, plain ones taking
+ * plain_factor times the model's time, until the class is decided. The
+ * first call is a new tensor's (not timed). */
+static void settle(cp_policy_t *p, size_t n, double wire, double plain_factor)
+{
+    const unsigned k = (unsigned)__builtin_ctzll(n);
+    for (int i = 0; i < 12; i++) {
+        const int plain = cp_policy_plain(p, n);
+        const double t = plain ? plain_factor * t_plain(n) : t_comp(n, wire);
+        cr_assert_eq(cp_policy_done(p, n, plain, t,
+                                    plain ? cp_ring_bytes(4, 4.0 * n) : (size_t)(wire * n),
+                                    i == 0, &tp), CP_OK);
+        if (!p->cls[k].in_round)
+            return;
+    }
+    cr_assert_fail("the class of %zu floats is not decided after 12 calls", n);
+}
+
+static void close_to(double got, double want, double rel)
+{
+    cr_assert(fabs(got - want) <= rel * fabs(want), "%.9g is not %.9g (within %g)", got,
+              want, rel);
+}
+
+Test(policy_model, recovers_the_model_from_two_classes)
+{
+    cp_policy_t p;
+    cp_policy_init(&p, 0, 4, "");
+    settle(&p, 1u << 14, WIRE, 1);
+    cp_pol_model_t m;
+    cr_assert_eq(cp_policy_model(&p, &m), 0, "one class is no model");
+    settle(&p, 1u << 22, WIRE, 1);
+    cr_assert_eq(cp_policy_model(&p, &m), 1);
+    close_to(m.alpha, ALPHA, 1e-6);
+    close_to(m.beta, BETA, 1e-6);
+    close_to(m.alpha_c, ALPHA_C, 1e-6);
+    close_to(m.gamma, GAMMA, 1e-6);
+    double c, pl;
+    cp_policy_predict(&p, &m, 300000, &c, &pl);
+    close_to(c, t_comp(300000, WIRE), 1e-6);
+    close_to(pl, t_plain(300000), 1e-6);
+}
+
+/* Where compressing is clearly slower, a new class within the sizes
+ * measured is predicted and starts plain without a round; one above them
+ * is measured. */
+Test(policy_model, a_class_predicted_slower_starts_plain)
+{
+    cp_policy_t p;
+    cp_policy_init(&p, 0, 4, "");
+    /* Plain calls at a tenth of the model's time, compressed ones sending
+     * 64 bytes per float: compressing is far slower. */
+    settle(&p, 1u << 12, 64.0, 0.1);
+    settle(&p, 1u << 20, 64.0, 0.1);
+    const size_t mid = 1u << 16, big = 1u << 23;
+    cp_pol_model_t m;
+    cr_assert_eq(cp_policy_model(&p, &m), 1);
+    double c, pl;
+    cp_policy_predict(&p, &m, mid, &c, &pl);
+    cr_assert_gt(c, 1.5 * pl, "the fake times predict compressing slower");
+    cr_assert_eq(cp_policy_plain(&p, mid), 1);
+    cr_assert_eq(p.cls[16].in_round, 0, "no round: decided by the prediction");
+    cr_assert_eq(p.cls[16].mode, CP_POL_PLAIN);
+    /* It stays plain until its first probe, 256 calls later, measures. */
+    for (int i = 0; i < 256; i++) {
+        cr_assert_eq(cp_policy_plain(&p, mid), 1, "call %d", i);
+        cr_assert_eq(cp_policy_done(&p, mid, 1, t_plain(mid) * 0.1,
+                                    cp_ring_bytes(4, 4.0 * mid), i == 0, &tp), CP_OK);
+    }
+    cr_assert_eq(cp_policy_plain(&p, mid), 0, "the probe starts with a compressed call");
+    /* Above the sizes measured the model does not decide: a round. */
+    cr_assert_eq(cp_policy_plain(&p, big), 0);
+    cr_assert_eq(p.cls[23].in_round, 1);
+    cr_assert_gt(p.cls[23].pred_p, 0, "the prediction is kept for the INFO line");
+}
+
+/* Where compressing is predicted faster, the round still measures. */
+Test(policy_model, a_class_predicted_faster_is_measured)
+{
+    cp_policy_t p;
+    cp_policy_init(&p, 0, 4, "");
+    settle(&p, 1u << 12, WIRE, 1);
+    settle(&p, 1u << 20, WIRE, 1);
+    cr_assert_eq(cp_policy_plain(&p, 1u << 16), 0);
+    cr_assert_eq(p.cls[16].in_round, 1);
+    cr_assert_lt(p.cls[16].pred_c, p.cls[16].pred_p);
+}
