@@ -5,14 +5,21 @@
  *  2. server j: sum the n received chunk-j messages in rank order, apply
  *     server feedback, encode once more.
  *  3. allgather the server messages; every rank decodes all n chunks.
- * Every rank reads a header from every rank in phase 1: a non-finite
- * vector (flagged in every chunk) or a disagreement on the tensor's state
- * is seen by all there. A failure only one server sees (a chunk it could
- * not decode, a chunk a worker could not encode) and an overflow in a
- * server sum travel in that server's phase-3 header. Whatever the flag,
- * every rank runs the exact allreduce on the untouched input instead and
- * commits no state. With the identity codec this is a deterministic dense
- * allreduce.
+ * Every rank reads a header from every rank in phase 1: a disagreement
+ * on the tensor's state is seen by all there. What only some servers see
+ * travels in their phase-3 headers: a non-finite vector (flagged in the
+ * worker's chunks from the one where it was found on: every chunk
+ * unfused, where the whole vector is made before the first is encoded; the
+ * later ones fused), a chunk a server could not decode or a worker could
+ * not encode, an overflow in a server sum. Whatever the flag, every rank
+ * runs the exact allreduce on the untouched input instead and commits no
+ * state. With the identity codec this is a deterministic dense allreduce.
+ *
+ * Fused (COMMPRESS_FUSE=on, feedback ef, a codec with encode_ef): the
+ * worker's feedback add, encode and new error are one pass per chunk
+ * (e and g read, the message and e' written into the tensor's spare
+ * buffer, which becomes its state at commit), instead of ef's prepare,
+ * the encode and ef's commit (three passes and a decode). The same bits.
  *
  * Pipelined (COMMPRESS_PIPELINE=on, a transport with point-to-point): the
  * same messages and the same bits, moved by nonblocking sends on the
@@ -137,7 +144,7 @@ static void serve_sum(const cp_allreduce_args_t *a, const cp_compressor_ops_t *c
 }
 
 static void serve_encode(const cp_allreduce_args_t *a, const cp_compressor_ops_t *codec,
-                         const cp_params_t *p, int failed, uint64_t check,
+                         const cp_params_t *p, uint32_t flags, uint64_t check,
                          float *sum, void *vs_work, unsigned char *send2,
                          size_t slot, void *scratch, const float **vs_p)
 {
@@ -149,11 +156,11 @@ static void serve_encode(const cp_allreduce_args_t *a, const cp_compressor_ops_t
 
     cp_chunk_range(a->count, n, me, &moff, &mlen);
     *vs_p = sum;
-    if (!failed)
+    if (!flags)
         *vs_p = sfb->prepare(&fp, a->tensor->server, sum, vs_work, NULL, mlen,
                              &bad);
     const cp_slot_meta_t meta = {
-        .flags = failed ? CP_SLOT_FAILED : bad ? CP_SLOT_NONFINITE : 0,
+        .flags = flags ? flags : bad ? CP_SLOT_NONFINITE : 0,
         .check = check};
     cp_params_t ps = *p;
     cp_call_seeds(a, 2, me, &ps);
@@ -166,6 +173,17 @@ static void serve_encode(const cp_allreduce_args_t *a, const cp_compressor_ops_t
 /* Completes every request still pending and returns the exact allreduce:
  * every rank reaches this at the same point, so every peer sends all the
  * messages these wait for. */
+/* Whether the worker's ef runs fused with the encode: the codec can,
+ * COMMPRESS_FUSE is on, no L-GreCo statistics want the vector, and the
+ * tensor has (or could make) its spare buffer. Local to this rank: the
+ * bits are the same either way. */
+static int fused(const cp_allreduce_args_t *a, const cp_compressor_ops_t *codec)
+{
+    return a->cfg->fuse && codec->encode_ef != NULL &&
+           a->cfg->feedback == &cp_feedback_ef && a->tensor->err2 == NULL &&
+           cp_tensor_spare(a->tensor) == CP_OK;
+}
+
 static cp_status_t drain_exact(const cp_allreduce_args_t *a, const pipe_t *pp,
                                cp_coll_result_t *res, cp_fallback_t why)
 {
@@ -223,21 +241,30 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     }
     /* This rank's own phase 1 chunk: where the server reads it. */
     own1 = (pp ? recv1 : send1) + (size_t)me * slot;
+    const int fuse = fused(a, codec);
+    res->fused = fuse;
 
-    /* Phase 1: worker feedback, encode n chunks, the next server's first. */
-    v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
-    if (!bad)
-        cp_tensor_accumulate(a->tensor, v);
-    const cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
-                                 .check = cp_call_check(a),
-                                 .evidence = a->evidence};
+    /* Phase 1: worker feedback, encode n chunks, the next server's first
+     * (fused: each chunk's feedback with its encode). */
+    bad = 0, v = NULL;
+    if (!fuse) {
+        v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
+        if (!bad)
+            cp_tensor_accumulate(a->tensor, v);
+    }
+    cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
+                           .check = cp_call_check(a),
+                           .evidence = a->evidence};
     for (int k = 1; k <= n; k++) {
         const int j = (me + k) % n;
         unsigned char *s = j == me ? own1 : send1 + (size_t)j * slot;
         cp_chunk_range(a->count, n, j, &off, &len);
         cp_call_seeds(a, 1, j, &p);
-        cp_status_t est = cp_slot_encode(codec, &p, v + off, len, &meta, s,
-                                         slot, scratch);
+        cp_status_t est = fuse ? cp_slot_encode_ef(codec, &p, a->tensor->worker + off,
+                                                   g + off, len, &meta, s, slot, scratch,
+                                                   a->tensor->spare + off)
+                               : cp_slot_encode(codec, &p, v + off, len, &meta, s,
+                                                slot, scratch);
         if (est != CP_OK)
             warn_encode(est, len);
         if (pp && j != me) {
@@ -262,16 +289,17 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
         t0 = cp_now(); /* waits and sums interleave: counted as wire time */
     cp_slots_scan(recv1, n, slot, meta.check, a->ev_period, &view);
     res->evidence = view.evidence;
-    if (view.flags & CP_SLOT_NONFINITE)
-        return drain_exact(a, pp, res, CP_FALLBACK_NONFINITE);
     if (view.disagree)
         return drain_exact(a, pp, res, CP_FALLBACK_DISAGREE);
     failed |= (view.flags & CP_SLOT_FAILED) != 0;
     if (pp)
         CP_CHECK(post_recvs(pp, recv2, slot, TAG2, pp->recv2));
     send2 = pp ? recv2 + (size_t)me * slot : recv1; /* phase 1 input is consumed */
-    serve_encode(a, codec, &p, failed, meta.check, sum, vs_work, send2, slot,
-                 scratch, &vs);
+    /* A flag this server saw goes on to every rank in its phase-3 header. */
+    serve_encode(a, codec, &p,
+                 (view.flags & CP_SLOT_NONFINITE) ? CP_SLOT_NONFINITE
+                                                  : failed ? CP_SLOT_FAILED : 0,
+                 meta.check, sum, vs_work, send2, slot, scratch, &vs);
     res->compress_seconds += cp_now() - t0;
     if (pp) {
         for (int k = 1; k < n; k++) {
@@ -320,13 +348,18 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
         CP_CHECK(cp_slot_decode(codec, &p, recv2 + (size_t)j * slot, slot, 1.0f,
                                 NULL, a->recv + off, len));
     }
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n && !fuse; j++) {
         const unsigned char *s = j == me ? own1 : send1 + (size_t)j * slot;
         cp_chunk_range(a->count, n, j, &off, &len);
         CP_CHECK(fb->commit(&fp, a->tensor->worker + fb->state_floats(off),
                             v + off, aux ? aux + off : NULL,
                             tmp ? tmp + off : NULL, codec, &p,
                             cp_slot_payload(s), cp_slot_payload_len(s), len));
+    }
+    if (fuse) { /* the new error is the state now */
+        float *e = a->tensor->worker;
+        a->tensor->worker = a->tensor->spare;
+        a->tensor->spare = e;
     }
     CP_CHECK(sfb->commit(&fp, a->tensor->server, vs, NULL, NULL, codec, &p,
                          cp_slot_payload(recv2 + (size_t)me * slot),

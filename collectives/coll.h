@@ -44,6 +44,7 @@ typedef struct {
     cp_algo_t algo;
     int pipeline;      /* two-phase over point-to-point where the transport
                           has it (allreduce_twophase.c) */
+    int fuse;          /* ef fused with the encode where the codec has it */
     uint64_t seed;     /* base of the per-call seeds */
     cp_adapt_t adapt;
 } cp_coll_config_t;
@@ -67,6 +68,7 @@ typedef struct {
     size_t bytes_uniform;   /* COMMPRESS_ADAPT: what the configured setting
                                would have sent (0: not adapting) */
     int pipelined;          /* the pipelined two-phase schedule ran */
+    int fused;              /* ef ran fused with the encode */
 } cp_coll_result_t;
 
 /* Bytes this rank put on the wire for a call: the compressed exchange, plus

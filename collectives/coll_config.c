@@ -69,6 +69,14 @@ static const cp_param_t coll_rows[] = {
             "communicator); off runs encode, MPI_Alltoall, sum, "
             "MPI_Allgather and decode one after the other. The same bits "
             "either way (docs/policy.md)."},
+    {.name = "COMMPRESS_FUSE", .dflt = "on", .type = CP_PT_ENUM,
+     .offset = OFF(fuse), .choices = pipeline_choices,
+     .doc = "Two-phase allreduce with feedback ef and a codec that fuses "
+            "it (quant, sign): on adds the feedback, encodes and forms the "
+            "new error in one pass over the tensor (sign: two), into a "
+            "second error buffer per tensor (4 bytes a float more); off "
+            "runs ef's prepare, the encode and ef's commit. The same bits "
+            "either way (docs/policy.md)."},
     {.name = "COMMPRESS_SEED", .dflt = "0", .type = CP_PT_U64,
      .offset = OFF(seed), .must_match = 1,
      .doc = "Seed of the randomness (top-k sampling, stochastic rounding, "
@@ -93,8 +101,11 @@ static const cp_param_t coll_rows[] = {
      .doc = "COMMPRESS_ADAPT: total error allowed, relative to the "
             "configured setting's on every tensor."},
 };
-enum { ROW_COMPRESSOR, ROW_FEEDBACK, ROW_ALGO, ROW_PIPELINE, ROW_SEED, ROW_ADAPT,
-       ROW_ADAPT_EVERY, ROW_ADAPT_WINDOW, ROW_ADAPT_ALPHA };
+/* Indices into coll_rows, in its order. */
+enum { ROW_COMPRESSOR, ROW_FEEDBACK, ROW_ALGO, ROW_PIPELINE, ROW_FUSE, ROW_SEED, ROW_ADAPT,
+       ROW_ADAPT_EVERY, ROW_ADAPT_WINDOW, ROW_ADAPT_ALPHA, ROW_COUNT };
+_Static_assert(sizeof(coll_rows) / sizeof(coll_rows[0]) == ROW_COUNT,
+               "coll_rows and its ROW_ indices disagree");
 
 static void add(cp_row_t *rows, size_t *n, size_t max, const cp_param_t *r,
                 void *base)
@@ -124,6 +135,7 @@ size_t cp_coll_settings_rows(cp_coll_settings_t *s, cp_row_t *rows, size_t max)
     }
     add(rows, &n, max, &coll_rows[ROW_ALGO], s);
     add(rows, &n, max, &coll_rows[ROW_PIPELINE], s);
+    add(rows, &n, max, &coll_rows[ROW_FUSE], s);
     add(rows, &n, max, &coll_rows[ROW_SEED], s);
     for (int r = ROW_ADAPT; r <= ROW_ADAPT_ALPHA; r++)
         add(rows, &n, max, &coll_rows[r], s);
@@ -278,6 +290,7 @@ cp_status_t cp_coll_build(const cp_coll_settings_t *s, cp_coll_config_t *out,
     out->fb = s->fb[cp_feedback_index(fb->name)];
     out->algo = (cp_algo_t)s->algo;
     out->pipeline = s->pipeline;
+    out->fuse = s->fuse;
     out->seed = s->seed;
     if (s->adapt.on && s->adapt.window > s->adapt.every) {
         if (err && len)

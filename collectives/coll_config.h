@@ -24,6 +24,7 @@ typedef struct {
     int feedback;    /* 0: auto; i > 0: the i-th choice of COMMPRESS_FEEDBACK */
     int algo;        /* cp_algo_t */
     int pipeline;    /* COMMPRESS_PIPELINE: 0 off, 1 on */
+    int fuse;        /* COMMPRESS_FUSE: 0 off, 1 on */
     uint64_t seed;
     cp_adapt_t adapt;                   /* COMMPRESS_ADAPT* (L-GreCo) */
     cp_params_t codec[CP_MAX_CODECS];   /* one block per codec */

@@ -28,29 +28,55 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,
-                           const cp_params_t *p, const float *x, size_t m,
-                           const cp_slot_meta_t *meta, unsigned char *slot,
-                           size_t slot_size, void *scratch)
+/* The header after the payload (len bytes, or none when flagged). */
+static cp_status_t slot_seal(unsigned char *slot, size_t slot_size, uint32_t flags,
+                             const cp_slot_meta_t *meta, cp_status_t st, size_t len)
 {
-    cp_status_t st = CP_OK;
-    uint32_t flags = meta->flags;
-    size_t len = 0;
-    if (flags == 0 && cp_fault(CP_FAULT_ENCODE))
-        st = CP_ERR_UNSUPPORTED;
-    else if (flags == 0)
-        st = codec->encode(p, x, m, slot + CP_SLOT_HDR,
-                           slot_size - CP_SLOT_HDR, &len, scratch);
-    if (st != CP_OK) {
+    if (st != CP_OK)
         flags |= CP_SLOT_FAILED;
+    if (flags)
         len = 0;
-    }
     cp_put_u32(slot, flags);
     cp_put_u32(slot + 4, (uint32_t)len);
     put_u64(slot + 8, meta->check);
     put_u64(slot + 16, meta->evidence);
     memset(slot + CP_SLOT_HDR + len, 0, slot_size - CP_SLOT_HDR - len);
     return st;
+}
+
+cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,
+                           const cp_params_t *p, const float *x, size_t m,
+                           const cp_slot_meta_t *meta, unsigned char *slot,
+                           size_t slot_size, void *scratch)
+{
+    cp_status_t st = CP_OK;
+    size_t len = 0;
+    if (meta->flags == 0 && cp_fault(CP_FAULT_ENCODE))
+        st = CP_ERR_UNSUPPORTED;
+    else if (meta->flags == 0)
+        st = codec->encode(p, x, m, slot + CP_SLOT_HDR,
+                           slot_size - CP_SLOT_HDR, &len, scratch);
+    return slot_seal(slot, slot_size, meta->flags, meta, st, len);
+}
+
+cp_status_t cp_slot_encode_ef(const cp_compressor_ops_t *codec,
+                              const cp_params_t *p, const float *e, const float *g,
+                              size_t m, cp_slot_meta_t *meta, unsigned char *slot,
+                              size_t slot_size, void *scratch, float *resid)
+{
+    cp_status_t st = CP_OK;
+    size_t len = 0;
+    int nonfinite = 0;
+    if (meta->flags == 0 && cp_fault(CP_FAULT_ENCODE))
+        st = CP_ERR_UNSUPPORTED;
+    else if (meta->flags == 0)
+        st = codec->encode_ef(p, e, g, m, slot + CP_SLOT_HDR, slot_size - CP_SLOT_HDR,
+                              &len, scratch, resid, &nonfinite);
+    if (nonfinite) {
+        meta->flags |= CP_SLOT_NONFINITE;
+        st = CP_OK;
+    }
+    return slot_seal(slot, slot_size, meta->flags, meta, st, len);
 }
 
 cp_status_t cp_slot_decode(const cp_compressor_ops_t *codec,

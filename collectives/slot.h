@@ -42,6 +42,15 @@ cp_status_t cp_slot_encode(const cp_compressor_ops_t *codec,
                            const cp_params_t *p, const float *x, size_t m,
                            const cp_slot_meta_t *meta, unsigned char *slot,
                            size_t slot_size, void *scratch);
+/* cp_slot_encode of v = e + g with error feedback fused (the codec's
+ * encode_ef), the new error written into resid. A v holding Inf or NaN
+ * is found on the way: then the slot is sent as CP_SLOT_NONFINITE and
+ * meta->flags keeps the flag, so that the caller's later slots carry it
+ * too (their encoding is skipped). */
+cp_status_t cp_slot_encode_ef(const cp_compressor_ops_t *codec,
+                              const cp_params_t *p, const float *e, const float *g,
+                              size_t m, cp_slot_meta_t *meta, unsigned char *slot,
+                              size_t slot_size, void *scratch, float *resid);
 /* out = y + alpha * D(slot payload), the payload length bounds-checked. */
 cp_status_t cp_slot_decode(const cp_compressor_ops_t *codec,
                            const cp_params_t *p, const unsigned char *slot,

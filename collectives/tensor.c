@@ -55,6 +55,7 @@ void cp_tensor_destroy(cp_tensor_t *t)
     free(t->seg);
     free(t->seg_off);
     free(t->worker);
+    free(t->spare);
     free(t->server);
     free(t->err2);
     free(t);
@@ -62,10 +63,17 @@ void cp_tensor_destroy(cp_tensor_t *t)
 
 size_t cp_tensor_bytes(const cp_tensor_t *t)
 {
-    size_t b = (t->worker_floats + t->server_floats) * sizeof(float);
+    size_t b = ((t->spare ? 2 : 1) * t->worker_floats + t->server_floats) * sizeof(float);
     for (size_t k = 0; k < t->nseg; k++)
         b += t->seg[k] ? cp_tensor_bytes(t->seg[k]) : 0;
     return b;
+}
+
+cp_status_t cp_tensor_spare(cp_tensor_t *t)
+{
+    if (t->spare == NULL && t->worker_floats > 0)
+        t->spare = malloc(t->worker_floats * sizeof(float));
+    return t->spare || t->worker_floats == 0 ? CP_OK : CP_ERR_NOMEM;
 }
 
 void cp_tensor_reset(cp_tensor_t *t)

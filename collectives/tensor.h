@@ -21,6 +21,10 @@ typedef struct cp_tensor {
     uint64_t steps; /* completed compressed steps */
     uint64_t hist;  /* hash of the calls those steps were */
     float *worker;  /* feedback state of the whole tensor */
+    /* COMMPRESS_FUSE (allreduce_twophase.c): a second worker state the
+     * fused pass writes the new error into; it and worker swap at commit.
+     * NULL until a fused call needs it. */
+    float *spare;
     float *server;  /* feedback state of this rank's chunk */
     size_t worker_floats;
     size_t server_floats;
@@ -62,6 +66,8 @@ cp_status_t cp_tensor_new_fused(size_t count, size_t nseg, const size_t *off,
 void cp_tensor_destroy(cp_tensor_t *t);
 /* Bytes of feedback state, the segments' included. */
 size_t cp_tensor_bytes(const cp_tensor_t *t);
+/* Makes t->spare (worker_floats floats) if it has none yet. */
+cp_status_t cp_tensor_spare(cp_tensor_t *t);
 /* Back to the state of a new tensor (zeros, step 0; segments too). */
 void cp_tensor_reset(cp_tensor_t *t);
 /* L-GreCo's statistics, when err2 is set: err2[c] += ||D_c(C_c(v)) - v||^2

@@ -88,6 +88,17 @@ typedef cp_status_t (*cp_adapt_errors_func_t)(const cp_params_t *p, size_t np,
                                               const float *x, size_t n,
                                               double *err, void *scratch);
 
+/* Error feedback (ef) fused with encode (optional): encodes v = e + g
+ * into out exactly as encode would, and writes the new error
+ * e' = v - D(C(v)) into resid with the bits ef's commit would give (decode
+ * with alpha -1 on top of v), in one pass over e and g. *nonfinite: v
+ * holds Inf or NaN; then the call stops with CP_ERR_RANGE and out and
+ * resid hold nothing of use. resid may be e (in place). */
+typedef cp_status_t (*cp_encode_ef_func_t)(const cp_params_t *p, const float *e,
+                                           const float *g, size_t n, void *out,
+                                           size_t cap, size_t *len_p, void *scratch,
+                                           float *resid, int *nonfinite);
+
 /* The entries of a CP_CODEC_SPARSE codec's message (validated). */
 typedef cp_status_t (*cp_entries_func_t)(const void *in, size_t len, size_t n,
                                          cp_topk_view_t *e);
@@ -124,6 +135,7 @@ typedef struct cp_compressor_ops {
     cp_scratch_size_func_t scratch_size; /* bytes of scratch encode needs */
     cp_encode_func_t encode;
     cp_decode_func_t decode;
+    cp_encode_ef_func_t encode_ef;   /* ef fused with encode; NULL: none */
     cp_entries_func_t entries;       /* CP_CODEC_SPARSE codecs */
     cp_adapt_func_t adapt;           /* L-GreCo's candidates; NULL: one */
     cp_adapt_errors_func_t adapt_errors; /* their errors at once; NULL:

@@ -184,9 +184,25 @@ static inline void bw_flush(cp_bitwriter_t *w)
     }
 }
 
-CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
-                                void *out, size_t cap, size_t *len_p,
-                                void *scratch)
+/* out[i] = (y ? y[i] : 0) + alpha * (mn + q[i] * unit) over one block:
+ * the same expression as the generic loop, so both give the same bits. */
+CP_INLINE void dequant_block(const uint8_t *q, size_t c, float mn, float unit,
+                          float alpha, const float *y, float *out)
+{
+    if (y)
+        for (size_t i = 0; i < c; i++)
+            out[i] = y[i] + alpha * cp_quant_value(q[i], mn, unit);
+    else
+        for (size_t i = 0; i < c; i++)
+            out[i] = 0.0f + alpha * cp_quant_value(q[i], mn, unit);
+}
+
+/* encode (e NULL: of x) and encode_ef (of v = e + g, made a bucket at a
+ * time in resid, where the bucket's error then replaces it) in one body. */
+CP_INLINE cp_status_t quant_encode_body(const cp_params_t *p, const float *x,
+                                        const float *e, const float *g, size_t n,
+                                        void *out, size_t cap, size_t *len_p,
+                                        float *resid, int *nonfinite)
 {
     const size_t nb = quant_nbuckets(p, n);
     const unsigned bits = (unsigned)p->bits;
@@ -196,7 +212,6 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
     unsigned char *hdr = out, *stream = (unsigned char *)out + 8 * nb;
     cp_bitwriter_t w = {.out = stream};
     uint8_t q[QBLOCK];
-    (void)scratch;
 
     if (cap < quant_max_size(p, n))
         return CP_ERR_NOSPACE;
@@ -205,7 +220,24 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
         const size_t m = n - lo < p->bucket ? n - lo : p->bucket;
         const float *v = x + lo;
         float mn, mx;
-        cp_prefetch_next(v + m, n - lo - m, p->bucket);
+        if (e) { /* ef's prepare, one bucket: v = e + g, finite or not */
+            float *r = resid + lo;
+            uint32_t bad = 0;
+            cp_prefetch_next(e + lo + m, n - lo - m, p->bucket);
+            cp_prefetch_next(g + lo + m, n - lo - m, p->bucket);
+            for (size_t i = 0; i < m; i++) {
+                const float s = e[lo + i] + g[lo + i];
+                r[i] = s;
+                bad |= (uint32_t)cp_nonfinite(s);
+            }
+            if (bad) {
+                *nonfinite = 1;
+                return CP_ERR_RANGE;
+            }
+            v = r;
+        } else {
+            cp_prefetch_next(v + m, n - lo - m, p->bucket);
+        }
         bucket_range(v, m, &mn, &mx);
         const float unit = (mx - mn) / qmax;
         /* A range beyond FLT_MAX (values near both ends of the float
@@ -237,6 +269,8 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
             else
                 for (size_t i = 0; i < c; i++)
                     bw_put(&w, q[i], bits);
+            if (e) /* ef's commit: the expression of dequant_block */
+                dequant_block(q, c, mn, unit, -1.0f, resid + lo + k, resid + lo + k);
         }
     }
     if (!aligned)
@@ -245,17 +279,22 @@ CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, 
     return CP_OK;
 }
 
-/* out[i] = (y ? y[i] : 0) + alpha * (mn + q[i] * unit) over one block:
- * the same expression as the generic loop, so both give the same bits. */
-CP_INLINE void dequant_block(const uint8_t *q, size_t c, float mn, float unit,
-                          float alpha, const float *y, float *out)
+CP_CLONES static cp_status_t quant_encode(const cp_params_t *p, const float *x, size_t n,
+                                          void *out, size_t cap, size_t *len_p,
+                                          void *scratch)
 {
-    if (y)
-        for (size_t i = 0; i < c; i++)
-            out[i] = y[i] + alpha * cp_quant_value(q[i], mn, unit);
-    else
-        for (size_t i = 0; i < c; i++)
-            out[i] = 0.0f + alpha * cp_quant_value(q[i], mn, unit);
+    (void)scratch;
+    return quant_encode_body(p, x, NULL, NULL, n, out, cap, len_p, NULL, NULL);
+}
+
+CP_CLONES static cp_status_t quant_encode_ef(const cp_params_t *p, const float *e,
+                                             const float *g, size_t n, void *out,
+                                             size_t cap, size_t *len_p, void *scratch,
+                                             float *resid, int *nonfinite)
+{
+    (void)scratch;
+    *nonfinite = 0;
+    return quant_encode_body(p, NULL, e, g, n, out, cap, len_p, resid, nonfinite);
 }
 
 CP_CLONES static cp_status_t quant_decode(const cp_params_t *p, const void *in, size_t len,
@@ -421,6 +460,7 @@ const cp_compressor_ops_t cp_compressor_quant = {
     .max_size = quant_max_size,
     .scratch_size = cp_scratch_none,
     .encode = quant_encode,
+    .encode_ef = quant_encode_ef,
     .decode = quant_decode,
     .adapt = quant_adapt,
     .adapt_errors = quant_adapt_errors,

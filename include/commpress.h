@@ -169,6 +169,9 @@ typedef struct {
     /* COMMPRESS_PIPELINE=on (docs/policy.md): compressed two-phase calls
      * that ran the pipelined schedule (also in calls_compressed). */
     unsigned long long calls_pipelined;
+    /* COMMPRESS_FUSE=on (docs/policy.md): compressed two-phase calls whose
+     * error feedback ran fused with the encode (also in calls_compressed). */
+    unsigned long long calls_fused;
 } commpress_stats_t;
 
 void commpress_stats(commpress_stats_t *out);

@@ -25,6 +25,7 @@ void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
     }
     s->calls_compressed++;
     s->calls_pipelined += res->pipelined != 0;
+    s->calls_fused += res->fused != 0;
     s->calls_nonfinite += res->nonfinite != 0;
     s->calls_fallback += res->fallback != CP_FALLBACK_NONE && !res->nonfinite;
     s->bytes_uncompressed += res->bytes_dense;
@@ -186,7 +187,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"adapt_plans\": %llu, \"bytes_sent_uniform\": %llu, "
             "\"a2a_calls_compressed\": %llu, \"a2a_bytes_uncompressed\": %llu, "
             "\"a2a_bytes_sent\": %llu, \"calls_plain\": %llu, "
-            "\"calls_pipelined\": %llu, \"adapt_last_plan\": %s}\n",
+            "\"calls_pipelined\": %llu, \"calls_fused\": %llu, "
+            "\"adapt_last_plan\": %s}\n",
             rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
@@ -206,7 +208,8 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             (unsigned long long)s.a2a_bytes_uncompressed,
             (unsigned long long)s.a2a_bytes_sent,
             (unsigned long long)s.calls_plain,
-            (unsigned long long)s.calls_pipelined, plan ? plan : "[]");
+            (unsigned long long)s.calls_pipelined,
+            (unsigned long long)s.calls_fused, plan ? plan : "[]");
     free(plan);
     int err = w < 0 || ferror(f) ? errno : 0;
     if (fclose(f) != 0 && err == 0)

@@ -123,7 +123,7 @@ class ShimStats(ctypes.Structure):
                           "calls_fallback", "states_dropped",
                           "adapt_plans", "bytes_sent_uniform", "a2a_calls_compressed",
                           "a2a_bytes_uncompressed", "a2a_bytes_sent", "calls_plain",
-                          "calls_pipelined")]
+                          "calls_pipelined", "calls_fused")]
 
 
 def shim_stats():

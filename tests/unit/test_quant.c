@@ -221,3 +221,49 @@ Test(quant, top_level_never_overflows)
         cr_assert(isfinite(out[0]) && isfinite(out[1]), "bits %d", p.bits);
     }
 }
+
+/* encode_ef (COMMPRESS_FUSE): the message of encode(e + g) and the error
+ * ef's commit gives (decode with alpha -1 on top of e + g), bit for bit,
+ * for aligned and bit-stream widths, buckets that do not divide n,
+ * stochastic rounding; a non-finite e + g anywhere is reported. */
+Test(quant, encode_ef_equals_prepare_encode_commit)
+{
+    const cp_compressor_ops_t *c = &cp_compressor_quant;
+    const size_t ns[] = {1, 7, 512, 1000, 4099};
+    const int bits[] = {1, 3, 4, 8};
+    const size_t buckets[] = {512, 100, 1};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t k = 0; k < 3; k++)
+                for (int st = 0; st < 2; st++) {
+                    const size_t n = ns[a];
+                    cp_params_t p = tu_params();
+                    p.bits = bits[b];
+                    p.bucket = buckets[k];
+                    p.rounding = st ? CP_ROUND_STOCHASTIC : CP_ROUND_NEAREST;
+                    p.seed = 77 + n;
+                    float *e = tu_gradient(n, 5 * n + 1), *g = tu_gradient(n, 7 * n + 2);
+                    float *v = malloc(n * 4), *want = malloc(n * 4), *got = malloc(n * 4);
+                    const size_t cap = c->max_size(&p, n);
+                    unsigned char *m1 = malloc(cap), *m2 = malloc(cap);
+                    size_t l1, l2;
+                    for (size_t i = 0; i < n; i++)
+                        v[i] = e[i] + g[i];
+                    cr_assert_eq(c->encode(&p, v, n, m1, cap, &l1, NULL), CP_OK);
+                    cr_assert_eq(c->decode(&p, m1, l1, -1.0f, v, want, n), CP_OK);
+                    int nf = 1;
+                    cr_assert_eq(c->encode_ef(&p, e, g, n, m2, cap, &l2, NULL, got, &nf), CP_OK);
+                    cr_assert_eq(nf, 0);
+                    cr_assert_eq(l1, l2);
+                    cr_assert(memcmp(m1, m2, l1) == 0, "n %zu bits %d bucket %zu: messages differ",
+                              n, bits[b], buckets[k]);
+                    cr_assert(memcmp(want, got, n * 4) == 0,
+                              "n %zu bits %d bucket %zu: errors differ", n, bits[b], buckets[k]);
+                    /* A NaN or an overflowing sum in the last bucket. */
+                    g[n - 1] = st ? NAN : 3e38f, e[n - 1] = st ? 0.0f : 3e38f;
+                    cr_assert_eq(c->encode_ef(&p, e, g, n, m2, cap, &l2, NULL, got, &nf),
+                                 CP_ERR_RANGE);
+                    cr_assert_eq(nf, 1);
+                    free(e), free(g), free(v), free(want), free(got), free(m1), free(m2);
+                }
+}
