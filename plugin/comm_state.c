@@ -482,10 +482,10 @@ cp_status_t cp_comm_state_allreduce(cp_comm_state_t *s,
 {
     if (!s->policy.on) /* the API's contexts, COMMPRESS_POLICY=always */
         return state_allreduce(s, cfg, name, send, recv, count, 0, &(int){0}, res);
-    const int plain = cp_policy_plain(&s->policy, count);
-    int fresh = 0;
+    int plain, fresh = 0;
     const double t0 = cp_now();
+    CP_CHECK(cp_policy_begin(&s->policy, count, t0, &s->tp, &plain));
     CP_CHECK(state_allreduce(s, cfg, name, send, recv, count, plain, &fresh, res));
-    return cp_policy_done(&s->policy, count, plain, cp_now() - t0, res->bytes_sent, fresh,
-                          &s->tp);
+    cp_policy_end(&s->policy, count, plain, t0, cp_now() - t0, res->bytes_sent, fresh);
+    return CP_OK;
 }

@@ -62,8 +62,10 @@ void cp_policy_init(cp_policy_t *p, int rank, int size, const char *spec)
     p->fake[0] = p->fake[1] = -1;
     if (spec && spec[0])
         parse_times(spec, rank, p->fake);
-    for (unsigned i = 0; i < CP_POLICY_CLASSES; i++)
+    for (unsigned i = 0; i < CP_POLICY_CLASSES; i++) {
         p->cls[i].in_round = 1; /* the first round starts at the first call */
+        p->cls[i].pend = -1;
+    }
 }
 
 /* Weighted least squares of y = a + b x, weights 1 / t^2 (relative
@@ -132,40 +134,6 @@ void cp_policy_predict(const cp_policy_t *p, const cp_pol_model_t *m,
     *compressed = m->alpha_c + m->gamma * (double)count + m->beta * w * (double)count;
 }
 
-int cp_policy_plain(cp_policy_t *p, size_t count)
-{
-    if (!p->on)
-        return 0;
-    const unsigned k = class_of(count);
-    cp_pol_class_t *c = &p->cls[k];
-    if (c->calls == 0 && c->mode == CP_POL_ROUND && c->n[0] + c->n[1] == 0 &&
-        c->pred_p == 0) {
-        /* The class's first call: the model's prediction, from agreed
-         * values only. It skips the round where it is clearly against
-         * compressing, within the sizes measured. */
-        cp_pol_model_t m;
-        unsigned top = 0;
-        for (unsigned i = 0; i < CP_POLICY_CLASSES; i++)
-            if (p->cls[i].seen_n > 0)
-                top = i;
-        if (cp_policy_model(p, &m)) {
-            cp_policy_predict(p, &m, count, &c->pred_c, &c->pred_p);
-            if (k <= top && c->pred_c > PREDICT_PLAIN * c->pred_p) {
-                c->mode = CP_POL_PLAIN;
-                c->in_round = 0;
-                c->interval = FIRST_INTERVAL;
-                c->probe_at = FIRST_INTERVAL;
-                if (p->rank == 0)
-                    cp_info("policy: calls of 2^%u..2^%u floats: predicted compressed "
-                            "%.3f ms, plain %.3f ms: plain (measured at the first probe, "
-                            "%d calls later)", k, k + 1, 1e3 * c->pred_c,
-                            1e3 * c->pred_p, FIRST_INTERVAL);
-            }
-        }
-    }
-    return c->in_round ? c->next_plain : c->mode == CP_POL_PLAIN;
-}
-
 static double median(const double *v, uint32_t k)
 {
     double s[CP_POLICY_PAIRS];
@@ -178,66 +146,44 @@ static double median(const double *v, uint32_t k)
     return k % 2 ? s[k / 2] : 0.5 * (s[k / 2 - 1] + s[k / 2]);
 }
 
-/* In one allreduce: the smallest over ranks of the two non-negative
+/* In one allreduce: the smallest over ranks of the four non-negative
  * medians (the max of the complements of their bits: non-negative
  * doubles order like their bits) and the largest of the wire bytes. */
-static cp_status_t agree(const cp_transport_t *tp, double v[2], uint64_t *wire)
+static cp_status_t agree(const cp_transport_t *tp, double v[4], uint64_t *wire)
 {
-    uint64_t u[3];
-    for (size_t i = 0; i < 2; i++) {
+    uint64_t u[5];
+    for (size_t i = 0; i < 4; i++) {
         memcpy(&u[i], &v[i], sizeof(double));
         u[i] = ~u[i];
     }
-    u[2] = *wire;
-    CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, u, 3));
-    for (size_t i = 0; i < 2; i++) {
+    u[4] = *wire;
+    CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, u, 5));
+    for (size_t i = 0; i < 4; i++) {
         u[i] = ~u[i];
         memcpy(&v[i], &u[i], sizeof(double));
     }
-    *wire = u[2];
+    *wire = u[4];
     return CP_OK;
 }
 
-cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
-                           double seconds, size_t wire, int fresh,
-                           const cp_transport_t *tp)
+/* A pair of class k is complete: the ranks agree on the medians so far,
+ * and a clear ratio of the periods decides. */
+static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
+                             const cp_transport_t *tp)
 {
-    if (!p->on)
-        return CP_OK;
-    const unsigned k = class_of(count);
     cp_pol_class_t *c = &p->cls[k];
-    c->calls++;
-    if (!c->in_round) {
-        if (c->calls >= c->probe_at) { /* a probe: the other side first */
-            c->in_round = 1;
-            c->n[0] = c->n[1] = 0;
-            c->wire = 0;
-            c->next_plain = c->mode == CP_POL_COMPRESS;
-        }
-        return CP_OK;
-    }
-    if (fresh) /* not timed; the same side again */
-        return CP_OK;
-    const int side = plain != 0;
-    if (c->n[side] < CP_POLICY_PAIRS)
-        c->t[side][c->n[side]++] = p->fake[side] >= 0 ? p->fake[side]
-                                                      : (seconds > 0 ? seconds : 0);
-    if (!plain)
-        c->wire = wire;
-    c->next_plain = !plain;
-    if (c->n[0] != c->n[1])
-        return CP_OK;
-    /* A pair is complete: the ranks agree on the medians so far. */
     const uint32_t pairs = c->n[0];
-    double m[2] = {median(c->t[0], pairs), median(c->t[1], pairs)};
+    /* m: call times (compressed, plain), then periods (compressed, plain) */
+    double m[4] = {median(c->t[0], pairs), median(c->t[1], pairs),
+                   median(c->per[0], pairs), median(c->per[1], pairs)};
     uint64_t w = c->wire;
     CP_CHECK(agree(tp, m, &w));
-    const double r = m[1] > 0 ? m[0] / m[1] : (m[0] > 0 ? 1e9 : 1.0);
+    const double r = m[3] > 0 ? m[2] / m[3] : (m[2] > 0 ? 1e9 : 1.0);
     const int clear = (r < 1.0 / 3 || r > 3.0) || (pairs >= 2 && (r < 2.0 / 3 || r > 1.5)) ||
                       pairs >= CP_POLICY_PAIRS;
     if (!clear)
         return CP_OK;
-    /* The model's input: this round, agreed. */
+    /* The model's input: this round's call times, agreed. */
     c->seen_c = m[0], c->seen_p = m[1], c->seen_n = (double)count;
     c->seen_w = (double)w / (double)count;
     uint8_t mode;
@@ -261,13 +207,94 @@ cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
                  1e3 * c->pred_c, 1e3 * c->pred_p);
     if (p->rank == 0 && (first || changed))
         cp_info("policy: calls of 2^%u..2^%u floats: %smeasured compressed %.3f ms, "
-                "plain %.3f ms (the fastest rank's median of %u): %s%s", k, k + 1, pred,
-                1e3 * m[0], 1e3 * m[1], pairs,
+                "plain %.3f ms a call, periods %.3f ms and %.3f ms (the fastest "
+                "rank's medians of %u): %s%s", k, k + 1, pred, 1e3 * m[0], 1e3 * m[1],
+                1e3 * m[2], 1e3 * m[3], pairs,
                 mode == CP_POL_COMPRESS ? "compressed" : "plain",
                 changed ? " (switched)" : "");
     else if (p->rank == 0)
-        cp_trace("policy: calls of 2^%u..2^%u floats: compressed %.3f ms, plain %.3f ms: "
-                 "%s kept", k, k + 1, 1e3 * m[0], 1e3 * m[1],
+        cp_trace("policy: calls of 2^%u..2^%u floats: compressed %.3f ms, plain %.3f ms, "
+                 "periods %.3f ms and %.3f ms: %s kept", k, k + 1, 1e3 * m[0],
+                 1e3 * m[1], 1e3 * m[2], 1e3 * m[3],
                  mode == CP_POL_COMPRESS ? "compressed" : "plain");
     return CP_OK;
+}
+
+/* The class's first call: the model's prediction, from agreed values
+ * only. It skips the round where it is clearly against compressing,
+ * within the sizes measured. */
+static void predict_first(cp_policy_t *p, unsigned k, size_t count)
+{
+    cp_pol_class_t *c = &p->cls[k];
+    cp_pol_model_t m;
+    unsigned top = 0;
+    for (unsigned i = 0; i < CP_POLICY_CLASSES; i++)
+        if (p->cls[i].seen_n > 0)
+            top = i;
+    if (!cp_policy_model(p, &m))
+        return;
+    cp_policy_predict(p, &m, count, &c->pred_c, &c->pred_p);
+    if (k <= top && c->pred_c > PREDICT_PLAIN * c->pred_p) {
+        c->mode = CP_POL_PLAIN;
+        c->in_round = 0;
+        c->interval = FIRST_INTERVAL;
+        c->probe_at = FIRST_INTERVAL;
+        if (p->rank == 0)
+            cp_info("policy: calls of 2^%u..2^%u floats: predicted compressed %.3f ms, "
+                    "plain %.3f ms: plain (measured at the first probe, %d calls later)",
+                    k, k + 1, 1e3 * c->pred_c, 1e3 * c->pred_p, FIRST_INTERVAL);
+    }
+}
+
+cp_status_t cp_policy_begin(cp_policy_t *p, size_t count, double now,
+                            const cp_transport_t *tp, int *plain)
+{
+    *plain = 0;
+    if (!p->on)
+        return CP_OK;
+    const unsigned k = class_of(count);
+    cp_pol_class_t *c = &p->cls[k];
+    if (c->pend >= 0) { /* the previous timed call's period ends here */
+        const int side = c->pend;
+        const double per = now - c->pend_start;
+        c->pend = -1;
+        if (c->n[side] < CP_POLICY_PAIRS) {
+            const uint32_t i = c->n[side]++;
+            c->t[side][i] = p->fake[side] >= 0 ? p->fake[side] : c->pend_call;
+            c->per[side][i] = p->fake[side] >= 0 ? p->fake[side] : (per > 0 ? per : 0);
+        }
+        c->next_plain = !side;
+        if (c->n[0] == c->n[1])
+            CP_CHECK(pair_done(p, k, count, tp));
+    }
+    if (c->calls == 0 && c->mode == CP_POL_ROUND && c->n[0] + c->n[1] == 0 &&
+        c->pred_p == 0)
+        predict_first(p, k, count);
+    *plain = c->in_round ? c->next_plain : c->mode == CP_POL_PLAIN;
+    return CP_OK;
+}
+
+void cp_policy_end(cp_policy_t *p, size_t count, int plain, double start,
+                   double seconds, size_t wire, int fresh)
+{
+    if (!p->on)
+        return;
+    cp_pol_class_t *c = &p->cls[class_of(count)];
+    c->calls++;
+    if (!c->in_round) {
+        if (c->calls >= c->probe_at) { /* a probe: the other side first */
+            c->in_round = 1;
+            c->n[0] = c->n[1] = 0;
+            c->wire = 0;
+            c->next_plain = c->mode == CP_POL_COMPRESS;
+        }
+        return;
+    }
+    if (fresh) /* not timed; the same side again */
+        return;
+    c->pend = (int8_t)(plain != 0);
+    c->pend_start = start;
+    c->pend_call = seconds > 0 ? seconds : 0;
+    if (!plain)
+        c->wire = wire;
 }

@@ -9,13 +9,16 @@
  * agreed values.
  *
  * Each class goes through rounds of pairs: one call compressed, the next
- * plain (collectives/allreduce_plain.h), each timed from entry to return
- * on every rank. After each pair the ranks agree in one allreduce on the
- * medians so far, each side taking the smallest over ranks (the rank that
- * came to the call last waited least: its time is the collective's
- * without the others' compute imbalance). The round ends when the ratio
- * r = compressed / plain is clear: r < 1/3 or r > 3 after one pair, < 2/3
- * or > 3/2 after two, any after four pairs. Then:
+ * plain (collectives/allreduce_plain.h). Each is timed twice on every
+ * rank: the call itself (entry to return), and its period, from its entry
+ * to the entry of the class's next call (with one call of the class a
+ * step, the step: the call and the compute after it, which a compressed
+ * call slows where ranks share cores). At the next call's entry the
+ * sample is complete; after each pair the ranks agree in one allreduce on
+ * the medians so far, each taking the smallest over ranks (the rank that
+ * came to the call last waited least). The round ends when the ratio of
+ * the periods r = compressed / plain is clear: r < 1/3 or r > 3 after one
+ * pair, < 2/3 or > 3/2 after two, any after four pairs. Then:
  *  - the first round compresses iff r < 0.95 (compressing must pay);
  *  - later rounds (probes) switch to plain iff r > 1, back to compressed
  *    iff r < 0.9 (hysteresis);
@@ -23,8 +26,8 @@
  * doubling after each probe up to 16384. Calls whose tensor is new
  * (its first call allocates and agrees) are not timed.
  *
- * The model (alpha-beta): the agreed medians of the classes measured so
- * far fit plain(n) = alpha + beta B(n), B the ring allreduce's bytes per
+ * The model (alpha-beta): the agreed medians of the call times of the
+ * classes measured so far fit plain(n) = alpha + beta B(n), B the ring allreduce's bytes per
  * rank, and compressed(n) = alpha_c + gamma n + beta W(n), W the
  * compressed call's wire bytes (agreed: the largest over ranks) and
  * gamma the codec's seconds per float. A class met for the first time
@@ -35,7 +38,7 @@
  * are agreed values, so its predictions are equal on every rank.
  *
  * COMMPRESS_POLICY_TEST_TIMES (testing only) replaces the measured
- * seconds by fixed ones per rank, so that a test can make the ranks'
+ * seconds (call and period alike) by fixed ones per rank, so that a test can make the ranks'
  * timings disagree and check that their decisions do not. */
 #ifndef CP_POLICY_H
 #define CP_POLICY_H
@@ -58,7 +61,7 @@ typedef enum {
 typedef struct {
     uint64_t calls;      /* calls of this class so far */
     /* The last agreed round, the model's input (0: none yet). */
-    double seen_c, seen_p;  /* agreed medians, seconds */
+    double seen_c, seen_p;  /* agreed medians of the call times, seconds */
     double seen_n;          /* floats of that round's calls */
     double seen_w;          /* wire bytes per float of its compressed calls */
     double pred_c, pred_p;  /* the model's prediction at the first call
@@ -67,7 +70,11 @@ typedef struct {
     uint8_t in_round;
     uint8_t next_plain;  /* the round's next timed call is plain */
     uint32_t n[2];       /* samples this round: [0] compressed, [1] plain */
-    double t[2][CP_POLICY_PAIRS];
+    double t[2][CP_POLICY_PAIRS];   /* call seconds */
+    double per[2][CP_POLICY_PAIRS]; /* period seconds */
+    /* The last timed call, its period still open (pend < 0: none). */
+    int8_t pend;
+    double pend_start, pend_call;
     uint64_t wire;       /* this round's compressed calls' wire bytes */
     uint64_t probe_at;   /* call index of the next probe */
     uint64_t interval;
@@ -90,17 +97,19 @@ void cp_policy_init(cp_policy_t *p, int rank, int size, const char *spec);
  * 0, 1, ... (later ranks take the last pair). */
 int cp_policy_check_times(const char *spec);
 
-/* Whether the next call of `count` floats runs plain (1) or compressed
- * (0); the same on every rank. Always 0 when off. At a class's first
- * call it applies the model's prediction (above). */
-int cp_policy_plain(cp_policy_t *p, size_t count);
-/* After that call (which ran as cp_policy_plain said, in `seconds`,
- * putting `wire` bytes on the wire from this rank; fresh: its tensor was
- * new). Collective at the end of a pair in a round: every rank reaches it
- * at the same call. */
-cp_status_t cp_policy_done(cp_policy_t *p, size_t count, int plain,
-                           double seconds, size_t wire, int fresh,
-                           const cp_transport_t *tp);
+/* At the entry (time `now`) of a call of `count` floats: completes the
+ * class's previous timed sample (its period ends now), which may end a
+ * pair: then an allreduce over tp, at the same call on every rank. Sets
+ * *plain to whether this call runs plain (1) or compressed (0), the same
+ * on every rank; always 0 when off. At a class's first call it applies
+ * the model's prediction (above). */
+cp_status_t cp_policy_begin(cp_policy_t *p, size_t count, double now,
+                            const cp_transport_t *tp, int *plain);
+/* After that call, which ran as begin said, entered at `start`, took
+ * `seconds` and put `wire` bytes on the wire from this rank (fresh: its
+ * tensor was new, not timed). */
+void cp_policy_end(cp_policy_t *p, size_t count, int plain, double start,
+                   double seconds, size_t wire, int fresh);
 
 /* The model fitted from the classes measured so far (above); 0 when it
  * has fewer than two classes on either side. For tests and the INFO
