@@ -2,7 +2,14 @@
  * gradient with top-k into a fixed-size slot, the slots are allgathered, and
  * every rank decodes all of them in rank order. Every rank reads every
  * header, so a flag or a disagreement sends all ranks to the exact
- * allreduce together. */
+ * allreduce together.
+ *
+ * Fused (COMMPRESS_FUSE=on, feedback ef): ef's prepare writes v = e + g
+ * into the tensor's spare buffer instead of the workspace, and the commit
+ * subtracts the k values sent at their indices there, in place, and makes
+ * it the state: one pass over the tensor less than ef's commit (a decode
+ * with alpha -1 of v into e, which copies all n floats), the same bits
+ * (cp_sparse_decode's rule: out = y, then out[i] += alpha * value). */
 #include "collectives/allreduce_sparse.h"
 #include "util/fault.h"
 #include "util/log.h"
@@ -46,7 +53,13 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_SCRATCH, need[CP_WS_SCRATCH], &scratch));
     CP_CHECK(cp_feedback_buffers(fb, a->ws, a->count, &aux, &tmp));
     cp_call_seeds(a, 0, 0, &p);
-    v = fb->prepare(&fp, a->tensor->worker, g, work, aux, a->count, &bad);
+    /* Local to this rank (the same bits either way): the tensor has, or
+     * could make, its spare buffer; no L-GreCo statistics want v. */
+    const int fuse = cfg->fuse && fb == &cp_feedback_ef && codec->entries != NULL &&
+                     a->tensor->err2 == NULL && cp_tensor_spare(a->tensor) == CP_OK;
+    res->fused = fuse;
+    v = fb->prepare(&fp, a->tensor->worker, g, fuse ? a->tensor->spare : work, aux,
+                    a->count, &bad);
     if (!bad)
         cp_tensor_accumulate(a->tensor, v);
     const cp_slot_meta_t meta = {.flags = bad ? CP_SLOT_NONFINITE : 0,
@@ -79,8 +92,19 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     for (int r = 0; r < n; r++)
         CP_CHECK(cp_slot_decode(codec, &p, recv + (size_t)r * slot, slot, 1.0f,
                                 r == 0 ? NULL : a->recv, a->recv, a->count));
-    CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, tmp, codec, &p,
-                        cp_slot_payload(send), cp_slot_payload_len(send), a->count));
+    if (fuse) {
+        cp_topk_view_t sent;
+        float *e = a->tensor->spare; /* v */
+        CP_CHECK(codec->entries(cp_slot_payload(send), cp_slot_payload_len(send), a->count,
+                                &sent));
+        for (size_t j = 0; j < sent.k; j++)
+            e[cp_get_u32(sent.idx + 4 * j)] += -1.0f * cp_topk_value(&sent, j);
+        a->tensor->spare = a->tensor->worker;
+        a->tensor->worker = e;
+    } else {
+        CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, tmp, codec, &p,
+                            cp_slot_payload(send), cp_slot_payload_len(send), a->count));
+    }
     res->compress_seconds += cp_now() - t0;
     return CP_OK;
 }

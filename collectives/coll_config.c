@@ -71,12 +71,13 @@ static const cp_param_t coll_rows[] = {
             "either way (docs/policy.md)."},
     {.name = "COMMPRESS_FUSE", .dflt = "on", .type = CP_PT_ENUM,
      .offset = OFF(fuse), .choices = pipeline_choices,
-     .doc = "Two-phase allreduce with feedback ef and a codec that fuses "
-            "it (quant, sign): on adds the feedback, encodes and forms the "
-            "new error in one pass over the tensor (sign: two), into a "
-            "second error buffer per tensor (4 bytes a float more); off "
-            "runs ef's prepare, the encode and ef's commit. The same bits "
-            "either way (docs/policy.md)."},
+     .doc = "Feedback ef fused with the codec: on, the two-phase "
+            "allreduce adds the feedback, encodes and forms the new error "
+            "in one pass over the tensor (quant; sign in two), and the "
+            "sparse allgather (topk, randk) updates only the k entries it "
+            "sent, both into a second error buffer per tensor (4 bytes a "
+            "float more); off runs ef's prepare, the encode and ef's "
+            "commit. The same bits either way (docs/policy.md)."},
     {.name = "COMMPRESS_SEED", .dflt = "0", .type = CP_PT_U64,
      .offset = OFF(seed), .must_match = 1,
      .doc = "Seed of the randomness (top-k sampling, stochastic rounding, "

@@ -26,6 +26,19 @@ CP_HD float cp_quant_value(uint32_t q, float min, float unit)
     return min + (float)q * unit;
 }
 
+/* Error feedback's add (ef's prepare, and the fused encodes a block at a
+ * time): v = e + g over m floats; nonzero when any v is Inf or NaN. */
+CP_HD uint32_t cp_ef_add(const float *e, const float *g, float *v, size_t m)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < m; i++) {
+        const float s = e[i] + g[i];
+        v[i] = s;
+        bad |= (uint32_t)cp_nonfinite(s);
+    }
+    return bad;
+}
+
 /* |x| as bits: orders like |x| for finite x (top-k selection). */
 CP_HD uint32_t cp_mag_bits(float x) { return cp_f32_bits(x) & 0x7fffffffu; }
 

@@ -110,7 +110,9 @@ enum {
                                     COMMPRESS_COMPRESSOR=none passes calls
                                     through; the dense algorithm's codec */
     CP_CODEC_SPARSE = 1u << 1,   /* (index, value) entries: the sparse
-                                    allgather; entries() lists them */
+                                    allgather; entries() lists them, and
+                                    decode is cp_sparse_decode (out = y,
+                                    then out[i] += alpha * value) */
     CP_CODEC_BIASED = 1u << 2,   /* biased: error feedback (ef) by default */
 };
 

@@ -1,6 +1,7 @@
 /* Classic error feedback (Seide et al.; Karimireddy et al.):
  * Delta_i = C(e_i + g_i);  e_i <- e_i + g_i - Delta_i.
  * State: e (n floats). */
+#include "compressors/codec_math.h"
 #include "compressors/feedback.h"
 #include "util/hd.h"
 #include "util/simd.h"
@@ -12,13 +13,7 @@ CP_CLONES static const float *ef_prepare(const cp_fb_params_t *fp, const float *
                                size_t n, int *nonfinite)
 {
     (void)fp, (void)aux;
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        float v = e[i] + g[i];
-        work[i] = v;
-        bad |= (uint32_t)cp_nonfinite(v);
-    }
-    *nonfinite = bad != 0;
+    *nonfinite = cp_ef_add(e, g, work, n) != 0;
     return work;
 }
 

@@ -222,15 +222,9 @@ CP_INLINE cp_status_t quant_encode_body(const cp_params_t *p, const float *x,
         float mn, mx;
         if (e) { /* ef's prepare, one bucket: v = e + g, finite or not */
             float *r = resid + lo;
-            uint32_t bad = 0;
             cp_prefetch_next(e + lo + m, n - lo - m, p->bucket);
             cp_prefetch_next(g + lo + m, n - lo - m, p->bucket);
-            for (size_t i = 0; i < m; i++) {
-                const float s = e[lo + i] + g[lo + i];
-                r[i] = s;
-                bad |= (uint32_t)cp_nonfinite(s);
-            }
-            if (bad) {
+            if (cp_ef_add(e + lo, g + lo, r, m)) {
                 *nonfinite = 1;
                 return CP_ERR_RANGE;
             }

@@ -100,10 +100,15 @@ CP_INLINE void pack_signs(const float *x, size_t m, unsigned char *out)
 
 /* One pass over memory: each block of CP_SUMSQ_BLOCK elements is packed
  * and summed while it is in cache; the block sums then reduce as in
- * the fixed order of codec_math.h. */
-CP_CLONES static cp_status_t sign_encode(const cp_params_t *p, const float *x,
-                                         size_t n, void *out, size_t cap,
-                                         size_t *len_p, void *scratch)
+ * the fixed order of codec_math.h. With e (encode_ef, compressor.h) the
+ * block is first made as v = e + g in resid (and checked finite); the
+ * scale needs the whole chunk, so a second pass over resid subtracts what
+ * the message decodes to, as sign_decode with alpha -1 on top of v would:
+ * v + (-scale), its sign flipped where v < 0. */
+CP_INLINE cp_status_t sign_encode_body(const cp_params_t *p, const float *x,
+                                       const float *e, const float *g, size_t n,
+                                       void *out, size_t cap, size_t *len_p,
+                                       void *scratch, float *resid, int *nonfinite)
 {
     unsigned char *bytes = (unsigned char *)out + 4;
     double *partials = scratch;
@@ -114,48 +119,17 @@ CP_CLONES static cp_status_t sign_encode(const cp_params_t *p, const float *x,
     for (size_t b = 0; b < nblk; b++) {
         size_t lo = b * CP_SUMSQ_BLOCK;
         size_t m = n - lo < CP_SUMSQ_BLOCK ? n - lo : CP_SUMSQ_BLOCK;
-        cp_prefetch_next(x + lo + m, n - lo - m, CP_SUMSQ_BLOCK);
-        pack_signs(x + lo, m, bytes + lo / 8);
-        partials[b] = block_sumsq(x + lo, m);
-    }
-    double sumsq = n ? reduce_partials(partials, nblk) : 0.0;
-    cp_put_f32(out, n ? (float)sqrt(sumsq / (double)n) : 0.0f);
-    *len_p = sign_max_size(p, n);
-    return CP_OK;
-}
-
-/* encode of v = e + g with ef's new error (compressor.h, encode_ef): the
- * pass of sign_encode makes v a block at a time in resid (and checks it is
- * finite); the scale needs the whole chunk, so a second pass over resid
- * subtracts what the message decodes to, as sign_decode with alpha -1
- * on top of v would: v + (-scale), its sign flipped where v < 0. */
-CP_CLONES static cp_status_t sign_encode_ef(const cp_params_t *p, const float *e,
-                                            const float *g, size_t n, void *out,
-                                            size_t cap, size_t *len_p, void *scratch,
-                                            float *resid, int *nonfinite)
-{
-    unsigned char *bytes = (unsigned char *)out + 4;
-    double *partials = scratch;
-    size_t nblk = sumsq_blocks(n);
-
-    *nonfinite = 0;
-    if (cap < sign_max_size(p, n))
-        return CP_ERR_NOSPACE;
-    for (size_t b = 0; b < nblk; b++) {
-        size_t lo = b * CP_SUMSQ_BLOCK;
-        size_t m = n - lo < CP_SUMSQ_BLOCK ? n - lo : CP_SUMSQ_BLOCK;
-        float *v = resid + lo;
-        uint32_t bad = 0;
-        cp_prefetch_next(e + lo + m, n - lo - m, CP_SUMSQ_BLOCK);
-        cp_prefetch_next(g + lo + m, n - lo - m, CP_SUMSQ_BLOCK);
-        for (size_t i = 0; i < m; i++) {
-            const float s = e[lo + i] + g[lo + i];
-            v[i] = s;
-            bad |= (uint32_t)cp_nonfinite(s);
-        }
-        if (bad) {
-            *nonfinite = 1;
-            return CP_ERR_RANGE;
+        const float *v = x + lo;
+        if (e) {
+            cp_prefetch_next(e + lo + m, n - lo - m, CP_SUMSQ_BLOCK);
+            cp_prefetch_next(g + lo + m, n - lo - m, CP_SUMSQ_BLOCK);
+            if (cp_ef_add(e + lo, g + lo, resid + lo, m)) {
+                *nonfinite = 1;
+                return CP_ERR_RANGE;
+            }
+            v = resid + lo;
+        } else {
+            cp_prefetch_next(v + m, n - lo - m, CP_SUMSQ_BLOCK);
         }
         pack_signs(v, m, bytes + lo / 8);
         partials[b] = block_sumsq(v, m);
@@ -163,12 +137,30 @@ CP_CLONES static cp_status_t sign_encode_ef(const cp_params_t *p, const float *e
     double sumsq = n ? reduce_partials(partials, nblk) : 0.0;
     const float scale = n ? (float)sqrt(sumsq / (double)n) : 0.0f;
     cp_put_f32(out, scale);
-    const float pos = -1.0f * scale;
-    const float neg = cp_bits_f32(cp_f32_bits(pos) ^ 0x80000000u);
-    for (size_t i = 0; i < n; i++)
-        resid[i] = resid[i] + (resid[i] < 0.0f ? neg : pos);
+    if (e) {
+        const float pos = -1.0f * scale;
+        const float neg = cp_bits_f32(cp_f32_bits(pos) ^ 0x80000000u);
+        for (size_t i = 0; i < n; i++)
+            resid[i] = resid[i] + (resid[i] < 0.0f ? neg : pos);
+    }
     *len_p = sign_max_size(p, n);
     return CP_OK;
+}
+
+CP_CLONES static cp_status_t sign_encode(const cp_params_t *p, const float *x,
+                                         size_t n, void *out, size_t cap,
+                                         size_t *len_p, void *scratch)
+{
+    return sign_encode_body(p, x, NULL, NULL, n, out, cap, len_p, scratch, NULL, NULL);
+}
+
+CP_CLONES static cp_status_t sign_encode_ef(const cp_params_t *p, const float *e,
+                                            const float *g, size_t n, void *out,
+                                            size_t cap, size_t *len_p, void *scratch,
+                                            float *resid, int *nonfinite)
+{
+    *nonfinite = 0;
+    return sign_encode_body(p, NULL, e, g, n, out, cap, len_p, scratch, resid, nonfinite);
 }
 
 /* mask[byte][j]: the sign bit where bit j of byte is set. Built once;

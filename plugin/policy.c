@@ -7,7 +7,8 @@
 #include "plugin/policy.h"
 #include "util/log.h"
 
-#define FIRST_INTERVAL 256
+#define WARMUP 8           /* calls of a class before its first round */
+#define FIRST_INTERVAL 64
 #define MAX_INTERVAL 16384
 #define PREDICT_PLAIN 1.5 /* predicted compressed / plain above: no round */
 
@@ -63,7 +64,7 @@ void cp_policy_init(cp_policy_t *p, int rank, int size, const char *spec)
     if (spec && spec[0])
         parse_times(spec, rank, p->fake);
     for (unsigned i = 0; i < CP_POLICY_CLASSES; i++) {
-        p->cls[i].in_round = 1; /* the first round starts at the first call */
+        p->cls[i].probe_at = WARMUP; /* the first round, after the warm-up */
         p->cls[i].pend = -1;
     }
 }

@@ -8,7 +8,9 @@
  * everywhere, and so is everything below that depends only on it and on
  * agreed values.
  *
- * Each class goes through rounds of pairs: one call compressed, the next
+ * A class's first 8 calls run compressed, untimed (a warm-up: a
+ * program's first steps, and MPI's first large calls, are slow). Then
+ * each class goes through rounds of pairs: one call compressed, the next
  * plain (collectives/allreduce_plain.h). Each is timed twice on every
  * rank: the call itself (entry to return), and its period, from its entry
  * to the entry of the class's next call (with one call of the class a
@@ -22,7 +24,7 @@
  *  - the first round compresses iff r < 0.95 (compressing must pay);
  *  - later rounds (probes) switch to plain iff r > 1, back to compressed
  *    iff r < 0.9 (hysteresis);
- * and the next probe comes 256 calls of the class later, the distance
+ * and the next probe comes 64 calls of the class later, the distance
  * doubling after each probe up to 16384. Calls whose tensor is new
  * (its first call allocates and agrees) are not timed.
  *

@@ -68,24 +68,23 @@ static void fill(float *x, size_t n, uint64_t seed)
 
 /* The documented rules (plugin/policy.h), written again from the text:
  * the plain/compressed sequence of `calls` calls of one tensor whose
- * agreed ratio compressed/plain is r (fixed times), its first call new;
- * predicted: the model decided plain at its first call. */
+ * agreed ratio compressed/plain is r (fixed times), its first call new:
+ * 8 calls compressed (the warm-up), then the first round; predicted: the
+ * model decided plain at its first call. */
 static void reference(double r, size_t calls, unsigned char *plain, int predicted)
 {
-    int in_round = !predicted, next_plain = 0, decided = predicted, mode_plain = predicted;
+    int in_round = 0, next_plain = 0, decided = predicted, mode_plain = predicted;
     unsigned n0 = 0, n1 = 0;
-    uint64_t interval = predicted ? 256 : 0, probe_at = interval;
+    uint64_t interval = predicted ? 64 : 0, probe_at = predicted ? 64 : 8;
     for (size_t i = 0; i < calls; i++) {
         const int p = in_round ? next_plain : mode_plain;
         plain[i] = (unsigned char)p;
         const uint64_t done = i + 1;
         if (!in_round) {
-            if (done >= probe_at)
-                in_round = 1, n0 = n1 = 0, next_plain = !mode_plain;
+            if (done >= probe_at) /* a round: the side not in use first */
+                in_round = 1, n0 = n1 = 0, next_plain = decided && !mode_plain;
             continue;
         }
-        if (i == 0)
-            continue; /* the tensor's first call: not timed */
         if (p)
             n1 += n1 < 4;
         else
@@ -104,7 +103,7 @@ static void reference(double r, size_t calls, unsigned char *plain, int predicte
         else
             mode_plain = !(r < 0.9);
         decided = 1, in_round = 0;
-        interval = interval ? 2 * interval : 256;
+        interval = interval ? 2 * interval : 64;
         if (interval > 16384)
             interval = 16384;
         probe_at = done + interval;
@@ -166,7 +165,7 @@ static void schedule(void)
  * without a round iff r > 1.5. */
 static void predict(void)
 {
-    const size_t sizes[3] = {50000, 200000, 100000}, calls[3] = {12, 12, 600};
+    const size_t sizes[3] = {50000, 200000, 100000}, calls[3] = {24, 24, 600};
     const double r = agreed_ratio();
     float *x = malloc(200000 * sizeof(float)), *y = malloc(200000 * sizeof(float));
     unsigned char *got = malloc(600), *want = malloc(600);
