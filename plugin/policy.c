@@ -287,12 +287,18 @@ void cp_policy_end(cp_policy_t *p, size_t count, int plain, double start,
             c->in_round = 1;
             c->n[0] = c->n[1] = 0;
             c->wire = 0;
+            c->second = 0;
             c->next_plain = c->mode == CP_POL_COMPRESS;
         }
         return;
     }
     if (fresh) /* not timed; the same side again */
         return;
+    if (!c->second) { /* a side's first call: not timed, the same side again */
+        c->second = 1;
+        return;
+    }
+    c->second = 0;
     c->pend = (int8_t)(plain != 0);
     c->pend_start = start;
     c->pend_call = seconds > 0 ? seconds : 0;

@@ -10,8 +10,10 @@
  *
  * A class's first 8 calls run compressed, untimed (a warm-up: a
  * program's first steps, and MPI's first large calls, are slow). Then
- * each class goes through rounds of pairs: one call compressed, the next
- * plain (collectives/allreduce_plain.h). Each is timed twice on every
+ * each class goes through rounds of pairs: two calls compressed, the
+ * next two plain (collectives/allreduce_plain.h); the second of each two
+ * is timed (the first absorbs what the other side left behind: a rank
+ * still decoding makes its peers wait in the next call), twice on every
  * rank: the call itself (entry to return), and its period, from its entry
  * to the entry of the class's next call (with one call of the class a
  * step, the step: the call and the compute after it, which a compressed
@@ -70,7 +72,8 @@ typedef struct {
                                (0: none) */
     uint8_t mode;        /* cp_pol_mode_t: the decision, kept during probes */
     uint8_t in_round;
-    uint8_t next_plain;  /* the round's next timed call is plain */
+    uint8_t next_plain;  /* the round's next calls are plain */
+    uint8_t second;      /* the next call is its side's second (timed) */
     uint32_t n[2];       /* samples this round: [0] compressed, [1] plain */
     double t[2][CP_POLICY_PAIRS];   /* call seconds */
     double per[2][CP_POLICY_PAIRS]; /* period seconds */
