@@ -9,6 +9,7 @@
 
 #define WARMUP 8           /* calls of a class before its first round */
 #define FIRST_INTERVAL 64
+#define CLEAR_INTERVAL 1024 /* after a ratio beyond 3 either way */
 #define MAX_INTERVAL 16384
 #define PREDICT_PLAIN 1.5 /* predicted compressed / plain above: no round */
 
@@ -199,6 +200,8 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
     c->mode = mode;
     c->in_round = 0;
     c->interval = c->interval ? 2 * c->interval : FIRST_INTERVAL;
+    if ((r < 1.0 / 3 || r > 3.0) && c->interval < CLEAR_INTERVAL)
+        c->interval = CLEAR_INTERVAL; /* a probe costs more than it can find */
     if (c->interval > MAX_INTERVAL)
         c->interval = MAX_INTERVAL;
     c->probe_at = c->calls + c->interval;

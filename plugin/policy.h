@@ -26,8 +26,9 @@
  *  - the first round compresses iff r < 0.95 (compressing must pay);
  *  - later rounds (probes) switch to plain iff r > 1, back to compressed
  *    iff r < 0.9 (hysteresis);
- * and the next probe comes 64 calls of the class later, the distance
- * doubling after each probe up to 16384. Calls whose tensor is new
+ * and the next probe comes 64 calls of the class later (1024 when r was
+ * below 1/3 or above 3: a probe then costs more than it can find), the
+ * distance doubling after each probe up to 16384. Calls whose tensor is new
  * (its first call allocates and agrees) are not timed.
  *
  * The model (alpha-beta): the agreed medians of the call times of the

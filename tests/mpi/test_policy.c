@@ -110,6 +110,8 @@ static void reference(double r, size_t calls, unsigned char *plain, int predicte
             mode_plain = !(r < 0.9);
         decided = 1, in_round = 0;
         interval = interval ? 2 * interval : 64;
+        if ((r < 1.0 / 3 || r > 3.0) && interval < 1024)
+            interval = 1024;
         if (interval > 16384)
             interval = 16384;
         probe_at = done + interval;
