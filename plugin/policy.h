@@ -32,19 +32,21 @@
  * (its first call allocates and agrees) are not timed.
  *
  * The model (alpha-beta): the agreed medians of the call times of the
- * classes measured so far fit plain(n) = alpha + beta B(n), B the ring allreduce's bytes per
- * rank, and compressed(n) = alpha_c + gamma n + beta W(n), W the
+ * classes measured so far fit plain(n) = alpha + beta B(n), B the ring
+ * allreduce's bytes per rank, and compressed(n) = alpha_c + gamma n + beta W(n), W the
  * compressed call's wire bytes (agreed: the largest over ranks) and
  * gamma the codec's seconds per float. A class met for the first time
- * once two classes have been measured on each side, and no larger than
+ * once two classes have been measured (each round times both sides), and
+ * no larger than
  * the largest of them, is predicted first: predicted compressed more than
  * 1.5 times plain, it starts plain without a round (its first probe
  * measures); otherwise its round measures as above. The model's inputs
  * are agreed values, so its predictions are equal on every rank.
  *
  * COMMPRESS_POLICY_TEST_TIMES (testing only) replaces the measured
- * seconds (call and period alike) by fixed ones per rank, so that a test can make the ranks'
- * timings disagree and check that their decisions do not. */
+ * seconds (call and period alike) by fixed ones per rank, so that a test
+ * can make the ranks' timings disagree and check that their decisions do
+ * not. */
 #ifndef CP_POLICY_H
 #define CP_POLICY_H
 

@@ -67,28 +67,11 @@ Test(sign, encode_ef_equals_prepare_encode_commit)
         const size_t n = ns[a];
         cp_params_t p = tu_params();
         float *e = tu_gradient(n, 5 * n + 1), *g = tu_gradient(n, 7 * n + 2);
-        float *v = malloc(n * 4), *want = malloc(n * 4), *got = malloc(n * 4);
-        const size_t cap = c->max_size(&p, n);
-        unsigned char *m1 = malloc(cap), *m2 = malloc(cap);
-        void *scratch = malloc(c->scratch_size(&p, n));
-        size_t l1, l2;
         for (size_t i = 0; i < n; i += 5) /* v = +0 and -0 here and there */
             e[i] = -g[i];
         if (n > 3)
             e[3] = -0.0f, g[3] = -0.0f;
-        for (size_t i = 0; i < n; i++)
-            v[i] = e[i] + g[i];
-        cr_assert_eq(c->encode(&p, v, n, m1, cap, &l1, scratch), CP_OK);
-        cr_assert_eq(c->decode(&p, m1, l1, -1.0f, v, want, n), CP_OK);
-        int nf = 1;
-        cr_assert_eq(c->encode_ef(&p, e, g, n, m2, cap, &l2, scratch, got, &nf), CP_OK);
-        cr_assert_eq(nf, 0);
-        cr_assert_eq(l1, l2);
-        cr_assert(memcmp(m1, m2, l1) == 0, "n %zu: messages differ", n);
-        cr_assert(memcmp(want, got, n * 4) == 0, "n %zu: errors differ", n);
-        g[n / 2] = INFINITY;
-        cr_assert_eq(c->encode_ef(&p, e, g, n, m2, cap, &l2, scratch, got, &nf), CP_ERR_RANGE);
-        cr_assert_eq(nf, 1);
-        free(e), free(g), free(v), free(want), free(got), free(m1), free(m2), free(scratch);
+        tu_check_encode_ef(c, &p, e, g, n, n / 2, INFINITY, e[n / 2]);
+        free(e), free(g);
     }
 }

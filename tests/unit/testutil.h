@@ -56,4 +56,35 @@ static inline unsigned char *tu_encode(const cp_compressor_ops_t *c,
     return buf;
 }
 
+/* encode_ef (COMMPRESS_FUSE) against ef's three steps: the message of
+ * encode(e + g) and the error of ef's commit (decode with alpha -1 on top
+ * of e + g), bit for bit; then, with g[bad] = poison (and e[bad] =
+ * e_bad), that the non-finite or overflowing e + g is reported. */
+static inline void tu_check_encode_ef(const cp_compressor_ops_t *c, const cp_params_t *p,
+                                      float *e, float *g, size_t n, size_t bad,
+                                      float poison, float e_bad)
+{
+    float *v = malloc(n * 4), *want = malloc(n * 4), *got = malloc(n * 4);
+    const size_t cap = c->max_size(p, n);
+    unsigned char *m1 = malloc(cap), *m2 = malloc(cap);
+    void *scratch = malloc(c->scratch_size(p, n) + 1);
+    size_t l1, l2;
+    for (size_t i = 0; i < n; i++)
+        v[i] = e[i] + g[i];
+    cr_assert_eq(c->encode(p, v, n, m1, cap, &l1, scratch), CP_OK);
+    cr_assert_eq(c->decode(p, m1, l1, -1.0f, v, want, n), CP_OK);
+    int nf = 1;
+    cr_assert_eq(c->encode_ef(p, e, g, n, m2, cap, &l2, scratch, got, &nf), CP_OK);
+    cr_assert_eq(nf, 0);
+    cr_assert_eq(l1, l2);
+    cr_assert(memcmp(m1, m2, l1) == 0, "%s n %zu bits %d bucket %zu: messages differ",
+              c->name, n, p->bits, p->bucket);
+    cr_assert(memcmp(want, got, n * 4) == 0, "%s n %zu bits %d bucket %zu: errors differ",
+              c->name, n, p->bits, p->bucket);
+    g[bad] = poison, e[bad] = e_bad;
+    cr_assert_eq(c->encode_ef(p, e, g, n, m2, cap, &l2, scratch, got, &nf), CP_ERR_RANGE);
+    cr_assert_eq(nf, 1);
+    free(v), free(want), free(got), free(m1), free(m2), free(scratch);
+}
+
 #endif
