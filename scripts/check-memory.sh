@@ -99,9 +99,12 @@ COMMPRESS_POLICY=auto COMMPRESS_POLICY_TEST_TIMES=900:100,1000:200 COMMPRESS_COM
   COMMPRESS_MIN_BYTES=0 run 3 build-asan/tests/test_policy predict | tail -1
 echo "== pipelined two-phase against the sequential schedule (fallbacks, 2-4 ranks)"
 # (linked with the sanitized library: nothing to preload)
-for c in "3 quant - overflow" "4 bf16 - overflow" "2 sign - no" "3 quant COMMPRESS_FEEDBACK=ef21 overflow"; do
+# (fields: ranks, codec, settings or -, overflow|no, fused|no, sparse|-)
+for c in "3 quant - overflow fused -" "4 bf16 - overflow no -" "2 sign - no fused -" \
+         "3 quant COMMPRESS_FEEDBACK=ef21 overflow no -" \
+         "3 topk COMMPRESS_ALLREDUCE_ALGO=sparse no fused sparse"; do
   set -- $c
-  tests/mpi/mpirun.sh "$1" build-asan/tests/test_pipeline "$2" "${3#-}" "$4" | tail -1
+  tests/mpi/mpirun.sh "$1" build-asan/tests/test_pipeline "$2" "${3#-}" "$4" "$5" "${6#-}" | tail -1
 done
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
@@ -216,7 +219,7 @@ echo "== valgrind on both ranks of the pipelined two-phase (quant, fallbacks; de
 vg=$(mktemp -d)
 tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
   --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_pipeline quant "" \
-  overflow | tail -1
+  overflow fused | tail -1
 check_ours "$vg" "($ours|test_pipeline)"
 rm -rf "$vg"
 echo "memory checks passed"
