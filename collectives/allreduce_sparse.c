@@ -53,10 +53,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_SCRATCH, need[CP_WS_SCRATCH], &scratch));
     CP_CHECK(cp_feedback_buffers(fb, a->ws, a->count, &aux, &tmp));
     cp_call_seeds(a, 0, 0, &p);
-    /* Local to this rank (the same bits either way): the tensor has, or
-     * could make, its spare buffer; no L-GreCo statistics want v. */
-    const int fuse = cfg->fuse && fb == &cp_feedback_ef && codec->entries != NULL &&
-                     a->tensor->err2 == NULL && cp_tensor_spare(a->tensor) == CP_OK;
+    const int fuse = cp_ef_fused(a, codec->entries != NULL);
     res->fused = fuse;
     v = fb->prepare(&fp, a->tensor->worker, g, fuse ? a->tensor->spare : work, aux,
                     a->count, &bad);
@@ -99,8 +96,7 @@ cp_status_t cp_allreduce_sparse(const cp_allreduce_args_t *a,
                                 &sent));
         for (size_t j = 0; j < sent.k; j++)
             e[cp_get_u32(sent.idx + 4 * j)] += -1.0f * cp_topk_value(&sent, j);
-        a->tensor->spare = a->tensor->worker;
-        a->tensor->worker = e;
+        cp_tensor_swap_spare(a->tensor);
     } else {
         CP_CHECK(fb->commit(&fp, a->tensor->worker, v, aux, tmp, codec, &p,
                             cp_slot_payload(send), cp_slot_payload_len(send), a->count));

@@ -173,17 +173,6 @@ static void serve_encode(const cp_allreduce_args_t *a, const cp_compressor_ops_t
 /* Completes every request still pending and returns the exact allreduce:
  * every rank reaches this at the same point, so every peer sends all the
  * messages these wait for. */
-/* Whether the worker's ef runs fused with the encode: the codec can,
- * COMMPRESS_FUSE is on, no L-GreCo statistics want the vector, and the
- * tensor has (or could make) its spare buffer. Local to this rank: the
- * bits are the same either way. */
-static int fused(const cp_allreduce_args_t *a, const cp_compressor_ops_t *codec)
-{
-    return a->cfg->fuse && codec->encode_ef != NULL &&
-           a->cfg->feedback == &cp_feedback_ef && a->tensor->err2 == NULL &&
-           cp_tensor_spare(a->tensor) == CP_OK;
-}
-
 static cp_status_t drain_exact(const cp_allreduce_args_t *a, const pipe_t *pp,
                                cp_coll_result_t *res, cp_fallback_t why)
 {
@@ -241,7 +230,7 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
     }
     /* This rank's own phase 1 chunk: where the server reads it. */
     own1 = (pp ? recv1 : send1) + (size_t)me * slot;
-    const int fuse = fused(a, codec);
+    const int fuse = cp_ef_fused(a, codec->encode_ef != NULL);
     res->fused = fuse;
 
     /* Phase 1: worker feedback, encode n chunks, the next server's first
@@ -356,11 +345,8 @@ cp_status_t cp_allreduce_twophase(const cp_allreduce_args_t *a,
                             tmp ? tmp + off : NULL, codec, &p,
                             cp_slot_payload(s), cp_slot_payload_len(s), len));
     }
-    if (fuse) { /* the new error is the state now */
-        float *e = a->tensor->worker;
-        a->tensor->worker = a->tensor->spare;
-        a->tensor->spare = e;
-    }
+    if (fuse) /* the new error is the state now */
+        cp_tensor_swap_spare(a->tensor);
     CP_CHECK(sfb->commit(&fp, a->tensor->server, vs, NULL, NULL, codec, &p,
                          cp_slot_payload(recv2 + (size_t)me * slot),
                          cp_slot_payload_len(recv2 + (size_t)me * slot), mlen));

@@ -89,6 +89,12 @@ cp_status_t cp_allreduce_exact(const cp_allreduce_args_t *a,
                                          a->count);
 }
 
+int cp_ef_fused(const cp_allreduce_args_t *a, int codec_can)
+{
+    return codec_can && a->cfg->fuse && a->cfg->feedback == &cp_feedback_ef &&
+           a->tensor->err2 == NULL && cp_tensor_spare(a->tensor) == CP_OK;
+}
+
 cp_status_t cp_feedback_buffers(const cp_feedback_ops_t *fb, cp_workspace_t *ws,
                                 size_t count, float **aux, float **tmp)
 {

@@ -117,6 +117,12 @@ double cp_now(void);
 uint64_t cp_call_check(const cp_allreduce_args_t *a);
 /* Feedback buffers for a call of count elements: aux and tmp (NULL when the
  * variant does not use them). */
+/* COMMPRESS_FUSE: whether this call's worker feedback runs fused, given
+ * that the algorithm and codec can (codec_can): it is on, the feedback is
+ * ef, no L-GreCo statistics want the vector, and the tensor has (or could
+ * make) its spare buffer. Local to this rank: the bits are the same either
+ * way. After a fused call commits, cp_tensor_swap_spare. */
+int cp_ef_fused(const cp_allreduce_args_t *a, int codec_can);
 cp_status_t cp_feedback_buffers(const cp_feedback_ops_t *fb, cp_workspace_t *ws,
                                 size_t count, float **aux, float **tmp);
 /* The fallback a view of received slots calls for (NONE: go on). */

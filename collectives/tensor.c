@@ -76,6 +76,13 @@ cp_status_t cp_tensor_spare(cp_tensor_t *t)
     return t->spare || t->worker_floats == 0 ? CP_OK : CP_ERR_NOMEM;
 }
 
+void cp_tensor_swap_spare(cp_tensor_t *t)
+{
+    float *e = t->worker;
+    t->worker = t->spare;
+    t->spare = e;
+}
+
 void cp_tensor_reset(cp_tensor_t *t)
 {
     for (size_t k = 0; k < t->nseg; k++)

@@ -68,6 +68,8 @@ void cp_tensor_destroy(cp_tensor_t *t);
 size_t cp_tensor_bytes(const cp_tensor_t *t);
 /* Makes t->spare (worker_floats floats) if it has none yet. */
 cp_status_t cp_tensor_spare(cp_tensor_t *t);
+/* The spare buffer, holding the new error, becomes the worker state. */
+void cp_tensor_swap_spare(cp_tensor_t *t);
 /* Back to the state of a new tensor (zeros, step 0; segments too). */
 void cp_tensor_reset(cp_tensor_t *t);
 /* L-GreCo's statistics, when err2 is set: err2[c] += ||D_c(C_c(v)) - v||^2

@@ -93,7 +93,7 @@ typedef cp_status_t (*cp_adapt_errors_func_t)(const cp_params_t *p, size_t np,
  * e' = v - D(C(v)) into resid with the bits ef's commit would give (decode
  * with alpha -1 on top of v), in one pass over e and g. *nonfinite: v
  * holds Inf or NaN; then the call stops with CP_ERR_RANGE and out and
- * resid hold nothing of use. resid may be e (in place). */
+ * resid hold nothing of use (so resid must not be e). */
 typedef cp_status_t (*cp_encode_ef_func_t)(const cp_params_t *p, const float *e,
                                            const float *g, size_t n, void *out,
                                            size_t cap, size_t *len_p, void *scratch,

@@ -181,8 +181,8 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
     uint64_t w = c->wire;
     CP_CHECK(agree(tp, m, &w));
     const double r = m[3] > 0 ? m[2] / m[3] : (m[2] > 0 ? 1e9 : 1.0);
-    const int clear = (r < 1.0 / 3 || r > 3.0) || (pairs >= 2 && (r < 2.0 / 3 || r > 1.5)) ||
-                      pairs >= CP_POLICY_PAIRS;
+    const int far = r < 1.0 / 3 || r > 3.0;
+    const int clear = far || (pairs >= 2 && (r < 2.0 / 3 || r > 1.5)) || pairs >= CP_POLICY_PAIRS;
     if (!clear)
         return CP_OK;
     /* The model's input: this round's call times, agreed. */
@@ -200,7 +200,7 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
     c->mode = mode;
     c->in_round = 0;
     c->interval = c->interval ? 2 * c->interval : FIRST_INTERVAL;
-    if ((r < 1.0 / 3 || r > 3.0) && c->interval < CLEAR_INTERVAL)
+    if (far && c->interval < CLEAR_INTERVAL)
         c->interval = CLEAR_INTERVAL; /* a probe costs more than it can find */
     if (c->interval > MAX_INTERVAL)
         c->interval = MAX_INTERVAL;
@@ -271,8 +271,7 @@ cp_status_t cp_policy_begin(cp_policy_t *p, size_t count, double now,
         if (c->n[0] == c->n[1])
             CP_CHECK(pair_done(p, k, count, tp));
     }
-    if (c->calls == 0 && c->mode == CP_POL_ROUND && c->n[0] + c->n[1] == 0 &&
-        c->pred_p == 0)
+    if (c->calls == 0) /* the class's first call (its only one at 0) */
         predict_first(p, k, count);
     *plain = c->in_round ? c->next_plain : c->mode == CP_POL_PLAIN;
     return CP_OK;
