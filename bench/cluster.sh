@@ -1,21 +1,24 @@
 #!/bin/bash
 # An emulated cluster on one machine: N hosts as network namespaces on a
 # bridge, every link shaped to RATE in both directions (tc tbf), a program
-# run across them with one MPI rank per host over TCP, and everything torn
-# down afterwards, also on failure or Ctrl-C.
+# run across them with one MPI rank per host over TCP (or N, talking
+# through shared memory within a host: --ranks-per-host), and everything
+# torn down afterwards, also on failure or Ctrl-C.
 #
-#   bench/cluster.sh --hosts 4 --rate 1gbit [--latency 100ms] -- PROGRAM ARGS...
+#   bench/cluster.sh --hosts 4 --rate 1gbit [--latency 100ms] [--ranks-per-host 1] \
+#       -- PROGRAM ARGS...
 #
 # COMMPRESS_* variables and LD_PRELOAD of the caller reach every rank. Needs
 # root (ip netns, tc). Uses only its own namespaces cpc1..cpcN, bridge cpcbr0
 # and addresses 10.215.0.0/24; host i is 10.215.0.i on interface cpcnet.
 set -euo pipefail
-hosts=4 rate=1gbit latency=100ms
+hosts=4 rate=1gbit latency=100ms per=1
 while [ $# -gt 0 ]; do
   case $1 in
     --hosts) hosts=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --latency) latency=$2; shift 2 ;;
+    --ranks-per-host) per=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "cluster.sh: unknown option $1 (usage: --hosts N --rate R -- PROGRAM ARGS...)" >&2; exit 2 ;;
   esac
@@ -23,6 +26,8 @@ done
 [ $# -gt 0 ] || { echo "cluster.sh: no program after --" >&2; exit 2; }
 [[ $hosts =~ ^[0-9]+$ ]] && [ "$hosts" -ge 1 ] && [ "$hosts" -le 64 ] ||
   { echo "cluster.sh: --hosts must be 1..64" >&2; exit 2; }
+[[ $per =~ ^[0-9]+$ ]] && [ "$per" -ge 1 ] && [ "$per" -le 16 ] ||
+  { echo "cluster.sh: --ranks-per-host must be 1..16" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "cluster.sh: needs root (ip netns, tc)" >&2; exit 2; }
 command -v tc >/dev/null || { echo "cluster.sh: tc not found (apt-get install iproute2)" >&2; exit 2; }
 
@@ -61,7 +66,7 @@ for i in $(seq 1 "$hosts"); do
   # Both directions of every link: into the bridge and out of it.
   ip netns exec $ns tc qdisc add dev cpcnet root tbf rate "$rate" burst 256kb latency "$latency"
   tc qdisc add dev cpch$i root tbf rate "$rate" burst 256kb latency "$latency"
-  echo "$ns slots=1" >> "$state/hosts"
+  echo "$ns slots=$per" >> "$state/hosts"
 done
 # Each host gets its own host name too (a UTS namespace). With the
 # machine's name in every namespace, the daemons made their session
@@ -97,7 +102,7 @@ until ready; do
   [ "$tries" -gt 0 ] || { echo "cluster.sh: the emulated hosts do not reach each other" >&2; exit 1; }
   sleep 0.5
 done
-echo "cluster.sh: $hosts hosts at $rate per link" >&2
+echo "cluster.sh: $hosts hosts at $rate per link, $per rank(s) each" >&2
 
 fwd=()
 for v in $(env | grep -o '^COMMPRESS_[A-Z0-9_]*' || true); do fwd+=(-x "$v"); done
@@ -108,14 +113,21 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # full speed, taking the core from a rank that computes on it (a real host
 # has its own cores). With more hosts than cores, waiting ranks yield.
 yield=()
-if [ "$hosts" -gt "$(nproc)" ]; then yield=(--mca mpi_yield_when_idle 1); fi
+if [ $((hosts * per)) -gt "$(nproc)" ]; then yield=(--mca mpi_yield_when_idle 1); fi
+# Ranks of one host talk through shared memory (vader, copy-in/copy-out:
+# the namespaces' processes may not read each other's memory), ranks of
+# different hosts over the shaped links; MPI_COMM_TYPE_SHARED groups the
+# ranks a host's daemon started, as on a real cluster.
+btl=tcp,self
+if [ "$per" -gt 1 ]; then btl=tcp,vader,self; fi
 set +e
 # rtc ^hwloc: Open MPI 4.1's daemons map a shared hwloc topology into the
 # "biggest" hole of the address space, which now and then lands on the
 # stack and crashes orted at startup (seen here). It only serves process
 # binding, which these runs do not use.
 mpirun --hostfile "$state/hosts" --mca plm_rsh_agent "$state/rsh" --mca rtc ^hwloc \
-  --mca btl tcp,self --mca btl_tcp_if_include $NET.0/24 --mca oob_tcp_if_include $NET.0/24 \
-  --map-by node -np "$hosts" "${yield[@]}" "${fwd[@]}" "$@"
+  --mca btl $btl --mca btl_vader_single_copy_mechanism none \
+  --mca btl_tcp_if_include $NET.0/24 --mca oob_tcp_if_include $NET.0/24 \
+  --map-by slot -np $((hosts * per)) "${yield[@]}" "${fwd[@]}" "$@"
 rc=$?
 exit $rc

@@ -4,6 +4,7 @@
 
 #include "collectives/allreduce.h"
 #include "collectives/allreduce_sparse.h"
+#include "collectives/allreduce_sparse_rs.h"
 #include "collectives/allreduce_twophase.h"
 #include "util/log.h"
 
@@ -17,13 +18,34 @@ cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
         return cfg->algo;
     if (!(cfg->codec->caps & CP_CODEC_SPARSE))
         return CP_ALGO_TWOPHASE;
-    /* Sparse allgather sends (n-1) messages; a ring allreduce 2(n-1)/n of
-     * the dense tensor. Fill-in makes sparse lose once n k grows. */
-    double sparse = (double)cp_slot_size(cfg->codec->max_size(p, count));
-    double dense = 2.0 / (double)size * 4.0 * (double)count;
-    if (sparse >= dense || count > UINT32_MAX)
+    if (count > UINT32_MAX)
+        return CP_ALGO_DENSE;
+    /* Bytes per rank (docs/scaling.md): the sparse allgather sends (n-1)
+     * messages; sparse_rs about k (n-1)/n pairs of 8 bytes twice (the
+     * regions' imbalance counted as CP_RS_IMBALANCE) and CP_RS_ROUNDS
+     * latency-bound rounds, each charged as CP_RS_LATENCY_BYTES;
+     * a ring allreduce 2 (n-1)/n of the dense tensor. sparse_rs must halve
+     * the allgather's bytes to be chosen (it computes a different sum,
+     * and its extra rounds cost latency the bytes do not show). */
+    const double slot = (double)cp_slot_size(cfg->codec->max_size(p, count));
+    if (size > 1) {
+        const double sparse = (size - 1) * slot;
+        const double rs = CP_RS_IMBALANCE * cp_sparse_rs_bytes(p, count, size) +
+                          CP_RS_ROUNDS * CP_RS_LATENCY_BYTES;
+        const double dense = (double)cp_ring_bytes(size, 4.0 * (double)count);
+        if (2 * rs <= sparse && rs < dense)
+            return CP_ALGO_SPARSE_RS;
+    }
+    if (slot >= 2.0 / (double)size * 4.0 * (double)count)
         return CP_ALGO_DENSE;
     return CP_ALGO_SPARSE;
+}
+
+double cp_sparse_rs_bytes(const cp_params_t *p, size_t count, int size)
+{
+    const double n = size, k = (double)cp_topk_k(p->density, count);
+    return 2 * 8 * k * (n - 1) / n + (n - 1) * (CP_RS_BLOCK + 16) +
+           4 * (double)cp_ring_bytes(size, 256 * 8.0);
 }
 
 size_t cp_allreduce_wire_bytes(const cp_coll_config_t *cfg,
@@ -33,6 +55,8 @@ size_t cp_allreduce_wire_bytes(const cp_coll_config_t *cfg,
     const cp_algo_t algo = cp_allreduce_choose(cfg, p, 1, count, size);
     if (algo == CP_ALGO_SPARSE)
         return peers * cp_slot_size(cfg->codec->max_size(p, count));
+    if (algo == CP_ALGO_SPARSE_RS)
+        return (size_t)cp_sparse_rs_bytes(p, count, size);
     const cp_compressor_ops_t *codec =
         algo == CP_ALGO_DENSE ? &cp_compressor_none : cfg->codec;
     size_t off, maxlen;
@@ -49,7 +73,8 @@ void cp_tensor_floats(const cp_coll_config_t *cfg, size_t count, int size,
     *worker = cfg->feedback->state_floats(count);
     /* No server state when the first step is sparse: density only falls
      * (DGC's warm-up), so every later step is sparse too. */
-    *server = cp_allreduce_choose(cfg, &p, 0, count, size) == CP_ALGO_SPARSE
+    const cp_algo_t algo = cp_allreduce_choose(cfg, &p, 0, count, size);
+    *server = algo == CP_ALGO_SPARSE || algo == CP_ALGO_SPARSE_RS
                   ? 0
                   : cfg->feedback->server->state_floats(len);
 }
@@ -73,6 +98,8 @@ void cp_allreduce_plan(const cp_allreduce_args_t *a, size_t need[CP_WS_SLOTS])
     memset(need, 0, CP_WS_SLOTS * sizeof(size_t));
     if (algo == CP_ALGO_SPARSE)
         cp_allreduce_sparse_plan(a, &p, need);
+    else if (algo == CP_ALGO_SPARSE_RS)
+        cp_allreduce_sparse_rs_plan(a, &p, need);
     else
         cp_allreduce_twophase_plan(a, algo == CP_ALGO_DENSE ? &cp_compressor_none
                                                              : cfg->codec,
@@ -129,6 +156,9 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
     switch (res->algo) {
     case CP_ALGO_SPARSE:
         st = cp_allreduce_sparse(a, &p, res);
+        break;
+    case CP_ALGO_SPARSE_RS:
+        st = cp_allreduce_sparse_rs(a, &p, res);
         break;
     case CP_ALGO_DENSE:
         st = cp_allreduce_twophase(a, &cp_compressor_none, &p, res);

@@ -28,6 +28,9 @@ cp_algo_t cp_allreduce_choose(const cp_coll_config_t *cfg,
  * p at a step past the first: (n-1) slots for the sparse allgather, 2 (n-1)
  * for the two-phase algorithm (its slots sized by the largest chunk), as
  * cp_coll_result_t.bytes_sent counts them. The size L-GreCo weighs. */
+/* Bytes one rank sends in sparse_rs with balanced regions (pairs both
+ * ways, the blocks, counts and histograms). */
+double cp_sparse_rs_bytes(const cp_params_t *p, size_t count, int size);
 size_t cp_allreduce_wire_bytes(const cp_coll_config_t *cfg,
                                const cp_params_t *p, size_t count, int size);
 

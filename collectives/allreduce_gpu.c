@@ -220,6 +220,8 @@ cp_status_t cp_gpu_allreduce(const cp_gpu_args_t *a, cp_coll_result_t *res)
     if (a->dtype != CP_DT_F32)
         CP_CHECK(ws_get(a->ws, WS_OUT, a->count * 4, (void **)&out));
     res->algo = cp_allreduce_choose(a->cfg, &a->cfg->params, 0, a->count, n);
+    if (res->algo == CP_ALGO_SPARSE_RS) /* MPI path only (refused when forced) */
+        res->algo = CP_ALGO_SPARSE;
     /* (The GPU path runs feedback none or ef only: no step dependence.) */
     res->bytes_dense = cp_ring_bytes(n, (double)dtype_size(a->dtype) * (double)a->count);
     if (res->algo == CP_ALGO_SPARSE)

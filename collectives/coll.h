@@ -22,7 +22,9 @@ typedef enum {
     CP_ALGO_SPARSE = 1,   /* allgather of sparse messages */
     CP_ALGO_TWOPHASE = 2, /* compressed reduce-scatter + allgather */
     CP_ALGO_DENSE = 3,    /* two-phase with the identity codec */
-    CP_ALGO_PLAIN = 4,    /* the transport's exact sum, feedback kept
+    CP_ALGO_SPARSE_RS = 4, /* sparse reduce-scatter, global top-k,
+                              allgatherv (collectives/allreduce_sparse_rs.h) */
+    CP_ALGO_PLAIN = 5,    /* the transport's exact sum, feedback kept
                              (COMMPRESS_POLICY; collectives/allreduce_plain.h) */
 } cp_algo_t;
 

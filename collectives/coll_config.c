@@ -37,8 +37,9 @@ static const char *feedback_choice(int i)
     return f ? f->name : NULL;
 }
 
+/* In cp_algo_t's order. */
 static const char *const algo_choices[] = {"auto", "sparse", "twophase",
-                                           "dense", NULL};
+                                           "dense", "sparse_rs", NULL};
 static const char *const adapt_choices[] = {"none", "lgreco", NULL};
 static const char *const pipeline_choices[] = {"off", "on", NULL};
 
@@ -58,9 +59,13 @@ static const cp_param_t coll_rows[] = {
             "(docs/feedback.md; MPI path only)."},
     {.name = "COMMPRESS_ALLREDUCE_ALGO", .dflt = "auto", .type = CP_PT_ENUM,
      .offset = OFF(algo), .choices = algo_choices, .must_match = 1,
-     .doc = "Force an algorithm: sparse (allgather), twophase, dense "
-            "(deterministic uncompressed). auto: sparse for the sparse "
-            "compressors unless dense is cheaper, twophase otherwise."},
+     .doc = "Force an algorithm: sparse (allgather of every rank's "
+            "entries), sparse_rs (sparse compressors: sparse reduce-scatter, "
+            "the global top-k of the sum, allgatherv; MPI path only), "
+            "twophase, dense (deterministic uncompressed). auto: for the "
+            "sparse compressors the cheapest of sparse, sparse_rs and dense "
+            "by a cost model of ranks, k and n (docs/scaling.md), twophase "
+            "otherwise."},
     {.name = "COMMPRESS_PIPELINE", .dflt = "on", .type = CP_PT_ENUM,
      .offset = OFF(pipeline), .choices = pipeline_choices, .must_match = 1,
      .doc = "Two-phase allreduce over MPI: on sends each chunk as soon as it "
@@ -290,6 +295,15 @@ cp_status_t cp_coll_build(const cp_coll_settings_t *s, cp_coll_config_t *out,
     out->feedback = fb;
     out->fb = s->fb[cp_feedback_index(fb->name)];
     out->algo = (cp_algo_t)s->algo;
+    if (out->algo == CP_ALGO_SPARSE_RS && !(codec->caps & CP_CODEC_SPARSE)) {
+        if (err && len)
+            snprintf(err, len,
+                     "COMMPRESS_ALLREDUCE_ALGO='sparse_rs' is invalid with "
+                     "COMMPRESS_COMPRESSOR=%s; accepted: auto | sparse | twophase | "
+                     "dense (sparse_rs needs a sparse compressor: topk, dgc, randk)",
+                     codec->name);
+        return CP_ERR_CONFIG;
+    }
     out->pipeline = s->pipeline;
     out->fuse = s->fuse;
     out->seed = s->seed;
@@ -330,6 +344,11 @@ const char *cp_coll_gpu_refusal(cp_coll_settings_t *s, char *buf, size_t len)
                                       cp_feedback_at(i)->name);
         snprintf(buf, len, "COMMPRESS_FEEDBACK='%s' is invalid with NCCL "
                  "(MPI path only); accepted: auto%s", c.feedback->name, acc);
+        return buf;
+    }
+    if (c.algo == CP_ALGO_SPARSE_RS) {
+        snprintf(buf, len, "COMMPRESS_ALLREDUCE_ALGO='sparse_rs' is invalid with NCCL "
+                 "(MPI path only); accepted: auto | sparse | twophase | dense");
         return buf;
     }
     if (c.adapt.on) {

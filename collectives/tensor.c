@@ -57,13 +57,15 @@ void cp_tensor_destroy(cp_tensor_t *t)
     free(t->worker);
     free(t->spare);
     free(t->server);
+    free(t->rs_bounds);
     free(t->err2);
     free(t);
 }
 
 size_t cp_tensor_bytes(const cp_tensor_t *t)
 {
-    size_t b = ((t->spare ? 2 : 1) * t->worker_floats + t->server_floats) * sizeof(float);
+    size_t b = ((t->spare ? 2 : 1) * t->worker_floats + t->server_floats) * sizeof(float) +
+               t->rs_parts * sizeof(size_t);
     for (size_t k = 0; k < t->nseg; k++)
         b += t->seg[k] ? cp_tensor_bytes(t->seg[k]) : 0;
     return b;
@@ -93,6 +95,7 @@ void cp_tensor_reset(cp_tensor_t *t)
     t->steps = 0;
     t->hist = 0;
     t->clean = 0;
+    t->rs_parts = 0; /* even regions again */
 }
 
 void cp_tensor_accumulate(cp_tensor_t *t, const float *v)

@@ -26,6 +26,11 @@ typedef struct cp_tensor {
      * NULL until a fused call needs it. */
     float *spare;
     float *server;  /* feedback state of this rank's chunk */
+    /* sparse_rs (collectives/allreduce_sparse_rs.h): the index regions of
+     * the next call, rs_parts = ranks + 1 bounds, balanced from the last
+     * step's selection (equal on every rank); NULL: even regions. */
+    size_t *rs_bounds;
+    size_t rs_parts;
     size_t worker_floats;
     size_t server_floats;
     /* The state is zero after a plain step (collectives/allreduce_plain.h)

@@ -35,6 +35,18 @@ typedef struct {
                                      size_t count);
     /* Elementwise max of n uint64 values across ranks, in place. */
     cp_status_t (*allreduce_max_u64)(void *ctx, uint64_t *vals, size_t n);
+    /* For sparse_rs (allreduce_sparse_rs.c); NULL where the transport has
+     * none. Counts and displacements in bytes, multiples of 8: the block
+     * to (from) rank r is scounts[r] (rcounts[r]) bytes at sdispls[r]
+     * (rdispls[r]); allgatherv's block from rank r lands at displs[r]
+     * (send NULL: this rank's is in place there already). */
+    cp_status_t (*alltoallv)(void *ctx, const void *send, const size_t *scounts,
+                             const size_t *sdispls, void *recv, const size_t *rcounts,
+                             const size_t *rdispls);
+    cp_status_t (*allgatherv)(void *ctx, const void *send, size_t bytes, void *recv,
+                              const size_t *counts, const size_t *displs);
+    /* Elementwise sum of n uint64 values across ranks, in place. */
+    cp_status_t (*allreduce_sum_u64)(void *ctx, uint64_t *vals, size_t n);
     /* Point-to-point for the pipelined schedules (allreduce_twophase.c),
      * on p2p_ctx: a context no one else sends on. NULL where the
      * transport has none. A request completes in wait (which also

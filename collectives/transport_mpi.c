@@ -2,6 +2,7 @@
  * interception layer. Byte counts above INT_MAX travel as a contiguous
  * datatype (MPI 3 has no large-count calls). */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "collectives/transport_mpi.h"
@@ -88,6 +89,65 @@ static cp_status_t mpi_allreduce_max_u64(void *ctx, uint64_t *vals, size_t n)
     return mpi_result(rc, "PMPI_Allreduce(config check)");
 }
 
+static cp_status_t mpi_allreduce_sum_u64(void *ctx, uint64_t *vals, size_t n)
+{
+    int rc = PMPI_Allreduce(MPI_IN_PLACE, vals, (int)n, MPI_UINT64_T, MPI_SUM,
+                            *(MPI_Comm *)ctx);
+    return mpi_result(rc, "PMPI_Allreduce(sparse_rs histogram)");
+}
+
+/* Byte counts and displacements (multiples of 8) as ints of 8-byte
+ * units, into c and d (n each). */
+static int units(const size_t *counts, const size_t *displs, int n, int *c, int *d)
+{
+    for (int r = 0; r < n; r++) {
+        if (counts[r] % 8 || displs[r] % 8 || counts[r] / 8 > INT_MAX || displs[r] / 8 > INT_MAX)
+            return MPI_ERR_COUNT;
+        c[r] = (int)(counts[r] / 8);
+        d[r] = (int)(displs[r] / 8);
+    }
+    return MPI_SUCCESS;
+}
+
+/* The int arrays MPI's v-collectives take: 4 per rank, allocated per call
+ * (a few bytes a rank; sparse_rs makes two such calls a step). */
+static cp_status_t mpi_alltoallv(void *ctx, const void *send, const size_t *scounts,
+                                 const size_t *sdispls, void *recv, const size_t *rcounts,
+                                 const size_t *rdispls)
+{
+    MPI_Comm comm = *(MPI_Comm *)ctx;
+    int n, rc = PMPI_Comm_size(comm, &n);
+    int *v = rc == MPI_SUCCESS ? malloc(4 * (size_t)n * sizeof(int)) : NULL;
+    if (v == NULL)
+        return rc == MPI_SUCCESS ? CP_ERR_NOMEM : mpi_result(rc, "PMPI_Comm_size");
+    rc = units(scounts, sdispls, n, v, v + n);
+    if (rc == MPI_SUCCESS)
+        rc = units(rcounts, rdispls, n, v + 2 * n, v + 3 * n);
+    if (rc == MPI_SUCCESS)
+        rc = PMPI_Alltoallv(send, v, v + n, MPI_UINT64_T, recv, v + 2 * n, v + 3 * n,
+                            MPI_UINT64_T, comm);
+    free(v);
+    return mpi_result(rc, "PMPI_Alltoallv");
+}
+
+static cp_status_t mpi_allgatherv(void *ctx, const void *send, size_t bytes, void *recv,
+                                  const size_t *counts, const size_t *displs)
+{
+    MPI_Comm comm = *(MPI_Comm *)ctx;
+    int n, rc = PMPI_Comm_size(comm, &n);
+    int *v = rc == MPI_SUCCESS ? malloc(2 * (size_t)n * sizeof(int)) : NULL;
+    if (v == NULL)
+        return rc == MPI_SUCCESS ? CP_ERR_NOMEM : mpi_result(rc, "PMPI_Comm_size");
+    rc = units(counts, displs, n, v, v + n);
+    if (rc == MPI_SUCCESS && (bytes % 8 || bytes / 8 > INT_MAX))
+        rc = MPI_ERR_COUNT;
+    if (rc == MPI_SUCCESS)
+        rc = PMPI_Allgatherv(send ? send : MPI_IN_PLACE, (int)(bytes / 8), MPI_UINT64_T, recv, v, v + n,
+                             MPI_UINT64_T, comm);
+    free(v);
+    return mpi_result(rc, "PMPI_Allgatherv");
+}
+
 /* The request lives in the first bytes of a cp_treq_t; MPI_REQUEST_NULL
  * is stored as all zero, so a zeroed cp_treq_t is a finished request. */
 _Static_assert(sizeof(MPI_Request) <= sizeof(cp_treq_t), "MPI_Request fits");
@@ -160,6 +220,9 @@ const cp_transport_ops_t cp_transport_mpi = {
     .allgather = mpi_allgather,
     .allreduce_sum_f32 = mpi_allreduce_sum_f32,
     .allreduce_max_u64 = mpi_allreduce_max_u64,
+    .alltoallv = mpi_alltoallv,
+    .allgatherv = mpi_allgatherv,
+    .allreduce_sum_u64 = mpi_allreduce_sum_u64,
     .isend = mpi_isend,
     .irecv = mpi_irecv,
     .wait = mpi_wait,

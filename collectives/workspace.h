@@ -15,7 +15,9 @@ extern "C" {
 
 enum {
     CP_WS_V, CP_WS_SEND1, CP_WS_RECV1, CP_WS_SUM, CP_WS_VS, CP_WS_RECV2,
-    CP_WS_SCRATCH, CP_WS_AUX, CP_WS_TMP, CP_WS_REQ, CP_WS_SLOTS
+    CP_WS_SCRATCH, CP_WS_AUX, CP_WS_TMP, CP_WS_REQ,
+    CP_WS_PAIRS, CP_WS_GOT, CP_WS_META, /* sparse_rs (allreduce_sparse_rs.c) */
+    CP_WS_SLOTS
 };
 
 typedef struct {

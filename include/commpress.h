@@ -44,7 +44,8 @@ typedef struct {
                                accepts only NULL) */
     const char *topk_select;/* auto | exact | sampled; NULL = auto */
     size_t topk_sample_min; /* auto: sampled from this many elements */
-    const char *algorithm;  /* auto | sparse | twophase | dense; NULL = auto */
+    const char *algorithm;  /* auto | sparse | twophase | dense | sparse_rs;
+                               NULL = auto */
     uint64_t seed;
     /* dgc (docs/dgc.md): the optimizer must run without momentum. */
     double dgc_momentum;       /* [0, 1) */
@@ -137,9 +138,9 @@ typedef struct {
     double compress_seconds;
     unsigned long long state_bytes;
     unsigned long long state_bytes_peak;
-    /* The part of the compressed calls that ran the sparse (top-k/DGC)
-     * allgather: its ratio is the compression of the sparsified tensors
-     * alone, without the tensors sent dense. */
+    /* The part of the compressed calls that ran a sparse (top-k/DGC)
+     * algorithm, the allgather or sparse_rs: its ratio is the compression
+     * of the sparsified tensors alone, without the tensors sent dense. */
     unsigned long long calls_sparse;
     unsigned long long bytes_uncompressed_sparse;
     unsigned long long bytes_sent_sparse;

@@ -21,6 +21,7 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, const cp_coll_config_t *cfg,
         return CP_ERR_NOMEM;
     s->comm = comm;
     s->p2p = MPI_COMM_NULL;
+    s->node = s->lead = MPI_COMM_NULL;
     cp_workspace_init(&s->ws);
     cp_adapt_init(&s->adapt, cfg);
     CP_CHECK_GOTO(cp_tensor_table_init(&s->tensors, max_entries, tensor_free),
@@ -57,6 +58,10 @@ void cp_comm_state_destroy(cp_comm_state_t *s)
     cp_addrseen_fini(&s->seen);
     if (s->p2p != MPI_COMM_NULL)
         PMPI_Comm_free(&s->p2p);
+    if (s->lead != MPI_COMM_NULL)
+        PMPI_Comm_free(&s->lead);
+    if (s->node != MPI_COMM_NULL)
+        PMPI_Comm_free(&s->node);
     free(s);
 }
 

@@ -39,6 +39,12 @@ typedef struct cp_comm_state {
     MPI_Comm comm; /* the user's handle; the transport context */
     MPI_Comm p2p;  /* a duplicate for the pipelined schedules, or
                       MPI_COMM_NULL (freed with the state) */
+    /* COMMPRESS_HIERARCHY (docs/scaling.md): with hier set, the ranks of
+     * this rank's node, and (on the node's first rank, else
+     * MPI_COMM_NULL) one rank per node, whose own state compresses; both
+     * freed with the state. */
+    int hier;
+    MPI_Comm node, lead;
     cp_transport_t tp;
     int disabled;  /* some rank could not create its state: pass through */
     cp_workspace_t ws;

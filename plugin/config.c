@@ -17,6 +17,7 @@ static const char *const debug_choices[] = {"NONE", "WARN", "INFO", "TRACE",
                                             NULL};
 static const char *const a2a_choices[] = {"none", "lsh", "fp16", "bf16", NULL};
 static const char *const policy_choices[] = {"auto", "always", NULL};
+static const char *const hier_choices[] = {"auto", "flat", "node", NULL};
 
 static int fault_spec_ok(const char *s) { return cp_fault_check(s) == CP_OK ? 0 : -1; }
 static int times_spec_ok(const char *s) { return cp_policy_check_times(s); }
@@ -98,6 +99,20 @@ static const cp_param_t plugin_rows[] = {
      .doc = "Testing only: COMMPRESS_POLICY=auto takes these times of a "
             "compressed and a plain call, per rank (later ranks the last "
             "pair), instead of measuring them (plugin/policy.h)."},
+    {.name = "COMMPRESS_HIERARCHY", .dflt = "auto", .type = CP_PT_ENUM,
+     .offset = OFF(hierarchy), .choices = hier_choices, .must_match = 1,
+     .doc = "MPI_Allreduce on ranks that share nodes (docs/scaling.md). node: "
+            "an exact sum within each node (MPI_Reduce to its first rank), "
+            "the compressed allreduce among one rank per node (where the "
+            "error feedback lives), a broadcast within the node. flat: "
+            "every rank in the compressed allreduce. auto: node where the "
+            "communicator spans more than one node and some node holds more "
+            "than one rank."},
+    {.name = "COMMPRESS_HIERARCHY_TEST_NODE", .dflt = "0", .type = CP_PT_SIZE,
+     .offset = OFF(hier_test_node), .lo = 0, .hi = 1e6, .must_match = 1,
+     .doc = "Testing only: COMMPRESS_HIERARCHY takes world ranks r and s to "
+            "share a node iff r / N == s / N, instead of asking MPI "
+            "(MPI_COMM_TYPE_SHARED). 0: MPI's nodes."},
     {.name = "COMMPRESS_FAULT", .dflt = "", .type = CP_PT_STRING,
      .offset = OFF(fault), .hi = sizeof(((cp_config_t *)0)->fault),
      .accepted = "kind@rank:call[,...]", .check = fault_spec_ok,

@@ -31,7 +31,11 @@ typedef struct {
     double a2a_max_fraction;
     int policy;              /* cp_policy_mode_t (docs/policy.md) */
     char policy_times[256];  /* testing: plugin/policy.h */
+    int hierarchy;           /* cp_hier_mode_t (docs/scaling.md) */
+    size_t hier_test_node;   /* testing: ranks per emulated node (0: MPI's) */
 } cp_config_t;
+
+typedef enum { CP_HIER_AUTO = 0, CP_HIER_FLAT = 1, CP_HIER_NODE = 2 } cp_hier_mode_t;
 
 typedef enum { CP_POLICY_AUTO = 0, CP_POLICY_ALWAYS = 1 } cp_policy_mode_t;
 

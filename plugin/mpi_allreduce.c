@@ -1,6 +1,7 @@
 /* MPI interception: MPI_Init*, MPI_Allreduce(_c), MPI_Finalize. A
  * decorator in the shape of Open MPI's coll/sync: decide, then either run a
  * compressed collective or forward to PMPI_* unchanged. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,6 +183,51 @@ int MPI_Finalize(void)
     return PMPI_Finalize();
 }
 
+/* COMMPRESS_HIERARCHY on a new state's communicator (collective over it;
+ * docs/scaling.md): its nodes (MPI's, or COMMPRESS_HIERARCHY_TEST_NODE's
+ * emulated ones), and whether calls go node-aware, agreed in one
+ * allreduce of the largest node and the number of nodes: node-aware needs
+ * a node of more than one rank, and with auto more than one node. A
+ * communicator whose nodes hold one rank each runs flat, so the leaders'
+ * own communicator never nests a second level. */
+static void hier_setup(MPI_Comm comm, cp_comm_state_t *s)
+{
+    int rank, wrank, nrank = 0, nsize = 1, rc;
+    PMPI_Comm_rank(comm, &rank);
+    PMPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+    if (cp_cfg.hier_test_node > 0)
+        rc = PMPI_Comm_split(comm, (int)((size_t)wrank / cp_cfg.hier_test_node), rank,
+                             &s->node);
+    else
+        rc = PMPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &s->node);
+    if (rc != MPI_SUCCESS) { /* the error handler did not stop the job */
+        s->node = MPI_COMM_NULL;
+        nsize = -1;
+    } else {
+        PMPI_Comm_rank(s->node, &nrank);
+        PMPI_Comm_size(s->node, &nsize);
+    }
+    /* [0] the largest node (-1 if some rank has none), [1] -(nodes) */
+    int v[2] = {nsize, nrank == 0 ? -1 : 0}, m[2];
+    int nodes = 0, big = 0;
+    if (PMPI_Allreduce(&v[0], &m[0], 1, MPI_INT, MPI_MAX, comm) == MPI_SUCCESS &&
+        PMPI_Allreduce(&v[1], &m[1], 1, MPI_INT, MPI_SUM, comm) == MPI_SUCCESS) {
+        big = m[0];
+        nodes = -m[1];
+    }
+    s->hier = big > 1 && (cp_cfg.hierarchy == CP_HIER_NODE || nodes > 1);
+    if (s->hier &&
+        PMPI_Comm_split(comm, nrank == 0 ? 0 : MPI_UNDEFINED, rank, &s->lead) != MPI_SUCCESS)
+        s->hier = 0; /* not reached with MPI's default error handler */
+    if (!s->hier && s->node != MPI_COMM_NULL)
+        PMPI_Comm_free(&s->node);
+    int size = 1;
+    PMPI_Comm_size(comm, &size);
+    if (rank == 0 && cp_cfg.hierarchy != CP_HIER_FLAT)
+        cp_info("hierarchy: a communicator of %d ranks on %d nodes (the largest of %d): %s",
+                size, nodes, big, s->hier ? "node-aware" : "flat");
+}
+
 /* The communicator's state, created at its first compressed call (which
  * every rank of comm makes together): every rank learns whether all of
  * them succeeded, so either all compress on comm or none does. */
@@ -228,6 +274,8 @@ static cp_comm_state_t *comm_state(MPI_Comm comm)
         PMPI_Comm_set_attr(comm, cp_keyval, &cp_disabled);
         return NULL;
     }
+    if (cp_cfg.hierarchy != CP_HIER_FLAT && size > 1)
+        hier_setup(comm, s);
     s->limit = cp_host_limit;
     s->charge = 1;
     if (cp_cfg.policy == CP_POLICY_AUTO)
@@ -287,6 +335,29 @@ static cp_name_t shim_naming(const void *send, const void *recv)
     return name;
 }
 
+static int intercept(const void *sendbuf, void *recvbuf, long long count,
+                     MPI_Datatype datatype, MPI_Op op, MPI_Comm comm);
+
+/* A node-aware call (COMMPRESS_HIERARCHY): the node's exact sum on its
+ * first rank, that rank's call on the leaders' communicator (through the
+ * decorator: compressed, or passed through as there), and the result
+ * broadcast within the node, so every rank gets the leader's bits. */
+static int hier_allreduce(cp_comm_state_t *s, const void *sendbuf, void *recvbuf, int count)
+{
+    int nrank, rc;
+    PMPI_Comm_rank(s->node, &nrank);
+    const void *in = sendbuf != MPI_IN_PLACE ? sendbuf : nrank == 0 ? MPI_IN_PLACE : recvbuf;
+    rc = PMPI_Reduce(in, nrank == 0 ? recvbuf : NULL, count, MPI_FLOAT, MPI_SUM, 0, s->node);
+    if (rc == MPI_SUCCESS && nrank == 0) {
+        rc = intercept(MPI_IN_PLACE, recvbuf, count, MPI_FLOAT, MPI_SUM, s->lead);
+        if (rc < 0)
+            rc = PMPI_Allreduce(MPI_IN_PLACE, recvbuf, count, MPI_FLOAT, MPI_SUM, s->lead);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = PMPI_Bcast(recvbuf, count, MPI_FLOAT, 0, s->node);
+    return rc;
+}
+
 /* Runs the compressed allreduce; returns -1 when the call must go to PMPI
  * after all (e.g. an intercommunicator), otherwise an MPI error code. */
 static int compressed_allreduce(const void *sendbuf, void *recvbuf,
@@ -300,6 +371,8 @@ static int compressed_allreduce(const void *sendbuf, void *recvbuf,
     s = comm_state(comm);
     if (s == NULL)
         return -1;
+    if (s->hier) /* counts beyond an int pass through flat (MPI_Allreduce_c) */
+        return count <= INT_MAX ? hier_allreduce(s, sendbuf, recvbuf, (int)count) : -1;
     cp_status_t st = cp_comm_state_allreduce(
         s, &cp_coll, &name, sendbuf == MPI_IN_PLACE ? NULL : sendbuf, recvbuf,
         count, &res);

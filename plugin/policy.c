@@ -11,6 +11,7 @@
 #define FIRST_INTERVAL 64
 #define CLEAR_INTERVAL 1024 /* after a ratio beyond 3 either way */
 #define MAX_INTERVAL 16384
+#define BACK 0.85 /* a plain class's probe compresses again below this r */
 #define PREDICT_PLAIN 1.5 /* predicted compressed / plain above: no round */
 
 static unsigned class_of(size_t count)
@@ -136,7 +137,17 @@ void cp_policy_predict(const cp_policy_t *p, const cp_pol_model_t *m,
     *compressed = m->alpha_c + m->gamma * (double)count + m->beta * w * (double)count;
 }
 
-static double median(const double *v, uint32_t k)
+static double median_of(const double *s, uint32_t k)
+{
+    return k % 2 ? s[k / 2] : 0.5 * (s[k / 2 - 1] + s[k / 2]);
+}
+
+/* The median of k samples, less the largest where it is more than twice
+ * the median of the others: a pause (an evaluation, a checkpoint)
+ * lengthens one period by seconds, and one such outlier a side must not
+ * decide; ordinary noise is kept (dropping the largest sample always
+ * biased the noisier side, compressed on shared memory, low). */
+static double typical(const double *v, uint32_t k)
 {
     double s[CP_POLICY_PAIRS];
     memcpy(s, v, k * sizeof(double));
@@ -145,27 +156,37 @@ static double median(const double *v, uint32_t k)
             const double x = s[j];
             s[j] = s[j - 1], s[j - 1] = x;
         }
-    return k % 2 ? s[k / 2] : 0.5 * (s[k / 2 - 1] + s[k / 2]);
+    if (k >= 2 && s[k - 1] > 2 * median_of(s, k - 1))
+        k--;
+    return median_of(s, k);
 }
 
-/* In one allreduce: the smallest over ranks of the four non-negative
- * medians (the max of the complements of their bits: non-negative
- * doubles order like their bits) and the largest of the wire bytes. */
+/* In one allreduce: the smallest over ranks of the two call medians
+ * (the max of the complements of their bits: non-negative doubles order
+ * like their bits), the largest of the two period medians and of the
+ * wire bytes. */
 static cp_status_t agree(const cp_transport_t *tp, double v[4], uint64_t *wire)
 {
     uint64_t u[5];
     for (size_t i = 0; i < 4; i++) {
         memcpy(&u[i], &v[i], sizeof(double));
-        u[i] = ~u[i];
+        if (i < 2)
+            u[i] = ~u[i];
     }
     u[4] = *wire;
     CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, u, 5));
     for (size_t i = 0; i < 4; i++) {
-        u[i] = ~u[i];
+        if (i < 2)
+            u[i] = ~u[i];
         memcpy(&v[i], &u[i], sizeof(double));
     }
     *wire = u[4];
     return CP_OK;
+}
+
+static double ratio(double c, double p)
+{
+    return p > 0 ? c / p : (c > 0 ? 1e9 : 1.0);
 }
 
 /* A pair of class k is complete: the ranks agree on the medians so far,
@@ -176,13 +197,17 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
     cp_pol_class_t *c = &p->cls[k];
     const uint32_t pairs = c->n[0];
     /* m: call times (compressed, plain), then periods (compressed, plain) */
-    double m[4] = {median(c->t[0], pairs), median(c->t[1], pairs),
-                   median(c->per[0], pairs), median(c->per[1], pairs)};
+    double m[4] = {typical(c->t[0], pairs), typical(c->t[1], pairs),
+                   typical(c->per[0], pairs), typical(c->per[1], pairs)};
     uint64_t w = c->wire;
     CP_CHECK(agree(tp, m, &w));
-    const double r = m[3] > 0 ? m[2] / m[3] : (m[2] > 0 ? 1e9 : 1.0);
+    const double r = ratio(m[2], m[3]), rcall = ratio(m[0], m[1]);
     const int far = r < 1.0 / 3 || r > 3.0;
-    const int clear = far || (pairs >= 2 && (r < 2.0 / 3 || r > 1.5)) || pairs >= CP_POLICY_PAIRS;
+    /* One pair decides only where the calls say the same as the periods
+     * (a pause lengthens a period, not a call); two where the rest of the
+     * samples, less the largest, are clear. */
+    const int one = (r < 1.0 / 3 && rcall < 1.0 / 3) || (r > 3.0 && rcall > 3.0);
+    const int clear = one || (pairs >= 2 && (r < 2.0 / 3 || r > 1.5)) || pairs >= CP_POLICY_PAIRS;
     if (!clear)
         return CP_OK;
     /* The model's input: this round's call times, agreed. */
@@ -195,7 +220,7 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
     else if (c->mode == CP_POL_COMPRESS)
         mode = r > 1.0 ? CP_POL_PLAIN : CP_POL_COMPRESS;
     else
-        mode = r < 0.9 ? CP_POL_COMPRESS : CP_POL_PLAIN;
+        mode = r < BACK ? CP_POL_COMPRESS : CP_POL_PLAIN;
     const int changed = !first && mode != c->mode;
     c->mode = mode;
     c->in_round = 0;
@@ -211,9 +236,9 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
                  1e3 * c->pred_c, 1e3 * c->pred_p);
     if (p->rank == 0 && (first || changed))
         cp_info("policy: calls of 2^%u..2^%u floats: %smeasured compressed %.3f ms, "
-                "plain %.3f ms a call, periods %.3f ms and %.3f ms (the fastest "
-                "rank's medians of %u): %s%s", k, k + 1, pred, 1e3 * m[0], 1e3 * m[1],
-                1e3 * m[2], 1e3 * m[3], pairs,
+                "plain %.3f ms a call, periods %.3f ms and %.3f ms (medians of %u: "
+                "the fastest rank's calls, the slowest rank's periods): %s%s", k, k + 1,
+                pred, 1e3 * m[0], 1e3 * m[1], 1e3 * m[2], 1e3 * m[3], pairs,
                 mode == CP_POL_COMPRESS ? "compressed" : "plain",
                 changed ? " (switched)" : "");
     else if (p->rank == 0)

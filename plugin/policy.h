@@ -20,12 +20,16 @@
  * call slows where ranks share cores). At the next call's entry the
  * sample is complete; after each pair the ranks agree in one allreduce on
  * the medians so far, each taking the smallest over ranks (the rank that
- * came to the call last waited least). The round ends when the ratio of
- * the periods r = compressed / plain is clear: r < 1/3 or r > 3 after one
- * pair, < 2/3 or > 3/2 after two, any after four pairs. Then:
+ * came to the call last waited least); from two pairs on, each median
+ * leaves out its side's slowest sample (a pause for an evaluation or a
+ * checkpoint lengthens one period by seconds). The round ends when the
+ * ratio of the periods r = compressed / plain is clear: after one pair,
+ * r < 1/3 or r > 3 with the ratio of the call times beyond the same bound
+ * (a pause lengthens a period, not a call); < 2/3 or > 3/2 after two; any
+ * after four pairs. Then:
  *  - the first round compresses iff r < 0.95 (compressing must pay);
  *  - later rounds (probes) switch to plain iff r > 1, back to compressed
- *    iff r < 0.9 (hysteresis);
+ *    iff r < 0.85 (hysteresis);
  * and the next probe comes 64 calls of the class later (1024 when r was
  * below 1/3 or above 3: a probe then costs more than it can find), the
  * distance doubling after each probe up to 16384. Calls whose tensor is new

@@ -34,7 +34,8 @@ void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res)
                                  ? res->bytes_uniform
                                  : cp_coll_wire_bytes(res);
     s->compress_seconds += res->compress_seconds;
-    if (res->algo == CP_ALGO_SPARSE && res->fallback == CP_FALLBACK_NONE) {
+    if ((res->algo == CP_ALGO_SPARSE || res->algo == CP_ALGO_SPARSE_RS) &&
+        res->fallback == CP_FALLBACK_NONE) {
         s->calls_sparse++;
         s->bytes_uncompressed_sparse += res->bytes_dense;
         s->bytes_sent_sparse += res->bytes_sent;

@@ -137,6 +137,7 @@ static commpress_ctx_t *api_context(void)
     c.density = atof(env("COMMPRESS_DENSITY", "0.01"));
     c.bits = atoi(env("COMMPRESS_BITS", "4"));
     c.topk_select = getenv("COMMPRESS_TOPK_SELECT");
+    c.algorithm = getenv("COMMPRESS_ALLREDUCE_ALGO");
     c.econtrol_eta = atof(env("COMMPRESS_ECONTROL_ETA", "0.01"));
     c.dgc_warmup_steps = strtoull(env("COMMPRESS_DGC_WARMUP_STEPS", "0"), NULL, 10);
     c.dgc_dense_below = strtoull(env("COMMPRESS_DGC_DENSE_BELOW", "16384"), NULL, 10);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "collectives/allreduce.h"
+#include "compressors/topk.h"
 #include "testutil.h"
 #include "tests/common/codecs.h"
 
@@ -201,4 +202,37 @@ Test(dgc, small_tensors_dense_and_clip_split)
     cp_tensor_floats(&c, 500, 4, 1, &w, &s);
     cr_assert_eq(w, 1000);
     cr_assert_eq(s, 0);
+}
+
+/* The choice between the sparse allgather, sparse_rs and dense
+ * (collectives/allreduce.c, docs/scaling.md): topk at 1% of 25.6M floats
+ * stays on the allgather up to 6 ranks (sparse_rs must halve its bytes,
+ * latency counted), takes sparse_rs from 7, dense where k is half the
+ * tensor; a forced sparse_rs stays; quant is two-phase. */
+Test(dgc, sparse_rs_by_the_cost_model)
+{
+    cp_coll_config_t c = dgc_config();
+    c.feedback = &cp_feedback_ef;
+    c.params.density = 0.01;
+    const size_t n = 25600000;
+    const int allgather[] = {1, 2, 3, 4, 5, 6}, rs[] = {7, 8, 16, 64, 1024};
+    for (size_t i = 0; i < sizeof(allgather) / sizeof(int); i++)
+        cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, n, allgather[i]), CP_ALGO_SPARSE,
+                     "%d ranks", allgather[i]);
+    for (size_t i = 0; i < sizeof(rs) / sizeof(int); i++)
+        cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, n, rs[i]), CP_ALGO_SPARSE_RS,
+                     "%d ranks", rs[i]);
+    /* At 8 ranks sparse_rs sends under a third of the allgather's bytes. */
+    const double ag = 7.0 * (double)cp_slot_size(cp_topk_max_size(&c.params, n));
+    cr_assert_lt(cp_sparse_rs_bytes(&c.params, n, 8), ag / 3);
+    cr_assert_eq(cp_allreduce_wire_bytes(&c, &c.params, n, 8),
+                 (size_t)cp_sparse_rs_bytes(&c.params, n, 8));
+    c.params.density = 0.5;
+    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, n, 8), CP_ALGO_DENSE);
+    c.params.density = 0.01;
+    c.algo = CP_ALGO_SPARSE_RS;
+    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, n, 2), CP_ALGO_SPARSE_RS);
+    c.algo = CP_ALGO_AUTO;
+    c.codec = &cp_compressor_quant;
+    cr_assert_eq(cp_allreduce_choose(&c, &c.params, 5, n, 8), CP_ALGO_TWOPHASE);
 }

@@ -18,7 +18,7 @@ static cp_status_t max_u64(void *ctx, uint64_t *v, size_t n)
     return CP_OK;
 }
 static const cp_transport_ops_t ops = {.name = "one", .allreduce_max_u64 = max_u64};
-static const cp_transport_t tp = {.ops = &ops, .rank = 0, .size = 4};
+static const cp_transport_t tp_one = {.ops = &ops, .rank = 0, .size = 4};
 
 /* The model the fake network follows: 4 ranks, so the ring's bytes per
  * rank are 2 (3/4) 4 n. */
@@ -40,7 +40,7 @@ static int call(cp_policy_t *p, size_t n, double wire, double plain_factor,
                 double extra_after, int fresh)
 {
     int plain = -1;
-    cr_assert_eq(cp_policy_begin(p, n, now, &tp, &plain), CP_OK);
+    cr_assert_eq(cp_policy_begin(p, n, now, &tp_one, &plain), CP_OK);
     const double t = plain ? plain_factor * t_plain(n) : t_comp(n, wire);
     cp_policy_end(p, n, plain, now, t, plain ? cp_ring_bytes(4, 4.0 * n) : (size_t)(wire * n),
                   fresh);
@@ -159,11 +159,86 @@ Test(policy_model, what_a_call_leaves_behind_is_its_own)
     double leak = 0;
     for (int i = 0; i < 40 && p.cls[20].mode == CP_POL_ROUND; i++) {
         int plain = -1;
-        cr_assert_eq(cp_policy_begin(&p, n, now, &tp, &plain), CP_OK);
+        cr_assert_eq(cp_policy_begin(&p, n, now, &tp_one, &plain), CP_OK);
         const double t = (plain ? 8e-3 : 2e-3) + leak;
         leak = plain ? 0 : 10e-3;
         cp_policy_end(&p, n, plain, now, t, 1000, i == 0);
         now += t + 1e-3;
     }
     cr_assert_eq(p.cls[20].mode, CP_POL_PLAIN, "compressed steps take 12 ms, plain 8 ms");
+}
+
+/* Fixed times: a compressed call takes tc, a plain one tp, and 1 ms of
+ * compute follows each; with pause_side >= 0 the first timed sample of
+ * that side (0 compressed, 1 plain) is followed by a 5 s pause (an
+ * evaluation, a checkpoint) within its period. Runs until the class of
+ * n is decided (or, when it already is, through its next probe). */
+static void fixed(cp_policy_t *p, size_t n, double tc, double tp, int pause_side)
+{
+    const unsigned k = (unsigned)__builtin_ctzll(n);
+    cp_pol_class_t *c = &p->cls[k];
+    const int probe = c->mode != CP_POL_ROUND;
+    int paused = pause_side < 0, entered = 0;
+    for (int i = 0; i < 5000; i++) {
+        int plain = -1;
+        cr_assert_eq(cp_policy_begin(p, n, now, &tp_one, &plain), CP_OK);
+        if (probe && entered && !c->in_round)
+            return; /* the probe has decided, at this call's entry */
+        if (!probe && c->mode != CP_POL_ROUND && !c->in_round)
+            return;
+        const double t = plain ? tp : tc;
+        cp_policy_end(p, n, plain, now, t, 1000, i == 0 && !probe);
+        entered |= c->in_round;
+        now += t + 1e-3;
+        if (!paused && c->pend == pause_side)
+            now += 5.0, paused = 1;
+    }
+    cr_assert(0, "the class of %zu floats is not decided", n);
+}
+
+/* A pause inside one period makes one sample seconds long. One pair
+ * decides only where the call times agree with the periods, and from two
+ * pairs on each side's slowest sample is left out: the pause decides
+ * nothing, in the first round or in a probe, on either side. */
+Test(policy_model, a_pause_decides_nothing)
+{
+    cp_policy_t p;
+    const size_t n = 1u << 20;
+    cp_policy_init(&p, 0, 4, "");
+    fixed(&p, n, 1e-3, 6e-3, -1);
+    cr_assert_eq(p.cls[20].mode, CP_POL_COMPRESS);
+    cr_assert_eq(p.cls[20].n[0], 1, "a clear ratio, calls and periods alike: one pair");
+
+    cp_policy_init(&p, 0, 4, "");
+    fixed(&p, n, 1e-3, 6e-3, 0);
+    cr_assert_eq(p.cls[20].mode, CP_POL_COMPRESS, "a pause after a compressed call");
+    cr_assert_eq(p.cls[20].n[0], 2, "the pause's pair did not decide alone");
+    fixed(&p, n, 1e-3, 6e-3, 0);
+    cr_assert_eq(p.cls[20].mode, CP_POL_COMPRESS, "a pause in the probe");
+    fixed(&p, n, 1e-3, 6e-3, 1);
+    cr_assert_eq(p.cls[20].mode, CP_POL_COMPRESS, "a pause on the plain side");
+
+    cp_policy_init(&p, 0, 4, "");
+    fixed(&p, n, 6e-3, 1e-3, 1);
+    cr_assert_eq(p.cls[20].mode, CP_POL_PLAIN, "a pause after a plain call");
+    fixed(&p, n, 6e-3, 1e-3, 1);
+    cr_assert_eq(p.cls[20].mode, CP_POL_PLAIN, "a pause in the probe");
+}
+
+/* A plain class compresses again only where a probe measures its
+ * periods below 0.85 of plain's; between 0.85 and 1 nothing changes
+ * either way (two nearly equal settings do not flap). */
+Test(policy_model, a_plain_class_needs_a_clear_win_to_compress_again)
+{
+    cp_policy_t p;
+    const size_t n = 1u << 20;
+    cp_policy_init(&p, 0, 4, "");
+    fixed(&p, n, 9e-3, 9e-3, -1); /* r = 1: four pairs, plain */
+    cr_assert_eq(p.cls[20].mode, CP_POL_PLAIN);
+    fixed(&p, n, 7.7e-3, 9e-3, -1); /* periods 8.7 ms against 10 ms: 0.87 */
+    cr_assert_eq(p.cls[20].mode, CP_POL_PLAIN, "0.87 is no clear win");
+    fixed(&p, n, 6.5e-3, 9e-3, -1); /* 0.75 */
+    cr_assert_eq(p.cls[20].mode, CP_POL_COMPRESS, "0.75 is");
+    fixed(&p, n, 9.5e-3, 9e-3, -1); /* 1.05 */
+    cr_assert_eq(p.cls[20].mode, CP_POL_PLAIN, "compressed and slower: plain");
 }
