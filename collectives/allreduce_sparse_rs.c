@@ -81,22 +81,6 @@ static cp_status_t rebalance(cp_tensor_t *t, int size, const uint32_t *sel, size
     return CP_OK;
 }
 
-/* The largest region of a call (cp_sparse_rs_bounds, without storing
- * them). */
-static size_t max_region(const cp_tensor_t *t, size_t count, int size)
-{
-    size_t m = 0;
-    if (t && t->rs_bounds && t->rs_parts == (size_t)size + 1 && t->count == count) {
-        for (int j = 0; j < size; j++)
-            if (t->rs_bounds[j + 1] - t->rs_bounds[j] > m)
-                m = t->rs_bounds[j + 1] - t->rs_bounds[j];
-        return m;
-    }
-    size_t off;
-    cp_chunk_range(count, size, 0, &off, &m); /* the first is the largest */
-    return m;
-}
-
 /* Entries a message of the codec can hold at most (6 bytes each at least:
  * a u32 index and an fp16 value). */
 static size_t entries_cap(const cp_compressor_ops_t *codec, const cp_params_t *p, size_t count)
@@ -105,12 +89,14 @@ static size_t entries_cap(const cp_compressor_ops_t *codec, const cp_params_t *p
 }
 
 /* Per-rank arrays: counts and displacements (4 x size_t), the region
- * bounds, the blocks sent and received, the histogram, each rank's
- * (above, ties) and this rank's. */
+ * bounds, the merge's positions (size_t) and heap (int), the blocks sent
+ * and received, the histogram, each rank's (above, ties) and this
+ * rank's. */
 static size_t meta_bytes(int size)
 {
     const size_t n = (size_t)size;
-    return (5 * n + 1) * sizeof(size_t) + 2 * n * CP_RS_BLOCK + (RADIX_BINS + 1) * 8 + 2 * n * 8 + 16;
+    return (6 * n + 1) * sizeof(size_t) + n * sizeof(int) + 2 * n * CP_RS_BLOCK +
+           (RADIX_BINS + 1) * 8 + 2 * n * 8 + 16 + 8;
 }
 
 void cp_allreduce_sparse_rs_plan(const cp_allreduce_args_t *a, const cp_params_t *p,
@@ -119,13 +105,10 @@ void cp_allreduce_sparse_rs_plan(const cp_allreduce_args_t *a, const cp_params_t
     const cp_compressor_ops_t *codec = a->cfg->codec;
     const int n = a->tp->size;
     const size_t kcap = entries_cap(codec, p, a->count);
-    const size_t region = max_region(a->tensor, a->count, n);
     need[CP_WS_V] = a->count * sizeof(float);
     need[CP_WS_SEND1] = cp_slot_size(codec->max_size(p, a->count));
     need[CP_WS_SCRATCH] = codec->scratch_size(p, a->count);
     need[CP_WS_PAIRS] = 8 + 8 * kcap;               /* sent pairs, then the commit's message */
-    need[CP_WS_SUM] = region * sizeof(float);        /* the region's sums */
-    need[CP_WS_VS] = region;                         /* which of them some rank sent */
     need[CP_WS_RECV2] = 8 * (size_t)cp_topk_k(p->density, a->count) + 8; /* the selection */
     need[CP_WS_META] = meta_bytes(n);
 }
@@ -138,13 +121,87 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-/* Step 4 on this rank's region: the threshold key T (magnitude bits) and
- * how many keys equal to T the world takes (*ties_take); *all: fewer
- * candidates than k, take every one. *nonfinite: some sum is Inf/NaN. */
-static cp_status_t select_threshold(const cp_transport_t *tp, const float *acc,
-                                    const unsigned char *mark, size_t len, size_t k,
-                                    uint64_t *hist, uint32_t *t_p, uint64_t *ties_take,
-                                    int *all, int *nonfinite)
+static float pair_value(const uint32_t *pair)
+{
+    float x;
+    memcpy(&x, pair + 1, 4);
+    return x;
+}
+
+/* Whether sender a's head comes before sender b's: the smaller index, then
+ * the lower rank (so equal indices are summed in rank order). */
+static int before(const uint32_t *got, const size_t *pos, int a, int b)
+{
+    const uint32_t ia = got[2 * pos[a]], ib = got[2 * pos[b]];
+    return ia < ib || (ia == ib && a < b);
+}
+
+static void sift_down(int *heap, int len, int i, const uint32_t *got, const size_t *pos)
+{
+    for (;;) {
+        int m = i, l = 2 * i + 1, r = l + 1;
+        if (l < len && before(got, pos, heap[l], heap[m]))
+            m = l;
+        if (r < len && before(got, pos, heap[r], heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        const int t = heap[i];
+        heap[i] = heap[m], heap[m] = t;
+        i = m;
+    }
+}
+
+/* Step 3: the senders' lists (rcnt[r] / 8 pairs at got + rdsp[r] / 4, each
+ * strictly increasing within [lo, hi), which it checks) merged into cand,
+ * equal indices summed in rank order from 0.0f: a heap of the lists'
+ * heads, O(entries log ranks). Returns the candidates, or -1 (malformed). */
+static long merge_sums(const uint32_t *got, const size_t *rcnt, const size_t *rdsp, int n,
+                       size_t lo, size_t hi, size_t *pos, int *heap, uint32_t *cand)
+{
+    int len = 0;
+    for (int r = 0; r < n; r++) {
+        pos[r] = rdsp[r] / 8;
+        const size_t c = rcnt[r] / 8;
+        for (size_t e = 0; e < c; e++) { /* validated before use */
+            const uint32_t i = got[2 * (pos[r] + e)];
+            if (i < lo || i >= hi || (e > 0 && i <= got[2 * (pos[r] + e - 1)]))
+                return -1;
+        }
+        if (c > 0)
+            heap[len++] = r;
+    }
+    for (int i = len / 2 - 1; i >= 0; i--)
+        sift_down(heap, len, i, got, pos);
+    long nc = 0;
+    while (len > 0) {
+        const int r = heap[0];
+        const uint32_t i = got[2 * pos[r]];
+        const float x = pair_value(&got[2 * pos[r]]);
+        if (nc > 0 && cand[2 * (nc - 1)] == i) {
+            float s = pair_value(&cand[2 * (nc - 1)]) + x;
+            memcpy(&cand[2 * (nc - 1) + 1], &s, 4);
+        } else {
+            const float s = 0.0f + x;
+            cand[2 * nc] = i;
+            memcpy(&cand[2 * nc + 1], &s, 4);
+            nc++;
+        }
+        pos[r]++;
+        if (pos[r] == (rdsp[r] + rcnt[r]) / 8)
+            heap[0] = heap[--len];
+        sift_down(heap, len, 0, got, pos);
+    }
+    return nc;
+}
+
+/* Step 4 on this rank's candidates (nc sums): the threshold key T
+ * (magnitude bits) and how many keys equal to T the world takes
+ * (*ties_take); *all: fewer candidates than k, take every one.
+ * *nonfinite: some sum is Inf/NaN. */
+static cp_status_t select_threshold(const cp_transport_t *tp, const uint32_t *cand, size_t nc,
+                                    size_t k, uint64_t *hist, uint32_t *t_p,
+                                    uint64_t *ties_take, int *all, int *nonfinite)
 {
     uint32_t prefix = 0;
     uint64_t need = k;
@@ -153,14 +210,13 @@ static cp_status_t select_threshold(const cp_transport_t *tp, const float *acc,
         const int shift = 24 - 8 * pass;
         const uint32_t hi_mask = pass ? ~0u << (shift + 8) : 0;
         memset(hist, 0, (RADIX_BINS + 1) * 8);
-        for (size_t i = 0; i < len; i++) {
-            if (!mark[i])
-                continue;
-            if (pass == 0 && !isfinite(acc[i])) {
+        for (size_t i = 0; i < nc; i++) {
+            const float x = pair_value(&cand[2 * i]);
+            if (pass == 0 && !isfinite(x)) {
                 hist[RADIX_BINS]++;
                 continue;
             }
-            const uint32_t key = cp_mag_bits(acc[i]);
+            const uint32_t key = cp_mag_bits(x);
             if ((key & hi_mask) == prefix)
                 hist[(key >> shift) & 0xff]++;
         }
@@ -204,9 +260,9 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
     const cp_fb_params_t fp = cp_step_fb(cfg, n, a->tensor->steps);
     cp_params_t p = *step_p;
     size_t need[CP_WS_SLOTS] = {0};
-    unsigned char *send, *meta, *mark;
+    unsigned char *send, *meta;
     uint32_t *pairs, *got, *sel;
-    float *acc, *aux, *tmp;
+    float *aux, *tmp;
     void *work, *scratch;
     int bad;
     double t0 = cp_now();
@@ -218,14 +274,13 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_SEND1, need[CP_WS_SEND1], (void **)&send));
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_SCRATCH, need[CP_WS_SCRATCH], &scratch));
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_PAIRS, need[CP_WS_PAIRS], (void **)&pairs));
-    CP_CHECK(cp_workspace_get(a->ws, CP_WS_SUM, need[CP_WS_SUM], (void **)&acc));
-    CP_CHECK(cp_workspace_get(a->ws, CP_WS_VS, need[CP_WS_VS], (void **)&mark));
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_RECV2, need[CP_WS_RECV2], (void **)&sel));
     CP_CHECK(cp_workspace_get(a->ws, CP_WS_META, need[CP_WS_META], (void **)&meta));
     CP_CHECK(cp_feedback_buffers(fb, a->ws, N, &aux, &tmp));
     size_t *scnt = (size_t *)meta, *sdsp = scnt + n, *rcnt = sdsp + n, *rdsp = rcnt + n;
-    size_t *b = rdsp + n;
-    unsigned char *bsend = (unsigned char *)(b + n + 1), *brecv = bsend + (size_t)n * CP_RS_BLOCK;
+    size_t *b = rdsp + n, *pos = b + n + 1;
+    int *heap = (int *)(pos + n);
+    unsigned char *bsend = (unsigned char *)(pos + n) + 8 * ((size_t)n / 2 + 1), *brecv = bsend + (size_t)n * CP_RS_BLOCK;
     uint64_t *hist = (uint64_t *)(brecv + (size_t)n * CP_RS_BLOCK), *counts = hist + RADIX_BINS + 1;
     cp_sparse_rs_bounds(a->tensor, N, n, b);
     res->fused = 0;
@@ -288,31 +343,21 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
     }
     /* The receive buffer's size depends on the data: the ranks agree that
      * every one of them has it before anyone sends. */
-    uint64_t fail = cp_workspace_get(a->ws, CP_WS_GOT, 8 * total + 8, (void **)&got) != CP_OK;
+    uint64_t fail = cp_workspace_get(a->ws, CP_WS_GOT, 16 * total + 8, (void **)&got) != CP_OK;
     CP_CHECK(tp->ops->allreduce_max_u64(tp->ctx, &fail, 1));
     if (fail)
         return cp_allreduce_exact(a, res, CP_FALLBACK_FAILED);
     CP_CHECK(tp->ops->alltoallv(tp->ctx, pairs, scnt, sdsp, got, rcnt, rdsp));
     res->bytes_sent += 8 * j - scnt[me];
 
-    /* 3. The region's sums, in rank order. */
+    /* 3. The region's sums, in rank order (the candidates after the
+     * received pairs in the same buffer). */
     t0 = cp_now();
-    memset(acc, 0, region * sizeof(float));
-    memset(mark, 0, region);
-    for (int r = 0; r < n; r++) {
-        const uint32_t *q = got + rdsp[r] / 4;
-        uint64_t last = 0;
-        for (size_t e = 0; e < rcnt[r] / 8; e++) {
-            const uint64_t i = q[2 * e];
-            float x;
-            memcpy(&x, &q[2 * e + 1], 4);
-            if (i < b[me] || i >= b[me + 1] || (e > 0 && i <= last))
-                return CP_ERR_MALFORMED;
-            last = i;
-            acc[i - b[me]] += x;
-            mark[i - b[me]] = 1;
-        }
-    }
+    uint32_t *cand = got + 2 * total;
+    const long ncl = merge_sums(got, rcnt, rdsp, n, b[me], b[me + 1], pos, heap, cand);
+    if (ncl < 0)
+        return CP_ERR_MALFORMED;
+    const size_t nc = (size_t)ncl;
     res->compress_seconds += cp_now() - t0;
 
     /* 4. The global top-k of the sums. */
@@ -320,16 +365,13 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
     uint32_t T = 0;
     uint64_t ties_take = 0;
     int all, nonfinite;
-    CP_CHECK(select_threshold(tp, acc, mark, region, K, hist, &T, &ties_take, &all,
-                              &nonfinite));
+    CP_CHECK(select_threshold(tp, cand, nc, K, hist, &T, &ties_take, &all, &nonfinite));
     res->bytes_sent += 4 * cp_ring_bytes(n, RADIX_BINS * 8.0);
     if (nonfinite) /* a sum overflowed: every rank knows from the histogram */
         return cp_allreduce_exact(a, res, CP_FALLBACK_NONFINITE);
     uint64_t above = 0, ties = 0;
-    for (size_t i = 0; i < region; i++) {
-        if (!mark[i])
-            continue;
-        const uint32_t key = cp_mag_bits(acc[i]);
+    for (size_t i = 0; i < nc; i++) {
+        const uint32_t key = cp_mag_bits(pair_value(&cand[2 * i]));
         above += all || key > T;
         ties += !all && key == T;
     }
@@ -360,17 +402,15 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
     /* This rank's selection, in index order, into its place in sel. */
     uint32_t *out = sel + rdsp[me] / 4;
     size_t o = 0;
-    for (size_t i = 0; i < region; i++) {
-        if (!mark[i])
-            continue;
-        const uint32_t key = cp_mag_bits(acc[i]);
+    for (size_t i = 0; i < nc; i++) {
+        const uint32_t key = cp_mag_bits(pair_value(&cand[2 * i]));
         const int take = all || key > T || (key == T && take_me > 0);
         if (!take)
             continue;
         if (!all && key == T)
             take_me--;
-        out[2 * o] = (uint32_t)(b[me] + i);
-        memcpy(&out[2 * o + 1], &acc[i], 4);
+        out[2 * o] = cand[2 * i];
+        out[2 * o + 1] = cand[2 * i + 1];
         o++;
     }
     if (8 * o != rcnt[me])

@@ -19,10 +19,12 @@
  * step, the step: the call and the compute after it, which a compressed
  * call slows where ranks share cores). At the next call's entry the
  * sample is complete; after each pair the ranks agree in one allreduce on
- * the medians so far, each taking the smallest over ranks (the rank that
- * came to the call last waited least); from two pairs on, each median
- * leaves out its side's slowest sample (a pause for an evaluation or a
- * checkpoint lengthens one period by seconds). The round ends when the
+ * the medians so far: of the call times the smallest over ranks (the
+ * rank that came to the call last waited least), of the periods the
+ * largest (the job runs at its slowest rank's pace); each median leaves
+ * out its side's slowest sample where that is more than twice the median
+ * of the others (a pause for an evaluation or a checkpoint lengthens one
+ * period by seconds). The round ends when the
  * ratio of the periods r = compressed / plain is clear: after one pair,
  * r < 1/3 or r > 3 with the ratio of the call times beyond the same bound
  * (a pause lengthens a period, not a call); < 2/3 or > 3/2 after two; any
