@@ -3,7 +3,8 @@
 # floats at 1 Gbit/s, median of 9 per row, the settings interleaved over
 # rounds:
 #  - 4 hosts x 2 ranks: MPI_Allreduce through the preloaded shim, flat
-#    against node-aware (COMMPRESS_HIERARCHY), for quant 4 bits and topk 1%;
+#    against node-aware (COMMPRESS_HIERARCHY=node and striped), for quant
+#    4 bits and topk 1%;
 #  - 8 hosts x 1 rank: topk 1%, the sparse allgather against sparse_rs
 #    (and auto's choice).
 #
@@ -28,7 +29,7 @@ bench=(--min-count $n --max-count $n --iters 9 --warmup 1 --rate 1gbit)
 for r in $(seq 1 "$rounds"); do
   if [ "$only" != rs ]; then
     for comp in quant topk; do
-      for h in flat node; do
+      for h in flat node striped; do
         echo "== round $r: 4 hosts x 2 ranks, $comp, $h" >&2
         env COMMPRESS_COMPRESSOR=$comp COMMPRESS_BITS=4 COMMPRESS_DENSITY=0.01 \
           COMMPRESS_HIERARCHY=$h COMMPRESS_POLICY=always LD_PRELOAD="$root/build/libcommpress.so" \

@@ -40,9 +40,12 @@ typedef struct cp_comm_state {
     MPI_Comm p2p;  /* a duplicate for the pipelined schedules, or
                       MPI_COMM_NULL (freed with the state) */
     /* COMMPRESS_HIERARCHY (docs/scaling.md): with hier set, the ranks of
-     * this rank's node, and (on the node's first rank, else
-     * MPI_COMM_NULL) one rank per node, whose own state compresses; both
-     * freed with the state. */
+     * this rank's node, and lead: CP_HIER_STRIPED (nodes of equal size),
+     * the ranks of every node with this rank's place in its node; else (on
+     * the node's first rank, MPI_COMM_NULL elsewhere) one rank per node.
+     * Their own states compress; both freed with the state. */
+#define CP_HIER_LEADER 1
+#define CP_HIER_STRIPED 2
     int hier;
     MPI_Comm node, lead;
     cp_transport_t tp;

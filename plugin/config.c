@@ -17,7 +17,7 @@ static const char *const debug_choices[] = {"NONE", "WARN", "INFO", "TRACE",
                                             NULL};
 static const char *const a2a_choices[] = {"none", "lsh", "fp16", "bf16", NULL};
 static const char *const policy_choices[] = {"auto", "always", NULL};
-static const char *const hier_choices[] = {"auto", "flat", "node", NULL};
+static const char *const hier_choices[] = {"auto", "flat", "node", "striped", NULL};
 
 static int fault_spec_ok(const char *s) { return cp_fault_check(s) == CP_OK ? 0 : -1; }
 static int times_spec_ok(const char *s) { return cp_policy_check_times(s); }
@@ -104,10 +104,13 @@ static const cp_param_t plugin_rows[] = {
      .doc = "MPI_Allreduce on ranks that share nodes (docs/scaling.md). node: "
             "an exact sum within each node (MPI_Reduce to its first rank), "
             "the compressed allreduce among one rank per node (where the "
-            "error feedback lives), a broadcast within the node. flat: "
-            "every rank in the compressed allreduce. auto: node where the "
-            "communicator spans more than one node and some node holds more "
-            "than one rank."},
+            "error feedback lives), a broadcast within the node. striped: "
+            "where nodes are of equal size, the node's sum scattered in "
+            "chunks, chunk j compressed among the j-th ranks of every node "
+            "(each keeping its chunk's feedback), gathered within the node; "
+            "else as node. flat: every rank in the compressed allreduce. "
+            "auto: node where the communicator spans more than one node and "
+            "some node holds more than one rank."},
     {.name = "COMMPRESS_HIERARCHY_TEST_NODE", .dflt = "0", .type = CP_PT_SIZE,
      .offset = OFF(hier_test_node), .lo = 0, .hi = 1e6, .must_match = 1,
      .doc = "Testing only: COMMPRESS_HIERARCHY takes world ranks r and s to "

@@ -35,7 +35,12 @@ typedef struct {
     size_t hier_test_node;   /* testing: ranks per emulated node (0: MPI's) */
 } cp_config_t;
 
-typedef enum { CP_HIER_AUTO = 0, CP_HIER_FLAT = 1, CP_HIER_NODE = 2 } cp_hier_mode_t;
+typedef enum {
+    CP_HIER_AUTO = 0,
+    CP_HIER_FLAT = 1,
+    CP_HIER_NODE = 2,
+    CP_HIER_STRIPE = 3,
+} cp_hier_mode_t;
 
 typedef enum { CP_POLICY_AUTO = 0, CP_POLICY_ALWAYS = 1 } cp_policy_mode_t;
 

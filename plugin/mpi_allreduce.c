@@ -207,17 +207,24 @@ static void hier_setup(MPI_Comm comm, cp_comm_state_t *s)
         PMPI_Comm_rank(s->node, &nrank);
         PMPI_Comm_size(s->node, &nsize);
     }
-    /* [0] the largest node (-1 if some rank has none), [1] -(nodes) */
-    int v[2] = {nsize, nrank == 0 ? -1 : 0}, m[2];
-    int nodes = 0, big = 0;
-    if (PMPI_Allreduce(&v[0], &m[0], 1, MPI_INT, MPI_MAX, comm) == MPI_SUCCESS &&
-        PMPI_Allreduce(&v[1], &m[1], 1, MPI_INT, MPI_SUM, comm) == MPI_SUCCESS) {
+    /* the largest node (-1 if some rank has none), the smallest, the
+     * number of nodes */
+    int v[3] = {nsize, -nsize, nrank == 0}, m[3];
+    int nodes = 0, big = 0, small = 0;
+    if (PMPI_Allreduce(v, m, 2, MPI_INT, MPI_MAX, comm) == MPI_SUCCESS &&
+        PMPI_Allreduce(&v[2], &m[2], 1, MPI_INT, MPI_SUM, comm) == MPI_SUCCESS) {
         big = m[0];
-        nodes = -m[1];
+        small = -m[1];
+        nodes = m[2];
     }
-    s->hier = big > 1 && (cp_cfg.hierarchy == CP_HIER_NODE || nodes > 1);
-    if (s->hier &&
-        PMPI_Comm_split(comm, nrank == 0 ? 0 : MPI_UNDEFINED, rank, &s->lead) != MPI_SUCCESS)
+    s->hier = big > 1 && (cp_cfg.hierarchy >= CP_HIER_NODE || nodes > 1);
+    /* striped where nodes are of equal size (rank j of every node on
+     * chunk j); else one leader a node. */
+    if (s->hier && cp_cfg.hierarchy == CP_HIER_STRIPE && small == big)
+        s->hier = CP_HIER_STRIPED;
+    if (s->hier && PMPI_Comm_split(comm, s->hier == CP_HIER_STRIPED ? nrank
+                                         : nrank == 0 ? 0 : MPI_UNDEFINED,
+                                   rank, &s->lead) != MPI_SUCCESS)
         s->hier = 0; /* not reached with MPI's default error handler */
     if (!s->hier && s->node != MPI_COMM_NULL)
         PMPI_Comm_free(&s->node);
@@ -225,7 +232,8 @@ static void hier_setup(MPI_Comm comm, cp_comm_state_t *s)
     PMPI_Comm_size(comm, &size);
     if (rank == 0 && cp_cfg.hierarchy != CP_HIER_FLAT)
         cp_info("hierarchy: a communicator of %d ranks on %d nodes (the largest of %d): %s",
-                size, nodes, big, s->hier ? "node-aware" : "flat");
+                size, nodes, big, s->hier == CP_HIER_STRIPED ? "node-aware, striped"
+                                  : s->hier ? "node-aware, one leader a node" : "flat");
 }
 
 /* The communicator's state, created at its first compressed call (which
@@ -338,13 +346,53 @@ static cp_name_t shim_naming(const void *send, const void *recv)
 static int intercept(const void *sendbuf, void *recvbuf, long long count,
                      MPI_Datatype datatype, MPI_Op op, MPI_Comm comm);
 
-/* A node-aware call (COMMPRESS_HIERARCHY): the node's exact sum on its
- * first rank, that rank's call on the leaders' communicator (through the
- * decorator: compressed, or passed through as there), and the result
- * broadcast within the node, so every rank gets the leader's bits. */
+/* A striped node-aware call: the node's exact sum scattered (rank j of
+ * the node gets chunk j), chunk j's call among the j-th ranks of every
+ * node (through the decorator), and the chunks gathered within the node:
+ * each chunk's bits come from one stripe, so every rank gets the same. */
+static int striped_allreduce(cp_comm_state_t *s, const void *sendbuf, void *recvbuf, int count)
+{
+    int nrank, m, rc;
+    PMPI_Comm_rank(s->node, &nrank);
+    PMPI_Comm_size(s->node, &m);
+    int *cnt = malloc(2 * (size_t)m * sizeof(int)), *dsp = cnt + m;
+    if (cnt == NULL)
+        return MPI_ERR_NO_MEM;
+    for (int j = 0; j < m; j++) {
+        size_t off, len;
+        cp_chunk_range((size_t)count, m, j, &off, &len);
+        cnt[j] = (int)len, dsp[j] = (int)off;
+    }
+    float *mine = (float *)recvbuf + dsp[nrank];
+    if (sendbuf == MPI_IN_PLACE) { /* MPI puts the chunk at the start */
+        rc = PMPI_Reduce_scatter(MPI_IN_PLACE, recvbuf, cnt, MPI_FLOAT, MPI_SUM, s->node);
+        if (rc == MPI_SUCCESS && dsp[nrank] > 0)
+            memmove(mine, recvbuf, (size_t)cnt[nrank] * sizeof(float));
+    } else {
+        rc = PMPI_Reduce_scatter(sendbuf, mine, cnt, MPI_FLOAT, MPI_SUM, s->node);
+    }
+    if (rc == MPI_SUCCESS) {
+        rc = intercept(MPI_IN_PLACE, mine, cnt[nrank], MPI_FLOAT, MPI_SUM, s->lead);
+        if (rc < 0)
+            rc = PMPI_Allreduce(MPI_IN_PLACE, mine, cnt[nrank], MPI_FLOAT, MPI_SUM, s->lead);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = PMPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recvbuf, cnt, dsp, MPI_FLOAT,
+                             s->node);
+    free(cnt);
+    return rc;
+}
+
+/* A node-aware call (COMMPRESS_HIERARCHY) with one leader a node: the
+ * node's exact sum on its first rank, that rank's call on the leaders'
+ * communicator (through the decorator: compressed, or passed through as
+ * there), and the result broadcast within the node, so every rank gets
+ * the leader's bits. */
 static int hier_allreduce(cp_comm_state_t *s, const void *sendbuf, void *recvbuf, int count)
 {
     int nrank, rc;
+    if (s->hier == CP_HIER_STRIPED)
+        return striped_allreduce(s, sendbuf, recvbuf, count);
     PMPI_Comm_rank(s->node, &nrank);
     const void *in = sendbuf != MPI_IN_PLACE ? sendbuf : nrank == 0 ? MPI_IN_PLACE : recvbuf;
     rc = PMPI_Reduce(in, nrank == 0 ? recvbuf : NULL, count, MPI_FLOAT, MPI_SUM, 0, s->node);

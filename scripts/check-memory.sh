@@ -106,6 +106,17 @@ for c in "3 quant - overflow fused -" "4 bf16 - overflow no -" "2 sign - no fuse
   set -- $c
   tests/mpi/mpirun.sh "$1" build-asan/tests/test_pipeline "$2" "${3#-}" "$4" "$5" "${6#-}" | tail -1
 done
+echo "== sparse_rs against its reference (uneven and empty regions, ties, overflow); node-aware"
+for c in "4 moving 65536 8 COMMPRESS_DENSITY=0.01" "5 random 3 4 COMMPRESS_DENSITY=1" \
+         "3 ties 20000 6 COMMPRESS_DENSITY=0.05" "3 overflow 30000 5 COMMPRESS_DENSITY=0.01"; do
+  set -- $c
+  env "$5" COMMPRESS_COMPRESSOR=topk COMMPRESS_ALLREDUCE_ALGO=sparse_rs COMMPRESS_TOPK_SELECT=exact \
+    COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always run "$1" build-asan/tests/test_sparse_rs "$2" "$3" "$4" | tail -1
+done
+for comp in quant topk; do
+  COMMPRESS_COMPRESSOR=$comp COMMPRESS_HIERARCHY=node COMMPRESS_HIERARCHY_TEST_NODE=2 \
+    COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always run 5 build-asan/tests/test_hierarchy 30011 6 | tail -1
+done
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
@@ -221,5 +232,17 @@ tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=
   --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_pipeline quant "" \
   overflow fused | tail -1
 check_ours "$vg" "($ours|test_pipeline)"
+rm -rf "$vg"
+echo "== valgrind on both ranks of sparse_rs and of a node-aware run (debug build)"
+vg=$(mktemp -d)
+COMMPRESS_COMPRESSOR=topk COMMPRESS_ALLREDUCE_ALGO=sparse_rs COMMPRESS_TOPK_SELECT=exact \
+  COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always LD_PRELOAD=$PWD/build-debug/libcommpress.so \
+  tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
+  --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_sparse_rs ties 20000 4 | tail -1
+COMMPRESS_COMPRESSOR=quant COMMPRESS_HIERARCHY=node COMMPRESS_HIERARCHY_TEST_NODE=2 \
+  COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always LD_PRELOAD=$PWD/build-debug/libcommpress.so \
+  tests/mpi/mpirun.sh 2 valgrind -q --suppressions=scripts/ompi.supp --leak-check=full \
+  --show-leak-kinds=definite --log-file="$vg/rank.%p" build-debug/tests/test_hierarchy 30011 4 | tail -1
+check_ours "$vg" "($ours|test_sparse_rs|test_hierarchy)"
 rm -rf "$vg"
 echo "memory checks passed"

@@ -30,28 +30,12 @@
 
 #include "collectives/coll.h"
 #include "common/check.h"
+#include "common/mpi_check.h"
 #include "common/splitmix.h"
 #include "compressors/compressor.h"
 #include "compressors/topk.h"
 
 static int rank, nranks;
-
-static uint64_t hash_bits(const float *x, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *b = (const unsigned char *)x;
-    for (size_t i = 0; i < n * sizeof(float); i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
-static int same_everywhere(uint64_t v)
-{
-    uint64_t lo = v, hi = v;
-    PMPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
-    PMPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-    return lo == hi;
-}
 
 typedef enum { P_RANDOM, P_TIES, P_MOVING, P_OVERFLOW, P_NAN } pattern_t;
 
@@ -222,7 +206,7 @@ int main(int argc, char **argv)
         CHECK(bad == 0, "%s n=%zu step %d: %zu of %zu floats differ from the reference "
               "(first at %zu: %.9g, want %.9g)", names[pat], n, s, bad, n, first,
               (double)buf[first], (double)want[first]);
-        CHECK(same_everywhere(hash_bits(buf, n)), "step %d: ranks got different bits", s);
+        CHECK(cp_test_identical(buf, n * sizeof(float), MPI_COMM_WORLD), "step %d: ranks got different bits", s);
     }
     if (pat == P_OVERFLOW || pat == P_NAN)
         CHECK(exact_steps == 1, "%d non-finite steps, want 1", exact_steps);
