@@ -1,8 +1,9 @@
 """Loads libcommpress.so with ctypes: no compilation at install.
 
 Search order: $COMMPRESS_LIB, a libcommpress.so already in the process
-(LD_PRELOAD), the build tree beside this package (../../build), then the
-system's library path."""
+(LD_PRELOAD), the library an install put next to this package (its
+_install.py, written by cmake --install), the build tree beside this
+package (../../build), then the system's library path."""
 import ctypes
 import ctypes.util
 import os
@@ -26,6 +27,11 @@ def _candidates():
     for entry in os.environ.get("LD_PRELOAD", "").replace(":", " ").split():
         if os.path.basename(entry).startswith("libcommpress"):
             yield entry
+    try:
+        from ._install import LIBRARY  # cmake --install writes it
+        yield os.path.normpath(os.path.join(_HERE, LIBRARY))
+    except ImportError:
+        pass
     yield os.path.join(_HERE, "..", "..", "build", "libcommpress.so")
     found = ctypes.util.find_library("commpress")
     if found:
