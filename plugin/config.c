@@ -66,6 +66,14 @@ static const cp_param_t plugin_rows[] = {
             "MPI_Finalize; %r becomes the rank (without %r, several ranks "
             "append .<rank>: one file each). An existing symbolic link is "
             "not followed."},
+    {.name = "COMMPRESS_STATS_EVERY", .dflt = "0", .type = CP_PT_SIZE,
+     .offset = OFF(stats_every), .lo = 0, .hi = 1e12,
+     .doc = "If > 0, each rank appends one JSON line of its statistics so "
+            "far to COMMPRESS_STATS_FILE's path every this many allreduces "
+            "commpress handles (compressed, or plain by the policy), and a "
+            "last one with \"final\": true at MPI_Finalize: the file is then "
+            "JSON Lines, to watch a job's savings while it runs "
+            "(examples/plot_stats.py). 0: one JSON object at MPI_Finalize."},
     {.name = "COMMPRESS_ALLTOALL", .dflt = "none", .type = CP_PT_ENUM,
      .offset = OFF(alltoall), .choices = a2a_choices, .must_match = 1,
      .doc = "MPI_Alltoall and MPI_Alltoallv of MPI_FLOAT (docs/moe.md). none: "
@@ -175,6 +183,14 @@ cp_status_t cp_config_parse_env(cp_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen,
                  "COMMPRESS_A2A_ROW='0' is invalid with COMMPRESS_ALLTOALL=lsh; "
                  "accepted: the floats per token row, 1..1048576");
+        return CP_ERR_CONFIG;
+    }
+    if (cfg->stats_every > 0 && cfg->stats_file[0] == '\0') {
+        snprintf(err, errlen,
+                 "COMMPRESS_STATS_EVERY='%zu' is invalid without "
+                 "COMMPRESS_STATS_FILE; accepted: 0 (off), or set "
+                 "COMMPRESS_STATS_FILE to the path the lines go to",
+                 cfg->stats_every);
         return CP_ERR_CONFIG;
     }
     if (cfg->state_key == CP_KEY_ORDER && cfg->step_calls == 0) {

@@ -24,6 +24,7 @@ typedef struct {
     size_t max_state_bytes;  /* 0: auto (cp_config_state_limit) */
     int debug;               /* cp_log_level_t */
     char stats_file[1024];
+    size_t stats_every;      /* JSON lines every this many calls; 0: off */
     char fault[256];         /* testing: util/fault.h */
     int alltoall;            /* cp_a2a_mode_t: MPI_Alltoall(v) (docs/moe.md) */
     size_t a2a_row;          /* floats per token row; 0: unset */

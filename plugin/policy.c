@@ -101,6 +101,20 @@ static double ring(const cp_policy_t *p, double n)
     return (double)cp_ring_bytes(p->size, 4 * n);
 }
 
+double cp_policy_saved(const cp_policy_t *p, uint64_t *calls)
+{
+    double saved = 0;
+    *calls = 0;
+    for (unsigned i = 0; p->on && i < CP_POLICY_CLASSES; i++) {
+        const cp_pol_class_t *c = &p->cls[i];
+        if (c->per_p > 0) {
+            saved += (double)c->ncomp * (c->per_p - c->per_c);
+            *calls += c->ncomp;
+        }
+    }
+    return saved;
+}
+
 int cp_policy_model(const cp_policy_t *p, cp_pol_model_t *m)
 {
     double bx[CP_POLICY_CLASSES], nx[CP_POLICY_CLASSES], tp[CP_POLICY_CLASSES],
@@ -212,6 +226,7 @@ static cp_status_t pair_done(cp_policy_t *p, unsigned k, size_t count,
         return CP_OK;
     /* The model's input: this round's call times, agreed. */
     c->seen_c = m[0], c->seen_p = m[1], c->seen_n = (double)count;
+    c->per_c = m[2], c->per_p = m[3];
     c->seen_w = (double)w / (double)count;
     uint8_t mode;
     const int first = c->mode == CP_POL_ROUND;
@@ -309,6 +324,7 @@ void cp_policy_end(cp_policy_t *p, size_t count, int plain, double start,
         return;
     cp_pol_class_t *c = &p->cls[class_of(count)];
     c->calls++;
+    c->ncomp += !plain;
     if (!c->in_round) {
         if (c->calls >= c->probe_at) { /* a probe: the other side first */
             c->in_round = 1;

@@ -79,6 +79,8 @@ typedef struct {
     double seen_w;          /* wire bytes per float of its compressed calls */
     double pred_c, pred_p;  /* the model's prediction at the first call
                                (0: none) */
+    double per_c, per_p;    /* the last agreed round's period medians */
+    uint64_t ncomp;         /* calls of this class that ran compressed */
     uint8_t mode;        /* cp_pol_mode_t: the decision, kept during probes */
     uint8_t in_round;
     uint8_t next_plain;  /* the round's next calls are plain */
@@ -124,6 +126,13 @@ cp_status_t cp_policy_begin(cp_policy_t *p, size_t count, double now,
  * tensor was new, not timed). */
 void cp_policy_end(cp_policy_t *p, size_t count, int plain, double start,
                    double seconds, size_t wire, int fresh);
+
+/* The time compressing saved against plain, as the policy estimates it:
+ * for each class a round measured, its compressed calls times the plain
+ * period less the compressed one, of its last round (negative where
+ * compressing cost time: a class's rounds, or a class that runs plain
+ * after measuring). *calls: the compressed calls counted. */
+double cp_policy_saved(const cp_policy_t *p, uint64_t *calls);
 
 /* The model fitted from the classes measured so far (above); 0 when it
  * has fewer than two classes on either side. For tests and the INFO

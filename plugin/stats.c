@@ -48,11 +48,13 @@ void cp_stats_set_ratio(commpress_stats_t *s)
                              : 0.0;
 }
 
-void cp_stats_add_compressed(const cp_coll_result_t *res)
+unsigned long long cp_stats_add_compressed(const cp_coll_result_t *res)
 {
     pthread_mutex_lock(&cp_stats_lock);
     cp_stats_accumulate(&cp_stats, res);
+    const unsigned long long n = cp_stats.calls_compressed + cp_stats.calls_plain;
     pthread_mutex_unlock(&cp_stats_lock);
+    return n;
 }
 
 void cp_stats_add_passthrough(size_t bytes_dense)
@@ -153,9 +155,12 @@ void cp_stats_path(const char *tmpl, int rank, int nranks, char *path,
     path[o] = '\0';
 }
 
-int cp_stats_write_json(const char *tmpl, int rank, int nranks)
+static double cp_stats_t0; /* the first line's clock (lines mode) */
+static int cp_stats_lines; /* lines written: the first truncates the file */
+
+int cp_stats_write_json(const char *tmpl, int rank, int nranks, int mode)
 {
-    char path[1200];
+    char path[1200], extra[128] = "";
     commpress_stats_t s;
     FILE *f = NULL;
     int fd;
@@ -164,10 +169,21 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
     cp_stats_get(&s);
     pthread_mutex_lock(&cp_stats_lock);
     char *plan = cp_last_plan ? strdup(cp_last_plan) : NULL;
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+    if (mode != CP_STATS_OBJECT) { /* JSON Lines: appended after the first */
+        const double now = cp_now();
+        if (cp_stats_lines++ == 0)
+            cp_stats_t0 = now;
+        else
+            flags |= O_APPEND;
+        snprintf(extra, sizeof(extra), "\"line\": %d, \"seconds\": %.3f, \"final\": %s, ",
+                 cp_stats_lines, now - cp_stats_t0, mode == CP_STATS_FINAL ? "true" : "false");
+    }
     pthread_mutex_unlock(&cp_stats_lock);
+    if (!(flags & O_APPEND))
+        flags |= O_TRUNC;
     /* A symbolic link planted at the path is not followed. */
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-              0644);
+    fd = open(path, flags, 0644);
     if (fd >= 0 && (f = fdopen(fd, "w")) == NULL)
         close(fd);
     if (f == NULL) {
@@ -177,7 +193,7 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
         return -1;
     }
     int w = fprintf(f,
-            "{\"rank\": %d, \"calls_compressed\": %llu, "
+            "{%s\"rank\": %d, \"calls_compressed\": %llu, "
             "\"calls_passthrough\": %llu, \"calls_nonfinite\": %llu, "
             "\"bytes_uncompressed\": %llu, \"bytes_sent\": %llu, "
             "\"bytes_passthrough\": %llu, \"ratio\": %.6g, "
@@ -190,7 +206,7 @@ int cp_stats_write_json(const char *tmpl, int rank, int nranks)
             "\"a2a_bytes_sent\": %llu, \"calls_plain\": %llu, "
             "\"calls_pipelined\": %llu, \"calls_fused\": %llu, "
             "\"adapt_last_plan\": %s}\n",
-            rank, (unsigned long long)s.calls_compressed,
+            extra, rank, (unsigned long long)s.calls_compressed,
             (unsigned long long)s.calls_passthrough,
             (unsigned long long)s.calls_nonfinite,
             (unsigned long long)s.bytes_uncompressed,

@@ -8,7 +8,9 @@
 #include "collectives/allreduce.h"
 #include "include/commpress.h"
 
-void cp_stats_add_compressed(const cp_coll_result_t *res);
+/* Returns the calls the shim handled so far (compressed, or plain by the
+ * policy): COMMPRESS_STATS_EVERY counts them. */
+unsigned long long cp_stats_add_compressed(const cp_coll_result_t *res);
 /* Adds one compressed call to s (the shim's totals or an API context's). */
 void cp_stats_accumulate(commpress_stats_t *s, const cp_coll_result_t *res);
 /* Sets s->ratio from the byte counts. */
@@ -37,9 +39,14 @@ void cp_stats_get(commpress_stats_t *out);
  * ranks, ".<rank>" is appended. */
 void cp_stats_path(const char *path_template, int rank, int nranks,
                    char *path, size_t len);
-/* Writes the JSON file (never through a symbolic link); 0 on success,
- * -1 with one warning naming the path and the reason. */
-int cp_stats_write_json(const char *path_template, int rank, int nranks);
+/* Writes the JSON file (never through a symbolic link): CP_STATS_OBJECT,
+ * one object (the file's whole content); CP_STATS_LINE and CP_STATS_FINAL
+ * (COMMPRESS_STATS_EVERY), one line appended (the first truncates the
+ * file) with the line's number, the seconds since the first and whether
+ * it is MPI_Finalize's. 0 on success, -1 with one warning naming the path
+ * and the reason. */
+enum { CP_STATS_OBJECT = 0, CP_STATS_LINE = 1, CP_STATS_FINAL = 2 };
+int cp_stats_write_json(const char *path_template, int rank, int nranks, int mode);
 void cp_stats_print_summary(int rank, const char *compressor);
 
 #endif

@@ -110,8 +110,8 @@ echo "== sparse_rs against its reference (uneven and empty regions, ties, overfl
 for c in "4 moving 65536 8 COMMPRESS_DENSITY=0.01" "5 random 3 4 COMMPRESS_DENSITY=1" \
          "3 ties 20000 6 COMMPRESS_DENSITY=0.05" "3 overflow 30000 5 COMMPRESS_DENSITY=0.01"; do
   set -- $c
-  env "$5" COMMPRESS_COMPRESSOR=topk COMMPRESS_ALLREDUCE_ALGO=sparse_rs COMMPRESS_TOPK_SELECT=exact \
-    COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always run "$1" build-asan/tests/test_sparse_rs "$2" "$3" "$4" | tail -1
+  (export "$5"; COMMPRESS_COMPRESSOR=topk COMMPRESS_ALLREDUCE_ALGO=sparse_rs COMMPRESS_TOPK_SELECT=exact \
+    COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always run "$1" build-asan/tests/test_sparse_rs "$2" "$3" "$4" | tail -1)
 done
 for comp in quant topk; do
   COMMPRESS_COMPRESSOR=$comp COMMPRESS_HIERARCHY=node COMMPRESS_HIERARCHY_TEST_NODE=2 \

@@ -49,5 +49,35 @@ out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=addres
       COMMPRESS_STATS_FILE="$dir/missing/s.%r.json" "$1" 2 "$2" compress 2>&1) || { echo "$out"; echo "FAIL: run, bad dir"; fail=1; }
 n=$(grep -c "commpress WARN cannot write COMMPRESS_STATS_FILE $dir/missing/s.[01].json: No such file or directory" <<<"$out")
 [ "$n" -eq 2 ] || { echo "$out"; echo "FAIL: $n warnings for an unwritable path"; fail=1; }
+# COMMPRESS_STATS_EVERY=3: JSON Lines, one every 3 calls handled (their
+# counts multiples of 3, increasing), numbered, the last one final.
+out=$(COMMPRESS_COMPRESSOR=sign COMMPRESS_MIN_BYTES=0 COMMPRESS_STATE_KEY=address \
+      COMMPRESS_STATS_EVERY=3 COMMPRESS_STATS_FILE="$dir/e.%r.jsonl" \
+      "$1" 2 "$2" compress 2>&1) || { echo "$out"; echo "FAIL: run with COMMPRESS_STATS_EVERY"; fail=1; }
+for r in 0 1; do
+  /usr/bin/python3 - "$dir/e.$r.jsonl" "$r" <<'PY' || fail=1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+handled = [l["calls_compressed"] + l["calls_plain"] for l in lines]
+ok = (len(lines) >= 2 and [l["line"] for l in lines] == list(range(1, len(lines) + 1))
+      and all(l["rank"] == int(sys.argv[2]) for l in lines)
+      and all(not l["final"] and h % 3 == 0 for l, h in zip(lines[:-1], handled))
+      and lines[-1]["final"] and handled == sorted(handled)
+      and len(lines) - 1 == handled[-1] // 3
+      and all(a["seconds"] <= b["seconds"] for a, b in zip(lines, lines[1:])))
+if not ok:
+    print("FAIL: COMMPRESS_STATS_EVERY lines of rank", sys.argv[2], handled, lines[-1])
+sys.exit(0 if ok else 1)
+PY
+done
+# examples/plot_stats.py reads them (--text: no matplotlib needed)
+/usr/bin/python3 "$(dirname "$0")/../../examples/plot_stats.py" --text "$dir/e.0.jsonl" |
+  grep -q "rank 0, .* final$" || { echo "FAIL: plot_stats.py --text"; fail=1; }
+# With COMMPRESS_POLICY=auto and INFO, rank 0 also says what the policy
+# estimates compressing saved (test_policy's measured-timings run).
+out=$(COMMPRESS_COMPRESSOR=quant COMMPRESS_MIN_BYTES=0 COMMPRESS_DEBUG=INFO COMMPRESS_POLICY=auto \
+      "$1" 2 "$(dirname "$2")/test_policy" real 2>&1) || { echo "$out"; echo "FAIL: run with the policy"; fail=1; }
+grep -q 'INFO summary rank 0: COMMPRESS_POLICY=auto estimates that compressing saved -\?[0-9.]* s against plain MPI' <<<"$out" \
+  || { echo "$out" | grep summary; echo "FAIL: no policy estimate in the summary"; fail=1; }
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail
