@@ -3,7 +3,8 @@
 # method, one run each, then plots and tabulates them:
 #   plain MPI (mpi4py, Horovod-style fused allreduce), the same program with
 #   commpress preloaded (several settings), and PyTorch DDP over gloo with
-#   no hook, the fp16 hook and the PowerSGD hook. DGC (COMPRESSOR=dgc) runs
+#   no hook, the fp16 hook, the PowerSGD hook and commpress.torch's hook
+#   (quant 4 bits, topk 1%; no MPI in their exchange). DGC (COMPRESSOR=dgc) runs
 #   the optimizer without momentum: DGC applies it before compressing.
 #
 #   bench/train_compare.sh [--hosts 4] [--rate 1gbit] [--steps 300] [--out DIR] [--shm]
@@ -69,6 +70,8 @@ run "commpress-quant-4bit-auto" "${auto[@]}" COMMPRESS_COMPRESSOR=quant COMMPRES
 run "ddp" -- --mode ddp
 run "ddp-fp16-hook" -- --mode ddp-fp16
 run "ddp-powersgd-hook" -- --mode ddp-powersgd
+run "ddp-commpress-quant-4bit-hook" -- --mode ddp-commpress-quant
+run "ddp-commpress-topk-1%-hook" -- --mode ddp-commpress-topk
 /usr/bin/python3 "$root/examples/plot_training.py" --png "$out/training.png" \
   --markdown "$out/summary.md" "$out"/*.json
 cat "$out/summary.md"

@@ -87,13 +87,22 @@ cp_status_t cp_tensor_create(const cp_coll_config_t *cfg, size_t count,
     return cp_tensor_new(count, worker, server, t_p);
 }
 
+/* The choice for this call's transport: sparse_rs needs v-collectives,
+ * which a caller's transport (commpress_create_transport) lacks; every
+ * rank has the same transport, so the same algorithm. */
+static cp_algo_t algo_for(const cp_allreduce_args_t *a, const cp_params_t *p, uint64_t steps)
+{
+    const cp_algo_t algo = cp_allreduce_choose(a->cfg, p, steps, a->count, a->tp->size);
+    return algo == CP_ALGO_SPARSE_RS && !cp_allreduce_sparse_rs_can(a->tp) ? CP_ALGO_SPARSE
+                                                                            : algo;
+}
+
 void cp_allreduce_plan(const cp_allreduce_args_t *a, size_t need[CP_WS_SLOTS])
 {
     const cp_coll_config_t *cfg = a->cfg;
     const uint64_t steps = a->tensor ? a->tensor->steps : 0;
-    const int n = a->tp->size;
     const cp_params_t p = cp_step_params(cfg, steps);
-    const cp_algo_t algo = cp_allreduce_choose(cfg, &p, steps, a->count, n);
+    const cp_algo_t algo = algo_for(a, &p, steps);
 
     memset(need, 0, CP_WS_SLOTS * sizeof(size_t));
     if (algo == CP_ALGO_SPARSE)
@@ -151,7 +160,7 @@ cp_status_t cp_allreduce(const cp_allreduce_args_t *a, cp_coll_result_t *res)
     if (a->tensor->count != a->count)
         return CP_ERR_INVALID;
     const cp_params_t p = cp_step_params(a->cfg, a->tensor->steps);
-    res->algo = cp_allreduce_choose(a->cfg, &p, a->tensor->steps, a->count, n);
+    res->algo = algo_for(a, &p, a->tensor->steps);
     res->bytes_dense = cp_ring_bytes(n, 4.0 * (double)a->count);
     switch (res->algo) {
     case CP_ALGO_SPARSE:

@@ -8,6 +8,9 @@ same with PyTorch DDP for comparison.
     --mode ddp            torch DistributedDataParallel over gloo
     --mode ddp-fp16       ... with PyTorch's fp16_compress_hook
     --mode ddp-powersgd   ... with PyTorch's PowerSGD hook (rank 4)
+    --mode ddp-commpress-quant, ddp-commpress-topk
+                          ... with commpress.torch's hook (quant 4 bits,
+                          topk 1%; docs/torch.md): no MPI in the exchange
 
 Ranks and world size come from Open MPI's environment (run under mpirun or
 bench/cluster.sh). Rank 0 writes JSON (--out) with the settings, the log
@@ -138,7 +141,8 @@ def comm_stats(opt, at_warmup):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", default="mpi", choices=["mpi", "ddp", "ddp-fp16", "ddp-powersgd"])
+    ap.add_argument("--mode", default="mpi", choices=["mpi", "ddp", "ddp-fp16", "ddp-powersgd",
+                                                      "ddp-commpress-quant", "ddp-commpress-topk"])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=64, help="per rank")
     ap.add_argument("--lr", type=float, default=0.05)
@@ -261,6 +265,11 @@ def main():
                                        start_powerSGD_iter=10, use_error_feedback=True,
                                        warm_start=True)
             trained.register_comm_hook(state, psgd.powerSGD_hook)
+        elif args.mode.startswith("ddp-commpress"):
+            import commpress.torch as ct
+            settings = dict(bits=4) if args.mode.endswith("quant") else dict(density=0.01)
+            hook_state = ct.HookState(compressor=args.mode.rsplit("-", 1)[1], **settings)
+            trained.register_comm_hook(hook_state, ct.compressed_hook)
         sync = None
 
     xtr = torch.from_numpy(load_idx("train-images-idx3-ubyte").astype(np.float32) / 255.0)

@@ -77,6 +77,35 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
                      commpress_ctx_t **ctx_p);
 void commpress_destroy(commpress_ctx_t *ctx);
 
+/* A transport of the caller's, for groups that are not MPI communicators
+ * (python/commpress/torch.py drives it with torch.distributed): the
+ * collectives commpress's algorithms move their bytes with, over a group
+ * of `size` ranks in which this one is `rank`. Every rank calls them in
+ * the same order; each returns 0 on success (anything else fails the
+ * commpress call with COMMPRESS_ERR_TRANSPORT). The algorithms are the
+ * same as over MPI (the two-phase and sparse-allgather schedules,
+ * sparse_rs excepted: it needs v-collectives), so are the results: every
+ * rank gets identical bits. */
+typedef struct {
+    int rank, size;
+    void *user; /* passed to every call */
+    /* recv[r * bytes ..] receives the `bytes` rank r sent to this one
+     * from its send[this rank * bytes ..] */
+    int (*alltoall)(void *user, const void *send, void *recv, size_t bytes);
+    /* recv[r * bytes ..] receives rank r's `bytes` of send */
+    int (*allgather)(void *user, const void *send, void *recv, size_t bytes);
+    /* the elementwise maximum of n unsigned 64-bit values, in place */
+    int (*allreduce_max_u64)(void *user, uint64_t *vals, size_t n);
+    /* the exact sum of count floats (send NULL: in place on recv) */
+    int (*allreduce_sum_f32)(void *user, const float *send, float *recv, size_t count);
+} commpress_transport_t;
+
+/* commpress_create over the caller's transport (copied: t need not
+ * outlive the call, its user pointer must outlive the context).
+ * Collective over the group, as commpress_create. */
+int commpress_create_transport(const commpress_config_t *cfg, const commpress_transport_t *t,
+                               commpress_ctx_t **ctx_p);
+
 /* Compressed SUM allreduce of fp32. send == NULL means in place (recv holds
  * the input). tensor_id names the tensor whose error-feedback state is used:
  * pass the same id for the same tensor every step, and the same on every

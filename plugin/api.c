@@ -21,7 +21,9 @@ CP_SAME(ERR_RANGE); CP_SAME(ERR_RANKS);
 #undef CP_SAME
 
 struct commpress_ctx {
-    MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's */
+    MPI_Comm comm; /* a duplicate: our traffic never mixes with the caller's
+                      (MPI_COMM_NULL over a caller's transport) */
+    commpress_transport_t user; /* commpress_create_transport's */
     cp_comm_state_t *state;
     cp_layout_registry_t layouts; /* by tensor id */
     cp_coll_config_t coll;
@@ -130,6 +132,85 @@ int commpress_create(const commpress_config_t *cfg, MPI_Comm comm,
     /* ... and on whether every rank could: all get a context, or none. */
     if (PMPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, comm) !=
             MPI_SUCCESS || fail) {
+        commpress_destroy(ctx);
+        return CP_ERR_NOMEM;
+    }
+    *ctx_p = ctx;
+    return CP_OK;
+}
+
+/* The caller's transport as the collectives' (no v-collectives: the
+ * choice never takes sparse_rs over it, collectives/allreduce.c). */
+static cp_status_t user_rc(int rc) { return rc == 0 ? CP_OK : CP_ERR_TRANSPORT; }
+static cp_status_t u_alltoall(void *c, const void *send, void *recv, size_t bytes)
+{
+    const commpress_transport_t *t = c;
+    return user_rc(t->alltoall(t->user, send, recv, bytes));
+}
+static cp_status_t u_allgather(void *c, const void *send, void *recv, size_t bytes)
+{
+    const commpress_transport_t *t = c;
+    return user_rc(t->allgather(t->user, send, recv, bytes));
+}
+static cp_status_t u_sum_f32(void *c, const float *send, float *recv, size_t count)
+{
+    const commpress_transport_t *t = c;
+    return user_rc(t->allreduce_sum_f32(t->user, send, recv, count));
+}
+static cp_status_t u_max_u64(void *c, uint64_t *vals, size_t n)
+{
+    const commpress_transport_t *t = c;
+    return user_rc(t->allreduce_max_u64(t->user, vals, n));
+}
+static const cp_transport_ops_t user_ops = {
+    .name = "user",
+    .alltoall = u_alltoall,
+    .allgather = u_allgather,
+    .allreduce_sum_f32 = u_sum_f32,
+    .allreduce_max_u64 = u_max_u64,
+};
+
+int commpress_create_transport(const commpress_config_t *cfg, const commpress_transport_t *t,
+                               commpress_ctx_t **ctx_p)
+{
+    cp_coll_settings_t settings;
+    cp_coll_config_t coll;
+    if (ctx_p == NULL)
+        return CP_ERR_INVALID;
+    *ctx_p = NULL;
+    if (t == NULL || t->size < 1 || t->rank < 0 || t->rank >= t->size || !t->alltoall ||
+        !t->allgather || !t->allreduce_max_u64 || !t->allreduce_sum_f32)
+        return CP_ERR_INVALID;
+    cp_status_t st = cfg ? to_settings(cfg, &settings) : CP_ERR_INVALID;
+    if (st == CP_OK && cp_coll_build(&settings, &coll, NULL, 0) != CP_OK)
+        st = CP_ERR_INVALID;
+    if (st == CP_OK && coll.algo == CP_ALGO_SPARSE_RS)
+        st = CP_ERR_CONFIG; /* needs v-collectives this transport lacks */
+    /* Agree on validity and configuration before anyone allocates: the
+     * settings' hash and its complement are equal everywhere iff their
+     * maxima are. */
+    const uint64_t h = st == CP_OK ? cp_coll_settings_hash(&settings) : 0;
+    uint64_t v[3] = {st != CP_OK, h, ~h};
+    if (t->allreduce_max_u64(t->user, v, 3) != 0)
+        return CP_ERR_TRANSPORT;
+    if (v[0])
+        return st != CP_OK ? st : CP_ERR_RANKS;
+    if (v[1] != h || v[2] != ~h)
+        return CP_ERR_MISMATCH;
+    commpress_ctx_t *ctx = calloc(1, sizeof(*ctx));
+    uint64_t fail = ctx == NULL;
+    if (!fail) {
+        cp_layout_registry_init(&ctx->layouts);
+        ctx->coll = coll;
+        ctx->comm = MPI_COMM_NULL;
+        ctx->user = *t;
+        fail = cp_comm_state_create(MPI_COMM_NULL, &ctx->coll, 1 << 16, 0, &ctx->state) != CP_OK;
+    }
+    if (!fail)
+        ctx->state->tp = (cp_transport_t){.ops = &user_ops, .ctx = &ctx->user,
+                                          .rank = t->rank, .size = t->size};
+    /* ... and on whether every rank could: all get a context, or none. */
+    if (t->allreduce_max_u64(t->user, &fail, 1) != 0 || fail) {
         commpress_destroy(ctx);
         return CP_ERR_NOMEM;
     }

@@ -32,7 +32,8 @@ cp_status_t cp_comm_state_create(MPI_Comm comm, const cp_coll_config_t *cfg,
         CP_CHECK_GOTO(cp_addrseen_init(&s->seen, s->det.W), st, err_det);
         s->detect = 1;
     }
-    CP_CHECK_GOTO(cp_transport_mpi_init(&s->tp, &s->comm), st, err_det);
+    if (comm != MPI_COMM_NULL) /* else the caller sets s->tp */
+        CP_CHECK_GOTO(cp_transport_mpi_init(&s->tp, &s->comm), st, err_det);
     *s_p = s;
     return CP_OK;
 err_det:

@@ -71,7 +71,8 @@ typedef struct cp_comm_state {
     struct cp_comm_state *prev, *next; /* list of live states */
 } cp_comm_state_t;
 
-/* Local: the caller agrees on the outcome across the communicator. cfg is
+/* Local: the caller agrees on the outcome across the communicator (comm
+ * MPI_COMM_NULL: no MPI transport; the caller sets s->tp). cfg is
  * the configuration every call on it runs with (COMMPRESS_ADAPT's
  * candidates come from it). With detect set, room for the step detector
  * (CP_NAME_AUTO). */
