@@ -8,6 +8,10 @@
 #   the optimizer without momentum: DGC applies it before compressing.
 #
 #   bench/train_compare.sh [--hosts 4] [--rate 1gbit] [--steps 300] [--out DIR] [--shm]
+#                          [--only REGEX]
+#
+# --only runs the rows whose label matches REGEX (grep -E) and tabulates
+# every run in DIR.
 #
 # --shm runs the same rows on one machine without an emulated network
 # (mpirun -np HOSTS, ranks talk through shared memory). The *-auto rows
@@ -19,7 +23,7 @@
 # (scripts/install-bench-deps.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-hosts=4 rate=1gbit steps=300 out=$root/docs/results/train shm=0
+hosts=4 rate=1gbit steps=300 out=$root/docs/results/train shm=0 only=.
 while [ $# -gt 0 ]; do
   case $1 in
     --hosts) hosts=$2; shift 2 ;;
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --shm) shm=1; shift ;;
+    --only) only=$2; shift 2 ;;
     *) echo "train_compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +45,7 @@ run() {
   local label=$1 vars=() x=(); shift
   while [ "$1" != -- ]; do vars+=("$1"); shift; done
   shift
+  grep -qE -- "$only" <<<"$label" || return 0
   echo "== $label" >&2
   local args=(/usr/bin/python3 "$root/examples/train_fmnist.py" --steps "$steps"
               --label "$label" --out "$out/$label.json" "$@")
