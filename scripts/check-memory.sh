@@ -117,6 +117,14 @@ for comp in quant topk; do
   COMMPRESS_COMPRESSOR=$comp COMMPRESS_HIERARCHY=node COMMPRESS_HIERARCHY_TEST_NODE=2 \
     COMMPRESS_MIN_BYTES=0 COMMPRESS_POLICY=always run 5 build-asan/tests/test_hierarchy 30011 6 | tail -1
 done
+echo "== the DDP hook's transport (commpress_create_transport) under ASan/UBSan: python, gloo"
+# libasan first in python (not the shim: the hook loads the sanitized
+# library itself, through COMMPRESS_LIB)
+hookstore=$(mktemp -u)
+COMMPRESS_LIB=$PWD/build-asan/libcommpress.so OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  mpirun -np 2 --oversubscribe -x LD_PRELOAD="$asan" -x ASAN_OPTIONS -x COMMPRESS_LIB \
+  /usr/bin/python3 tests/python/test_torch_hook.py "$hookstore" | tail -1
+rm -f "$hookstore"
 echo "== dgc, 3 ranks; 1-bit Adam, 2 and 4 ranks"
 COMMPRESS_COMPRESSOR=dgc COMMPRESS_MIN_BYTES=0 COMMPRESS_TOPK_SELECT=exact \
   COMMPRESS_DGC_WARMUP_STEPS=3 COMMPRESS_DGC_CLIP=0.5 COMMPRESS_DGC_DENSE_BELOW=2000 \
