@@ -1,6 +1,8 @@
 /* Byte-moving primitives the compressed collectives are written against.
- * Two implement them: MPI (transport_mpi.c, PMPI_*) and NCCL
- * (transport_nccl.c, the real library's functions, for the GPU path).
+ * Three implement them: MPI (transport_mpi.c, PMPI_*), NCCL
+ * (transport_nccl.c, the real library's functions, for the GPU path), and
+ * a caller's own collectives (plugin/api.c, commpress_create_transport:
+ * the DDP hook's torch.distributed; no point-to-point, no v-collectives).
  * Sizes are bytes per rank. Buffers live where the transport moves data
  * from: host memory for MPI (calls complete before returning), device
  * memory for NCCL (calls are enqueued on a stream and return at once). */
