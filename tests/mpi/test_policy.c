@@ -19,7 +19,10 @@
  *            calls plain everywhere, identical bits, no hang;
  *  real      measured timings with ranks that arrive late by different
  *            amounts: identical bits and identical plain calls on every
- *            rank, never a hang (ctest's timeout). */
+ *            rank, never a hang (ctest's timeout);
+ *  long      the same over 3000 steps of three calls of one size class,
+ *            with a pause every 700 steps: the same calls plain on every
+ *            rank, call by call. */
 #include <math.h>
 #include <mpi.h>
 #include <stdint.h>
@@ -333,6 +336,45 @@ static void real(void)
     free(x), free(y);
 }
 
+/* Thousands of steps with measured timings, three calls of one size
+ * class a step (the class's periods then span one call to the next of
+ * another tensor), ranks late by changing amounts, and a 50 ms pause on
+ * every rank every 700 steps (an evaluation): identical bits on every
+ * call, and every rank runs the same calls plain, call by call, through
+ * the probes of a long run (their distance doubles to 1024 and beyond). */
+static void long_run(void)
+{
+    const size_t sizes[3] = {40000, 50000, 60000}, steps = 3000, calls = 3 * steps;
+    float *x = malloc(60000 * sizeof(float)), *y = malloc(60000 * sizeof(float));
+    unsigned char *got = malloc(calls);
+    uint64_t s = 7 + (uint64_t)rank;
+    size_t bad = 0;
+    for (size_t i = 0; i < calls; i++) {
+        const size_t n = sizes[i % 3];
+        fill(x, n, i * 13 + (uint64_t)rank);
+        if (i % (3 * 700) == 0 && i > 0) {
+            struct timespec pause = {0, 50000000};
+            nanosleep(&pause, NULL);
+        }
+        struct timespec d = {0, (long)(cp_test_splitmix(&s) % 300000)};
+        nanosleep(&d, NULL);
+        const unsigned long long before = plain_calls();
+        MPI_Allreduce(x, y, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        got[i] = (unsigned char)(plain_calls() - before);
+        if (i % 97 == 0 || i + 1 == calls)
+            bad += !same_everywhere(hash_bits(y, n));
+    }
+    CHECK(bad == 0, "%zu sampled calls gave different bits on different ranks", bad);
+    size_t nplain = 0;
+    for (size_t i = 0; i < calls; i++)
+        nplain += got[i];
+    CHECK(same_everywhere(hash_bits((const float *)got, calls / 4)) && same_everywhere(nplain),
+          "ranks ran different calls plain");
+    if (rank == 0)
+        printf("long: %zu of %zu calls plain, the same calls on every rank\n", nplain, calls);
+    free(x), free(y), free(got);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -350,6 +392,8 @@ int main(int argc, char **argv)
         moving();
     else if (strcmp(mode, "predict") == 0)
         predict();
+    else if (strcmp(mode, "long") == 0)
+        long_run();
     else
         CHECK(0, "unknown mode %s", mode);
     int bad = nfail;
