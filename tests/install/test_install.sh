@@ -12,14 +12,18 @@
 # unpacked with dpkg-deb into a temporary root rather than installed with
 # dpkg: the test machine's /usr stays as it was (installing it would put
 # an installed commpress in front of the build tree's for later tests).
+# (No `cmd | grep -q` under pipefail: grep's early exit can kill cmd with
+# SIGPIPE and fail the pipe; outputs are captured, then searched.)
 set -euo pipefail
 build=$(cd "$1" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [ "${2:-}" = --deb ]; then
   (cd "$build" && cpack -G DEB >/dev/null)
-  deb=$(ls "$build"/commpress_*.deb | head -1)
-  dpkg-deb -I "$deb" | grep -q "Depends: libopenmpi3" || fail_early=1
+  debs=("$build"/commpress_*.deb)
+  deb=${debs[0]}
+  info=$(dpkg-deb -I "$deb")
+  grep -q "Depends: libopenmpi3" <<<"$info" || fail_early=1
   dpkg-deb -x "$deb" "$tmp/root"
   p=$tmp/root/usr
   [ -z "${fail_early:-}" ] || { echo "FAIL: $deb does not depend on libopenmpi3" >&2; exit 1; }
@@ -27,12 +31,13 @@ else
   p=$tmp/prefix
   cmake --install "$build" --prefix "$p" >/dev/null
 fi
-libdir=$(ls -d "$p"/lib*/ | head -1)
-libdir=${libdir%/}
+libs=("$p"/lib*/)
+libdir=${libs[0]%/}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 real=$(readlink -f "$libdir/libcommpress.so")
-objdump -p "$real" | grep -q "SONAME *libcommpress.so.0$" || fail "no soname libcommpress.so.0 on $real"
+dyn=$(objdump -p "$real")
+grep -q "SONAME *libcommpress.so.0$" <<<"$dyn" || fail "no soname libcommpress.so.0 on $real"
 [ -x "$p/bin/commpress-info" ] || fail "commpress-info not installed"
 "$p/bin/commpress-info" --version >/dev/null 2>&1 || "$p/bin/commpress-info" >/dev/null ||
   fail "commpress-info does not run"
@@ -57,12 +62,16 @@ C
 # pkg-config (its prefix found from where the .pc lies)
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 flags=$(pkg-config --cflags --libs commpress) || fail "pkg-config does not know commpress"
-inc=$(pkg-config --cflags-only-I commpress | tr ' ' '\n' | sed -n 's/^-I//p' | head -1)
+incs=$(pkg-config --cflags-only-I commpress)
+inc=${incs%% *}
+inc=${inc#-I}
 [ "$(readlink -f "$inc")" = "$(readlink -f "$p/include")" ] ||
   fail "pkg-config --cflags gives '$inc', not $p/include"
 cc "$tmp/hello.c" $flags -Wl,-rpath,"$libdir" -o "$tmp/hello_pc"
-"$tmp/hello_pc" | grep -q "^density 0.01" || fail "the pkg-config build does not run"
-ldd "$tmp/hello_pc" | grep -q "$libdir/libcommpress.so.0" || fail "hello_pc does not load the installed library"
+out=$("$tmp/hello_pc") || fail "the pkg-config build does not run"
+grep -q "^density 0.01" <<<"$out" || fail "the pkg-config build prints '$out'"
+deps=$(ldd "$tmp/hello_pc")
+grep -q "$libdir/libcommpress.so.0" <<<"$deps" || fail "hello_pc does not load the installed library"
 
 # find_package(commpress): the imported target commpress::commpress
 mkdir "$tmp/fp"
@@ -76,7 +85,8 @@ CM
 cmake -S "$tmp/fp" -B "$tmp/fp/b" -DCMAKE_PREFIX_PATH="$p" -DCMAKE_BUILD_RPATH="$libdir" >/dev/null ||
   fail "find_package(commpress) failed"
 cmake --build "$tmp/fp/b" >/dev/null || fail "the find_package build failed"
-"$tmp/fp/b/hello" | grep -q "^density 0.01" || fail "the find_package build does not run"
+out=$("$tmp/fp/b/hello") || fail "the find_package build does not run"
+grep -q "^density 0.01" <<<"$out" || fail "the find_package build prints '$out'"
 
 # Python, from the prefix, with nothing else set
 py=$p/lib/python3/dist-packages
@@ -85,5 +95,6 @@ got=$(cd "$tmp" && env -i PATH=/usr/bin:/bin PYTHONPATH="$py" /usr/bin/python3 -
 import commpress, commpress._lib as L
 print(L.lib()._name)
 print(commpress.strerror(0))')
-echo "$got" | head -1 | grep -q "^$p/" || fail "import commpress loaded '$(echo "$got" | head -1)', not the installed library"
-echo "install${2:+ ($2)}: pkg-config and find_package builds run, soname libcommpress.so.0, python loads $(echo "$got" | head -1)"
+loaded=${got%%$'\n'*}
+[[ $loaded == "$p/"* ]] || fail "import commpress loaded '$loaded', not the installed library"
+echo "install${2:+ ($2)}: pkg-config and find_package builds run, soname libcommpress.so.0, python loads $loaded"
