@@ -1,13 +1,43 @@
-/* What the benchmark programs share: the median of timings and the input
- * (the codec settings are bench/spec.h's). */
+/* What the benchmark programs share: the clock, the median of timings,
+ * the input and the link rate's syntax (the codec settings are
+ * bench/spec.h's). */
 #ifndef CP_BENCH_H
 #define CP_BENCH_H
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "compressors/compressor.h"
+
+/* Seconds on the monotonic clock. */
+static inline double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A link rate as tc writes it ("1gbit", "10gbit", "100mbit", "500kbit")
+ * or plain bits per second; 0 on anything else. */
+static inline double bench_parse_rate(const char *s)
+{
+    char *e;
+    double v = strtod(s, &e);
+    if (e == s || !(v > 0))
+        return 0;
+    if (!strcmp(e, "") || !strcmp(e, "bit"))
+        return v;
+    if (!strcmp(e, "kbit"))
+        return v * 1e3;
+    if (!strcmp(e, "mbit"))
+        return v * 1e6;
+    if (!strcmp(e, "gbit"))
+        return v * 1e9;
+    return 0;
+}
 
 static int bench_cmp_double(const void *a, const void *b)
 {

@@ -143,25 +143,6 @@ static double timed_exchange(int sparse, size_t slot, unsigned char *a,
 
 int bench_kernels(int argc, char **argv); /* bench/kernels.c */
 
-/* "1gbit", "10gbit", "100mbit", "500kbit" or plain bits per second; 0 on
- * anything else. */
-static double parse_rate(const char *s)
-{
-    char *e;
-    double v = strtod(s, &e);
-    if (e == s || !(v > 0))
-        return 0;
-    if (!strcmp(e, "") || !strcmp(e, "bit"))
-        return v;
-    if (!strcmp(e, "kbit"))
-        return v * 1e3;
-    if (!strcmp(e, "mbit"))
-        return v * 1e6;
-    if (!strcmp(e, "gbit"))
-        return v * 1e9;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     size_t min_count = 1 << 10, max_count = 1 << 24;
@@ -191,7 +172,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--iters")) iters = atoi(v);
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--rate")) {
-            if (!(rate = parse_rate(v)))
+            if (!(rate = bench_parse_rate(v)))
                 die("--rate: accepted 1gbit, 10gbit, 100mbit or bits per second, not ", v);
         }
         else if (!strcmp(a, "--compressor")) {

@@ -6,17 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench/bench.h"
 #include "bench/spec.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     const cp_compressor_ops_t *c;
@@ -42,9 +34,9 @@ static double median_time(void (*f)(kctx_t *), kctx_t *k, int iters)
     double *t = malloc((size_t)iters * sizeof(double)), m;
     f(k);
     for (int i = 0; i < iters; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         f(k);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
     m = bench_median(t, iters);
     free(t);

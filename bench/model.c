@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench/bench.h"
 #include "bench/spec.h"
@@ -34,13 +33,6 @@
 
 #define MAX_SPECS 16
 #define MAX_RANKS 64
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die(const char *msg, const char *arg)
 {
@@ -63,16 +55,16 @@ static void calibrate_machine(size_t n)
     memcpy(y, x, n * 4);
     double t[3];
     for (int i = 0; i < 3; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         memcpy(y, x, n * 4);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
     c_mem = best_of(t) / (double)n;
     for (int i = 0; i < 3; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         for (size_t j = 0; j < n; j++)
             y[j] += x[j];
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
     c_add = best_of(t) / (double)n + (y[n / 2] == 12345.0f ? 1e-30 : 0);
     free(x), free(y);
@@ -90,13 +82,13 @@ static costs_t calibrate(const bench_spec_t *b, size_t n)
     bench_fill(x, n, 2);
     double te[3], td[3];
     for (int i = 0; i < 3; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (c->encode(p, x, n, msg, cap, &len, scratch) != CP_OK)
             die("could not encode with ", b->text);
-        te[i] = now() - t0;
-        t0 = now();
+        te[i] = bench_now() - t0;
+        t0 = bench_now();
         c->decode(p, msg, len, 1.0f, y, y, n);
-        td[i] = now() - t0;
+        td[i] = bench_now() - t0;
     }
     k.enc = best_of(te) / (double)n;
     k.dec = best_of(td) / (double)n;
@@ -173,21 +165,6 @@ static algo_time_t predict(cp_algo_t algo, const cp_coll_config_t *cfg, const co
     return a;
 }
 
-static double parse_rate(const char *s)
-{
-    char *e;
-    double v = strtod(s, &e);
-    if (e == s || !(v > 0))
-        return 0;
-    if (!strcmp(e, "gbit"))
-        return v * 1e9;
-    if (!strcmp(e, "mbit"))
-        return v * 1e6;
-    if (!strcmp(e, "") || !strcmp(e, "bit"))
-        return v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     int ranks[MAX_RANKS], nranks = 0, per = 1, shared = 0;
@@ -211,7 +188,7 @@ int main(int argc, char **argv)
             for (int r = 2 * per; r <= atoi(v) && nranks < MAX_RANKS; r *= 2)
                 ranks[nranks++] = r;
         } else if (!strcmp(a, "--per-node")) per = atoi(v);
-        else if (!strcmp(a, "--rate")) rate = parse_rate(v);
+        else if (!strcmp(a, "--rate")) rate = bench_parse_rate(v);
         else if (!strcmp(a, "--latency")) lat = atof(v);
         else if (!strcmp(a, "--count")) count = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--shared-cores")) shared = atoi(v);

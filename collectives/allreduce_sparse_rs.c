@@ -113,13 +113,6 @@ void cp_allreduce_sparse_rs_plan(const cp_allreduce_args_t *a, const cp_params_t
     need[CP_WS_META] = meta_bytes(n);
 }
 
-static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 static float pair_value(const uint32_t *pair)
 {
@@ -320,7 +313,7 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
         unsigned char *blk = bsend + (size_t)r * CP_RS_BLOCK;
         memcpy(blk, send, CP_SLOT_HDR);
         cp_put_u32(blk + 4, 0); /* no payload in the block */
-        put_u64(blk + CP_SLOT_HDR, scnt[r] / 8);
+        cp_put_u64(blk + CP_SLOT_HDR, scnt[r] / 8);
     }
     res->compress_seconds += cp_now() - t0;
     CP_CHECK(tp->ops->alltoall(tp->ctx, bsend, brecv, CP_RS_BLOCK));
@@ -334,7 +327,7 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
     const size_t region = b[me + 1] - b[me];
     size_t total = 0;
     for (int r = 0; r < n; r++) {
-        const uint64_t c = get_u64(brecv + (size_t)r * CP_RS_BLOCK + CP_SLOT_HDR);
+        const uint64_t c = cp_get_u64(brecv + (size_t)r * CP_RS_BLOCK + CP_SLOT_HDR);
         if (c > region || c > need[CP_WS_PAIRS] / 8)
             return CP_ERR_MALFORMED; /* more entries than the region or a message holds */
         rdsp[r] = 8 * total;
@@ -395,10 +388,10 @@ cp_status_t cp_allreduce_sparse_rs(const cp_allreduce_args_t *a, const cp_params
         if (r == me)
             take_me = mine_ties;
     }
-    if (S > K && !all)
+    /* At most k (all: the candidates, which the first histogram counted
+     * at most k): sel, sized for k, holds them. */
+    if (S > K)
         return CP_ERR_MALFORMED; /* counts no rank could have sent */
-    if (8 * S + 8 > need[CP_WS_RECV2]) /* all: at most the entries sent */
-        CP_CHECK(cp_workspace_get(a->ws, CP_WS_RECV2, 8 * S + 8, (void **)&sel));
     /* This rank's selection, in index order, into its place in sel. */
     uint32_t *out = sel + rdsp[me] / 4;
     size_t o = 0;

@@ -20,13 +20,6 @@ uint64_t cp_slot_check_word(uint64_t ident, size_t count, uint64_t steps,
     return mix64(mix64(mix64(ident, count), steps), hist);
 }
 
-static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 /* The header after the payload (len bytes, or none when flagged). */
 static cp_status_t slot_seal(unsigned char *slot, size_t slot_size, uint32_t flags,
@@ -38,8 +31,8 @@ static cp_status_t slot_seal(unsigned char *slot, size_t slot_size, uint32_t fla
         len = 0;
     cp_put_u32(slot, flags);
     cp_put_u32(slot + 4, (uint32_t)len);
-    put_u64(slot + 8, meta->check);
-    put_u64(slot + 16, meta->evidence);
+    cp_put_u64(slot + 8, meta->check);
+    cp_put_u64(slot + 16, meta->evidence);
     memset(slot + CP_SLOT_HDR + len, 0, slot_size - CP_SLOT_HDR - len);
     return st;
 }
@@ -107,9 +100,9 @@ void cp_slots_scan(const unsigned char *slots, int n, size_t slot_size,
     memset(v, 0, sizeof(*v));
     for (int r = 0; r < n; r++) {
         const unsigned char *s = slots + (size_t)r * slot_size;
-        uint64_t ev = get_u64(s + 16);
+        uint64_t ev = cp_get_u64(s + 16);
         v->flags |= cp_get_u32(s);
-        v->disagree |= get_u64(s + 8) != check;
+        v->disagree |= cp_get_u64(s + 8) != check;
         support |= ev_period && ev == ev_period;
         if (ev_period && ev >= 2 * (uint64_t)ev_period && ev % ev_period == 0 &&
             (v->evidence == 0 || ev < v->evidence))

@@ -69,6 +69,24 @@ typedef struct {
     int size;
 } cp_transport_t;
 
+/* Collective agreement before anyone allocates, over any transport:
+ * CP_ERR_INVALID on every rank if any rank passes valid = 0,
+ * CP_ERR_MISMATCH if the hashes of the ranks' configurations differ (one
+ * max-allreduce of 3 words: the hash and its complement are equal
+ * everywhere iff their maxima are). */
+static inline cp_status_t cp_transport_agree(const cp_transport_t *tp, int valid,
+                                             uint64_t hash)
+{
+    uint64_t v[3] = {!valid, valid ? hash : 0, valid ? ~hash : ~(uint64_t)0};
+    if (tp->ops->allreduce_max_u64(tp->ctx, v, 3) != CP_OK)
+        return CP_ERR_TRANSPORT;
+    if (!valid || v[0])
+        return CP_ERR_INVALID;
+    if (v[1] != hash || v[2] != ~hash)
+        return CP_ERR_MISMATCH;
+    return CP_OK;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -109,18 +109,26 @@ static int units(const size_t *counts, const size_t *displs, int n, int *c, int 
     return MPI_SUCCESS;
 }
 
-/* The int arrays MPI's v-collectives take: 4 per rank, allocated per call
- * (a few bytes a rank; sparse_rs makes two such calls a step). */
+/* The int arrays MPI's v-collectives take, `sets` of comm's size each,
+ * allocated per call (a few bytes a rank; sparse_rs makes two such calls
+ * a step). */
+static cp_status_t int_arrays(MPI_Comm comm, int sets, int *n, int **v)
+{
+    int rc = PMPI_Comm_size(comm, n);
+    if (rc != MPI_SUCCESS)
+        return mpi_result(rc, "PMPI_Comm_size");
+    *v = malloc((size_t)sets * (size_t)*n * sizeof(int));
+    return *v ? CP_OK : CP_ERR_NOMEM;
+}
+
 static cp_status_t mpi_alltoallv(void *ctx, const void *send, const size_t *scounts,
                                  const size_t *sdispls, void *recv, const size_t *rcounts,
                                  const size_t *rdispls)
 {
     MPI_Comm comm = *(MPI_Comm *)ctx;
-    int n, rc = PMPI_Comm_size(comm, &n);
-    int *v = rc == MPI_SUCCESS ? malloc(4 * (size_t)n * sizeof(int)) : NULL;
-    if (v == NULL)
-        return rc == MPI_SUCCESS ? CP_ERR_NOMEM : mpi_result(rc, "PMPI_Comm_size");
-    rc = units(scounts, sdispls, n, v, v + n);
+    int n, *v;
+    CP_CHECK(int_arrays(comm, 4, &n, &v));
+    int rc = units(scounts, sdispls, n, v, v + n);
     if (rc == MPI_SUCCESS)
         rc = units(rcounts, rdispls, n, v + 2 * n, v + 3 * n);
     if (rc == MPI_SUCCESS)
@@ -134,11 +142,9 @@ static cp_status_t mpi_allgatherv(void *ctx, const void *send, size_t bytes, voi
                                   const size_t *counts, const size_t *displs)
 {
     MPI_Comm comm = *(MPI_Comm *)ctx;
-    int n, rc = PMPI_Comm_size(comm, &n);
-    int *v = rc == MPI_SUCCESS ? malloc(2 * (size_t)n * sizeof(int)) : NULL;
-    if (v == NULL)
-        return rc == MPI_SUCCESS ? CP_ERR_NOMEM : mpi_result(rc, "PMPI_Comm_size");
-    rc = units(counts, displs, n, v, v + n);
+    int n, *v;
+    CP_CHECK(int_arrays(comm, 2, &n, &v));
+    int rc = units(counts, displs, n, v, v + n);
     if (rc == MPI_SUCCESS && (bytes % 8 || bytes / 8 > INT_MAX))
         rc = MPI_ERR_COUNT;
     if (rc == MPI_SUCCESS)
@@ -250,13 +256,6 @@ void cp_transport_mpi_p2p(cp_transport_t *tp, MPI_Comm *p2p_slot)
 
 cp_status_t cp_mpi_agree(MPI_Comm comm, int valid, uint64_t hash)
 {
-    uint64_t v[3] = {!valid, valid ? hash : 0, valid ? ~hash : ~(uint64_t)0};
-    if (PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_UINT64_T, MPI_MAX, comm) !=
-        MPI_SUCCESS)
-        return CP_ERR_TRANSPORT;
-    if (!valid || v[0])
-        return CP_ERR_INVALID;
-    if (v[1] != hash || v[2] != ~hash)
-        return CP_ERR_MISMATCH;
-    return CP_OK;
+    const cp_transport_t tp = {.ops = &cp_transport_mpi, .ctx = &comm};
+    return cp_transport_agree(&tp, valid, hash);
 }

@@ -15,9 +15,8 @@ cp_status_t cp_transport_mpi_init(cp_transport_t *tp, MPI_Comm *comm_slot);
  * cannot match the application's receives. It must outlive tp. */
 void cp_transport_mpi_p2p(cp_transport_t *tp, MPI_Comm *p2p_slot);
 
-/* Collective agreement before anyone allocates: CP_ERR_INVALID on every
- * rank if any rank passes valid = 0, CP_ERR_MISMATCH if the hashes of the
- * ranks' configurations differ (one PMPI_Allreduce of 3 words). */
+/* cp_transport_agree (collectives/transport.h) over comm, before any
+ * transport of commpress's exists. */
 cp_status_t cp_mpi_agree(MPI_Comm comm, int valid, uint64_t hash);
 
 #endif

@@ -189,6 +189,13 @@ static inline uint32_t cp_get_u32(const void *p)
     memcpy(&v, p, 4);
     return v;
 }
+static inline void cp_put_u64(void *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline uint64_t cp_get_u64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
 static inline void cp_put_f32(void *p, float v) { memcpy(p, &v, 4); }
 static inline float cp_get_f32(const void *p)
 {

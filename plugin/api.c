@@ -186,17 +186,16 @@ int commpress_create_transport(const commpress_config_t *cfg, const commpress_tr
         st = CP_ERR_INVALID;
     if (st == CP_OK && coll.algo == CP_ALGO_SPARSE_RS)
         st = CP_ERR_CONFIG; /* needs v-collectives this transport lacks */
-    /* Agree on validity and configuration before anyone allocates: the
-     * settings' hash and its complement are equal everywhere iff their
-     * maxima are. */
-    const uint64_t h = st == CP_OK ? cp_coll_settings_hash(&settings) : 0;
-    uint64_t v[3] = {st != CP_OK, h, ~h};
-    if (t->allreduce_max_u64(t->user, v, 3) != 0)
-        return CP_ERR_TRANSPORT;
-    if (v[0])
+    /* Agree on validity and configuration before anyone allocates (over
+     * the caller's transport as it is; the context keeps a copy). */
+    const cp_transport_t tp = {.ops = &user_ops, .ctx = (void *)t, .rank = t->rank,
+                               .size = t->size};
+    const cp_status_t ag =
+        cp_transport_agree(&tp, st == CP_OK, st == CP_OK ? cp_coll_settings_hash(&settings) : 0);
+    if (ag == CP_ERR_INVALID) /* this rank's reason, or another rank's refusal */
         return st != CP_OK ? st : CP_ERR_RANKS;
-    if (v[1] != h || v[2] != ~h)
-        return CP_ERR_MISMATCH;
+    if (ag != CP_OK)
+        return ag;
     commpress_ctx_t *ctx = calloc(1, sizeof(*ctx));
     uint64_t fail = ctx == NULL;
     if (!fail) {
@@ -206,9 +205,10 @@ int commpress_create_transport(const commpress_config_t *cfg, const commpress_tr
         ctx->user = *t;
         fail = cp_comm_state_create(MPI_COMM_NULL, &ctx->coll, 1 << 16, 0, &ctx->state) != CP_OK;
     }
-    if (!fail)
-        ctx->state->tp = (cp_transport_t){.ops = &user_ops, .ctx = &ctx->user,
-                                          .rank = t->rank, .size = t->size};
+    if (!fail) {
+        ctx->state->tp = tp;
+        ctx->state->tp.ctx = &ctx->user;
+    }
     /* ... and on whether every rank could: all get a context, or none. */
     if (t->allreduce_max_u64(t->user, &fail, 1) != 0 || fail) {
         commpress_destroy(ctx);

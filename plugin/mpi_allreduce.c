@@ -210,9 +210,10 @@ int MPI_Finalize(void)
 
 /* COMMPRESS_HIERARCHY on a new state's communicator (collective over it;
  * docs/scaling.md): its nodes (MPI's, or COMMPRESS_HIERARCHY_TEST_NODE's
- * emulated ones), and whether calls go node-aware, agreed in one
- * allreduce of the largest node and the number of nodes: node-aware needs
- * a node of more than one rank, and with auto more than one node. A
+ * emulated ones), and whether calls go node-aware, agreed in two
+ * allreduces (the largest and the smallest node, the number of nodes):
+ * node-aware needs a node of more than one rank, every rank in a node,
+ * and with auto more than one node. A
  * communicator whose nodes hold one rank each runs flat, so the leaders'
  * own communicator never nests a second level. */
 static void hier_setup(MPI_Comm comm, cp_comm_state_t *s)
@@ -232,7 +233,7 @@ static void hier_setup(MPI_Comm comm, cp_comm_state_t *s)
         PMPI_Comm_rank(s->node, &nrank);
         PMPI_Comm_size(s->node, &nsize);
     }
-    /* the largest node (-1 if some rank has none), the smallest, the
+    /* the largest node, the smallest (-1 if some rank has none), the
      * number of nodes */
     int v[3] = {nsize, -nsize, nrank == 0}, m[3];
     int nodes = 0, big = 0, small = 0;
@@ -242,7 +243,7 @@ static void hier_setup(MPI_Comm comm, cp_comm_state_t *s)
         small = -m[1];
         nodes = m[2];
     }
-    s->hier = big > 1 && (cp_cfg.hierarchy >= CP_HIER_NODE || nodes > 1);
+    s->hier = big > 1 && small >= 1 && (cp_cfg.hierarchy >= CP_HIER_NODE || nodes > 1);
     /* striped where nodes are of equal size (rank j of every node on
      * chunk j); else one leader a node. */
     if (s->hier && cp_cfg.hierarchy == CP_HIER_STRIPE && small == big)
@@ -368,8 +369,8 @@ static cp_name_t shim_naming(const void *send, const void *recv)
     return name;
 }
 
-static int intercept(const void *sendbuf, void *recvbuf, long long count,
-                     MPI_Datatype datatype, MPI_Op op, MPI_Comm comm);
+static int decorated(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype,
+                     MPI_Op op, MPI_Comm comm);
 
 /* A striped node-aware call: the node's exact sum scattered (rank j of
  * the node gets chunk j), chunk j's call among the j-th ranks of every
@@ -396,11 +397,8 @@ static int striped_allreduce(cp_comm_state_t *s, const void *sendbuf, void *recv
     } else {
         rc = PMPI_Reduce_scatter(sendbuf, mine, cnt, MPI_FLOAT, MPI_SUM, s->node);
     }
-    if (rc == MPI_SUCCESS) {
-        rc = intercept(MPI_IN_PLACE, mine, cnt[nrank], MPI_FLOAT, MPI_SUM, s->lead);
-        if (rc < 0)
-            rc = PMPI_Allreduce(MPI_IN_PLACE, mine, cnt[nrank], MPI_FLOAT, MPI_SUM, s->lead);
-    }
+    if (rc == MPI_SUCCESS)
+        rc = decorated(MPI_IN_PLACE, mine, cnt[nrank], MPI_FLOAT, MPI_SUM, s->lead);
     if (rc == MPI_SUCCESS)
         rc = PMPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recvbuf, cnt, dsp, MPI_FLOAT,
                              s->node);
@@ -421,11 +419,8 @@ static int hier_allreduce(cp_comm_state_t *s, const void *sendbuf, void *recvbuf
     PMPI_Comm_rank(s->node, &nrank);
     const void *in = sendbuf != MPI_IN_PLACE ? sendbuf : nrank == 0 ? MPI_IN_PLACE : recvbuf;
     rc = PMPI_Reduce(in, nrank == 0 ? recvbuf : NULL, count, MPI_FLOAT, MPI_SUM, 0, s->node);
-    if (rc == MPI_SUCCESS && nrank == 0) {
-        rc = intercept(MPI_IN_PLACE, recvbuf, count, MPI_FLOAT, MPI_SUM, s->lead);
-        if (rc < 0)
-            rc = PMPI_Allreduce(MPI_IN_PLACE, recvbuf, count, MPI_FLOAT, MPI_SUM, s->lead);
-    }
+    if (rc == MPI_SUCCESS && nrank == 0)
+        rc = decorated(MPI_IN_PLACE, recvbuf, count, MPI_FLOAT, MPI_SUM, s->lead);
     if (rc == MPI_SUCCESS)
         rc = PMPI_Bcast(recvbuf, count, MPI_FLOAT, 0, s->node);
     return rc;
@@ -493,12 +488,21 @@ static int intercept(const void *sendbuf, void *recvbuf, long long count,
     return -1;
 }
 
-int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
-                  MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
+/* MPI_Allreduce's body: the decorator, or PMPI. The node-aware levels
+ * call it for their inner calls (not MPI_Allreduce: a library that links
+ * rather than preloads commpress could bind that name to MPI's own). */
+static int decorated(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype,
+                     MPI_Op op, MPI_Comm comm)
 {
     int rc = intercept(sendbuf, recvbuf, count, datatype, op, comm);
     return rc >= 0 ? rc
                    : PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm);
+}
+
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
+                  MPI_Datatype datatype, MPI_Op op, MPI_Comm comm)
+{
+    return decorated(sendbuf, recvbuf, count, datatype, op, comm);
 }
 
 #ifdef CP_HAVE_MPI_ALLREDUCE_C

@@ -24,7 +24,7 @@ import ctypes
 import torch
 import torch.distributed as dist
 
-from ._lib import CommpressError, lib
+from ._lib import CommpressError, check, lib, release
 
 
 class _Config(ctypes.Structure):
@@ -105,21 +105,14 @@ class HookState:
                      _SUM(self._sum_f32))
         t = _Transport(self.rank, self.size, None, *self._cbs)
         ctx = ctypes.c_void_p()
-        rc = L.commpress_create_transport(ctypes.byref(cfg), ctypes.byref(t), ctypes.byref(ctx))
-        if rc != 0:
-            raise CommpressError("commpress_create_transport", rc)
-        self._ctx = ctx
+        check("commpress_create_transport",
+              L.commpress_create_transport(ctypes.byref(cfg), ctypes.byref(t), ctypes.byref(ctx)))
+        self._h, self._destroy = ctx, L.commpress_destroy
 
     def close(self):
-        if self._ctx:
-            lib().commpress_destroy(self._ctx)
-            self._ctx = None
+        release(self)
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
+    __del__ = close
 
     # The transport: torch.distributed on the group. An exception becomes
     # a failed call (COMMPRESS_ERR_TRANSPORT), re-raised by allreduce().
@@ -168,7 +161,7 @@ class HookState:
         place; tensor_id names its error feedback (the same every step)."""
         assert t.dtype == torch.float32 and t.is_contiguous() and not t.is_cuda
         self._error = None
-        rc = lib().commpress_allreduce(self._ctx, None, t.data_ptr(), t.numel(), tensor_id)
+        rc = lib().commpress_allreduce(self._h, None, t.data_ptr(), t.numel(), tensor_id)
         self.calls += 1
         if rc != 0:
             err = self._error
@@ -191,9 +184,8 @@ class HookState:
         offs = self.layout(bucket)
         if len(offs) > 2:
             arr = (ctypes.c_size_t * len(offs))(*offs)
-            rc = lib().commpress_ctx_set_layout(self._ctx, i, offs[-1], len(offs) - 1, arr)
-            if rc != 0:
-                raise CommpressError("commpress_ctx_set_layout", rc)
+            check("commpress_ctx_set_layout",
+                  lib().commpress_ctx_set_layout(self._h, i, offs[-1], len(offs) - 1, arr))
 
 
 def compressed_hook(state, bucket):

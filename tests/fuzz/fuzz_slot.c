@@ -45,13 +45,6 @@ static void read_setup(fz_reader_t *r, setup_t *s)
     s->slot_size = cp_slot_size(s->codec->max_size(&s->p, s->n));
 }
 
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static void check_scan(const setup_t *s, const unsigned char *slots)
 {
     cp_slots_view_t v;
@@ -61,9 +54,9 @@ static void check_scan(const setup_t *s, const unsigned char *slots)
     cp_slots_scan(slots, (int)s->nslots, s->slot_size, s->check, s->ev_period, &v);
     for (size_t i = 0; i < s->nslots; i++) {
         const unsigned char *sl = slots + i * s->slot_size;
-        const uint64_t ev = get_u64(sl + 16);
+        const uint64_t ev = cp_get_u64(sl + 16);
         flags |= cp_get_u32(sl);
-        disagree |= get_u64(sl + 8) != s->check;
+        disagree |= cp_get_u64(sl + 8) != s->check;
         if (s->ev_period == 0)
             continue;
         support |= ev == s->ev_period;
