@@ -9,7 +9,11 @@
  *    the result (the CPU path yields the exact plain sum), and leaves all
  *    state unchanged, as on the CPU;
  *  - the tensor's step counter lives on the device and advances only on
- *    clean steps, so seeds (stochastic rounding) match the CPU's;
+ *    clean steps, so seeds (stochastic rounding) match the CPU's; what
+ *    must be known on the host before the exchange (DGC's warm-up density,
+ *    a first dense step of EControl and EF21-SGDM) counts the tensor's
+ *    calls instead (`calls`), the same on every rank: equal to the CPU's
+ *    clean steps until a step is non-finite;
  *  - compute time is not measured (it would need a synchronization). */
 #ifndef CP_ALLREDUCE_GPU_H
 #define CP_ALLREDUCE_GPU_H
@@ -23,9 +27,10 @@ typedef struct {
     float *server;    /* device, server_floats */
     size_t worker_floats, server_floats;
     uint64_t *steps;  /* device: completed clean steps */
+    uint64_t calls;   /* host: compressed calls made (see above) */
 } cp_gpu_tensor_t;
 
-#define CP_GPU_WS_SLOTS 8
+#define CP_GPU_WS_SLOTS 12
 typedef struct {
     void *buf[CP_GPU_WS_SLOTS];
     size_t cap[CP_GPU_WS_SLOTS];

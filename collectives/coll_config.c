@@ -56,7 +56,7 @@ static const cp_param_t coll_rows[] = {
             "casts); dgc keeps its own and accepts only auto. ef21, "
             "econtrol and ef21-sgdm return the aggregated estimator; "
             "ef21-sgdm is the one for stochastic gradients "
-            "(docs/feedback.md; MPI path only)."},
+            "(docs/feedback.md)."},
     {.name = "COMMPRESS_ALLREDUCE_ALGO", .dflt = "auto", .type = CP_PT_ENUM,
      .offset = OFF(algo), .choices = algo_choices, .must_match = 1,
      .doc = "Force an algorithm: sparse (allgather of every rank's "
@@ -337,9 +337,9 @@ const char *cp_coll_gpu_refusal(cp_coll_settings_t *s, char *buf, size_t len)
                  "(MPI path only); accepted: %s", c.codec->name, acc);
         return buf;
     }
-    if (!(c.feedback->flags & CP_FB_GPU)) {
+    if (!cp_feedback_on_gpu(c.feedback)) {
         for (size_t i = 0; i < cp_feedback_count() && o < sizeof(acc); i++)
-            if (cp_feedback_at(i)->flags & CP_FB_GPU)
+            if (cp_feedback_on_gpu(cp_feedback_at(i)) && !(cp_feedback_at(i)->flags & CP_FB_FIXED))
                 o += (size_t)snprintf(acc + o, sizeof(acc) - o, " | %s",
                                       cp_feedback_at(i)->name);
         snprintf(buf, len, "COMMPRESS_FEEDBACK='%s' is invalid with NCCL "

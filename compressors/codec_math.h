@@ -62,4 +62,10 @@ CP_HD uint64_t cp_seed_mix(uint64_t base, int rank, int phase, int chunk,
 #define CP_SUMSQ_BLOCK 2048
 #define CP_SUMSQ_LANES 32
 
+#ifndef __CUDACC__
+/* That sum of x[0..n)'s squares on the CPU (compressors/sign.c), without
+ * scratch: DGC's clip norm. 0 for n = 0. */
+double cp_sumsq_fixed(const float *x, size_t n);
+#endif
+
 #endif

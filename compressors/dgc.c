@@ -5,6 +5,8 @@
 #include "compressors/feedback.h"
 #include "compressors/topk.h"
 
+CP_GPU_TWIN(cp_gpu_topk); /* the same messages as topk */
+
 const cp_compressor_ops_t cp_compressor_dgc = {
     .name = "dgc",
     .doc = "DGC: top-k with momentum correction, clipping, factor masking "
@@ -13,6 +15,7 @@ const cp_compressor_ops_t cp_compressor_dgc = {
     .params = cp_topk_params,
     .nparams = CP_TOPK_NPARAMS,
     .feedback = &cp_feedback_dgc,
+    .gpu = &cp_gpu_topk,
     .max_size = cp_topk_max_size,
     .scratch_size = cp_topk_scratch_size,
     .encode = cp_topk_encode,

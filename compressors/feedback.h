@@ -61,7 +61,7 @@ typedef void (*cp_fb_finish_func_t)(float *state, float *out, size_t n);
 
 /* What a variant is (flags). */
 enum {
-    CP_FB_GPU = 1u << 0,   /* runs on the GPU path too */
+    CP_FB_GPU = 1u << 0,   /* the GPU path runs it by hand (none, ef) */
     CP_FB_FIXED = 1u << 1, /* only as a codec's own feedback (DGC's), not a
                               COMMPRESS_FEEDBACK choice */
     CP_FB_WARMUP = 1u << 2, /* the codec's density warms up from 0.25 over
@@ -71,6 +71,13 @@ enum {
                                equals such a step from a zero state (none,
                                EF: no momentum, no estimator) */
 };
+
+struct cp_gpu_feedback; /* compressors/cuda/gpu_feedback.h */
+/* Declares a variant's GPU twin (compressors/cuda/feedback.cu): a weak
+ * reference, NULL in a build without CUDA, as CP_GPU_TWIN for codecs. */
+#define CP_GPU_FB_TWIN(sym)                                                  \
+    extern const struct cp_gpu_feedback sym                                  \
+        __attribute__((weak, visibility("hidden")))
 
 typedef struct cp_feedback_ops {
     const char *name;
@@ -90,7 +97,16 @@ typedef struct cp_feedback_ops {
     cp_fb_prepare_func_t prepare;
     cp_fb_commit_func_t commit;
     cp_fb_finish_func_t finish; /* NULL: the result is the decoded sum */
+    /* Its GPU twin (same formulas, feedback_math.h), NULL where none or
+     * where the GPU path runs it by hand (none and ef: CP_FB_GPU). */
+    const struct cp_gpu_feedback *gpu;
 } cp_feedback_ops_t;
+
+/* Whether the NCCL path runs a variant. */
+static inline int cp_feedback_on_gpu(const cp_feedback_ops_t *fb)
+{
+    return (fb->flags & CP_FB_GPU) || fb->gpu != NULL;
+}
 
 /* The variants other files name: the defaults (none, ef), the server
  * side of the estimators (ef), DGC's (fixed by the dgc codec). */

@@ -18,21 +18,16 @@
 #include <stddef.h>
 
 #include "compressors/feedback.h"
-#include "util/hd.h"
+#include "compressors/codec_math.h"
+#include "compressors/feedback_math.h"
 
 static size_t dgc_state_floats(size_t n) { return 2 * n; }
 
-/* Scale that brings ||g|| down to clip (1 when clipping is off, the norm
- * is within bounds, or not finite: the caller's check then catches it). */
+/* Scale that brings ||g|| down to clip (cp_dgc_clip_scale), the sum of
+ * squares in the fixed order the GPU twin uses too. */
 static float dgc_clip_scale(const float *g, size_t n, double clip)
 {
-    double ss = 0.0;
-    if (clip <= 0.0)
-        return 1.0f;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)g[i] * (double)g[i];
-    double norm = sqrt(ss);
-    return norm > clip && isfinite(norm) ? (float)(clip / norm) : 1.0f;
+    return clip > 0.0 ? cp_dgc_clip_scale(cp_sumsq_fixed(g, n), clip) : 1.0f;
 }
 
 static const float *dgc_prepare(const cp_fb_params_t *fp, const float *st,
@@ -42,8 +37,8 @@ static const float *dgc_prepare(const cp_fb_params_t *fp, const float *st,
     const float m = fp->momentum, s = dgc_clip_scale(g, n, fp->clip);
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        float u = m * st[2 * i] + s * g[i];
-        float v = st[2 * i + 1] + u;
+        float u = cp_dgc_u(m, st[2 * i], s, g[i]);
+        float v = cp_dgc_v(st[2 * i + 1], u);
         aux[i] = u;
         work[i] = v;
         bad |= (uint32_t)cp_nonfinite(v);
@@ -109,7 +104,10 @@ static const cp_param_t dgc_params[] = {
             "sizes."},
 };
 
+CP_GPU_FB_TWIN(cp_gpu_fb_dgc);
+
 const cp_feedback_ops_t cp_feedback_dgc = {
+    .gpu = &cp_gpu_fb_dgc,
     .name = "dgc",
     .doc = "DGC's momentum correction, clipping, masking and warm-up (the "
            "dgc compressor's own)",

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "compressors/feedback.h"
-#include "util/hd.h"
+#include "compressors/feedback_math.h"
 
 static size_t econtrol_state_floats(size_t n) { return 3 * n; }
 
@@ -21,8 +21,8 @@ static const float *econtrol_prepare(const cp_fb_params_t *fp, const float *st,
     const float eta = fp->eta;
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        float w = g[i] - st[3 * i + 1];
-        float v = eta * st[3 * i] + w;
+        float w = cp_econtrol_w(g[i], st[3 * i + 1]);
+        float v = cp_econtrol_v(eta, st[3 * i], w);
         aux[i] = w;
         work[i] = v;
         bad |= (uint32_t)cp_nonfinite(v);
@@ -41,8 +41,8 @@ static cp_status_t econtrol_commit(const cp_fb_params_t *fp, float *st,
     (void)fp, (void)v;
     CP_CHECK(codec->decode(p, msg, len, 1.0f, NULL, tmp, n));
     for (size_t i = 0; i < n; i++) {
-        st[3 * i] = (st[3 * i] + aux[i]) - tmp[i];
-        st[3 * i + 1] = st[3 * i + 1] + tmp[i];
+        st[3 * i] = cp_econtrol_e(st[3 * i], aux[i], tmp[i]);
+        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], tmp[i]);
     }
     return CP_OK;
 }
@@ -53,7 +53,10 @@ static const cp_param_t econtrol_params[] = {
      .doc = "econtrol: feedback strength eta of the error term."},
 };
 
+CP_GPU_FB_TWIN(cp_gpu_fb_econtrol);
+
 const cp_feedback_ops_t cp_feedback_econtrol = {
+    .gpu = &cp_gpu_fb_econtrol,
     .name = "econtrol",
     .doc = "EControl: EF21 with a controlled error term; first step dense",
     .params = econtrol_params,

@@ -6,7 +6,7 @@
  * sum, which is bit-identical on every rank, so every rank keeps the same H.
  * State: (h, H) interleaved per element. */
 #include "compressors/feedback.h"
-#include "util/hd.h"
+#include "compressors/feedback_math.h"
 
 static size_t ef21_state_floats(size_t n) { return 2 * n; }
 
@@ -17,7 +17,7 @@ static const float *ef21_prepare(const cp_fb_params_t *fp, const float *st,
     uint32_t bad = 0;
     (void)fp, (void)aux;
     for (size_t i = 0; i < n; i++) {
-        float v = g[i] - st[2 * i];
+        float v = cp_ef21_v(g[i], st[2 * i]);
         work[i] = v;
         bad |= (uint32_t)cp_nonfinite(v);
     }
@@ -34,7 +34,7 @@ static cp_status_t ef21_commit(const cp_fb_params_t *fp, float *st,
     (void)fp, (void)v, (void)aux;
     CP_CHECK(codec->decode(p, msg, len, 1.0f, NULL, tmp, n));
     for (size_t i = 0; i < n; i++)
-        st[2 * i] = st[2 * i] + tmp[i];
+        st[2 * i] = cp_fb_add(st[2 * i], tmp[i]);
     return CP_OK;
 }
 
@@ -43,7 +43,7 @@ void cp_feedback_finish_estimator(float *st, size_t stride, float *out,
                                   size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float h = st[stride * i + stride - 1] + out[i];
+        float h = cp_fb_add(st[stride * i + stride - 1], out[i]);
         st[stride * i + stride - 1] = h;
         out[i] = h;
     }
@@ -59,7 +59,10 @@ static void ef21_finish(float *st, float *out, size_t n)
     cp_feedback_finish_estimator(st, 2, out, n);
 }
 
+CP_GPU_FB_TWIN(cp_gpu_fb_ef21);
+
 const cp_feedback_ops_t cp_feedback_ef21 = {
+    .gpu = &cp_gpu_fb_ef21,
     .name = "ef21",
     .doc = "EF21: returns the estimator H; for full or large-batch "
            "gradients (docs/feedback.md)",

@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 #include "compressors/feedback.h"
-#include "util/hd.h"
+#include "compressors/feedback_math.h"
 
 static size_t sgdm_state_floats(size_t n) { return 3 * n; }
 
@@ -23,8 +23,8 @@ static const float *sgdm_prepare(const cp_fb_params_t *fp, const float *st,
     const float eta = fp->sgdm_eta, keep = 1.0f - fp->sgdm_eta;
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        float v = fp->first ? g[i] : keep * st[3 * i] + eta * g[i];
-        float d = v - st[3 * i + 1];
+        float v = cp_sgdm_avg(fp->first, keep, eta, st[3 * i], g[i]);
+        float d = cp_ef21_v(v, st[3 * i + 1]);
         aux[i] = v;
         work[i] = d;
         bad |= (uint32_t)cp_nonfinite(d);
@@ -43,7 +43,7 @@ static cp_status_t sgdm_commit(const cp_fb_params_t *fp, float *st,
     CP_CHECK(codec->decode(p, msg, len, 1.0f, NULL, tmp, n));
     for (size_t i = 0; i < n; i++) {
         st[3 * i] = aux[i];
-        st[3 * i + 1] = st[3 * i + 1] + tmp[i];
+        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], tmp[i]);
     }
     return CP_OK;
 }
@@ -57,7 +57,10 @@ static const cp_param_t sgdm_params[] = {
             "momentum."},
 };
 
+CP_GPU_FB_TWIN(cp_gpu_fb_ef21_sgdm);
+
 const cp_feedback_ops_t cp_feedback_ef21_sgdm = {
+    .gpu = &cp_gpu_fb_ef21_sgdm,
     .name = "ef21-sgdm",
     .doc = "EF21-SGDM: EF21 on a moving average, for stochastic gradients; "
            "first step dense",

@@ -73,6 +73,43 @@ static double reduce_partials(double *partials, size_t m)
     return partials[0];
 }
 
+/* reduce_partials without the partials: each level above 0 keeps the lanes
+ * of its open block (value j of a block goes to lane j % 32, as in
+ * block_sum), a full block folds into the level above, and at the end the
+ * open blocks fold bottom up; the first level that received one value in
+ * all holds the sum. 2048^8 blocks bound n far beyond size_t. */
+double cp_sumsq_fixed(const float *x, size_t n)
+{
+    enum { LEVELS = 8 };
+    double lane[LEVELS][CP_SUMSQ_LANES] = {{0}};
+    size_t fill[LEVELS] = {0}, total[LEVELS] = {0};
+
+    if (n == 0)
+        return 0.0;
+    for (size_t lo = 0; lo < n; lo += CP_SUMSQ_BLOCK) {
+        double v = block_sumsq(x + lo, n - lo < CP_SUMSQ_BLOCK ? n - lo : CP_SUMSQ_BLOCK);
+        for (int l = 1; l < LEVELS; l++) {
+            lane[l][fill[l] % CP_SUMSQ_LANES] += v;
+            total[l]++;
+            if (++fill[l] < CP_SUMSQ_BLOCK)
+                break;
+            v = fold_lanes(lane[l]);
+            memset(lane[l], 0, sizeof(lane[l]));
+            fill[l] = 0;
+        }
+    }
+    for (int l = 1; l < LEVELS - 1; l++) {
+        if (total[l] == 1)
+            return lane[l][0]; /* 0.0 + v: v exactly */
+        if (fill[l] > 0) {
+            lane[l + 1][fill[l + 1] % CP_SUMSQ_LANES] += fold_lanes(lane[l]);
+            fill[l + 1]++;
+            total[l + 1]++;
+        }
+    }
+    return lane[LEVELS - 1][0];
+}
+
 /* Packs the signs of m floats (bit set where x < 0) into ceil(m / 8)
  * bytes. Eight 0/1 bytes read as one little-endian word gather into one
  * byte with a multiply: bit 8 j lands on bit 56 + j, nothing carries. */

@@ -44,10 +44,10 @@ const cp_param_t cp_topk_params[CP_TOPK_NPARAMS] = {
             "sampled threshold."},
     {.name = "COMMPRESS_TOPK_VALUES", .dflt = "f32", .type = CP_PT_ENUM,
      .offset = offsetof(cp_params_t, topk_fp16), .choices = values_choices,
-     .must_match = 1, .cpu_only = 1,
+     .must_match = 1,
      .doc = "topk, dgc: value format on the wire. fp16 sends 6 bytes per "
             "entry instead of 8 (saturating; error feedback keeps the "
-            "rounding). MPI path only."},
+            "rounding)."},
 };
 
 size_t cp_topk_k(double density, size_t n)

@@ -109,7 +109,7 @@ static void list(void)
         const cp_feedback_ops_t *v = cp_feedback_at(i);
         printf("  %s%s%s\n", v->name,
                v->flags & CP_FB_FIXED ? " (a codec's own, not a choice)" : "",
-               gpu_build && (v->flags & CP_FB_GPU) ? " [gpu]" : "");
+               gpu_build && cp_feedback_on_gpu(v) ? " [gpu]" : "");
         wrap(v->doc, 6);
         print_rows(v->params, v->nparams);
     }

@@ -17,14 +17,20 @@
  *
  * Every rank makes the same calls, so every decision that shapes what goes
  * on the wire here is taken from the call alone. Tensor state is named as
- * on the MPI path (plugin/step_detect.h), with each rank's own buffer
- * evidence (the GPU path does not exchange it yet): names may then differ
- * across ranks, which is safe because on the GPU a tensor's state changes
- * no decision, only its own error feedback (docs/gpu.md). A rank that
- * cannot allocate a tensor's state runs the call without error feedback; a
- * rank that cannot allocate the workspace, which the exchange itself
- * needs, stops the job with one line: its peers would otherwise wait in
- * the exchange for ever. */
+ * on the MPI path (plugin/step_detect.h). With none and ef, a tensor's
+ * state changes no decision, only its own error feedback: each rank's own
+ * buffer evidence then helps name it (the GPU path does not exchange
+ * evidence), names may differ across ranks, a rank over
+ * COMMPRESS_MAX_STATE_BYTES drops state on its own, and a rank that cannot
+ * allocate a tensor's state runs the call without error feedback. With a
+ * variant that has a GPU twin (DGC, EF21, EControl, EF21-SGDM) the state
+ * decides what every rank must share (the warm-up density and the first
+ * dense step count the tensor's calls; an estimator's result is its
+ * state): names then come from the sequence of calls alone, the same on
+ * every rank by construction, state is never dropped, and a rank that
+ * cannot allocate it stops the job. A rank that cannot allocate the
+ * workspace, which the exchange itself needs, stops the job with one line:
+ * its peers would otherwise wait in the exchange for ever. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +75,13 @@ static __thread int cp_group_depth;
 static int cp_warned_capture;
 
 static void gpu_tensor_free(void *t) { cp_gpu_tensor_destroy(t); }
+
+/* Whether a tensor's state decides what every rank must share (see the
+ * top): the feedback variant has a GPU twin. */
+static int state_shared(void)
+{
+    return cp_runtime_coll()->feedback->gpu != NULL;
+}
 
 /* A rank that cannot go on with its peers: one line, and the job stops
  * (the launcher ends the other ranks) rather than hang. */
@@ -217,6 +230,15 @@ static void state_bound(cp_nccl_state_t *s, const void *keep)
 {
     const size_t total = cp_stats_state_with(CP_STATS_PART_NCCL, s->charged,
                                              state_bytes(s));
+    if (state_shared()) {
+        /* Dropping would reset one rank's warm-up or estimator alone. */
+        if (total > s->limit)
+            cp_warn_rl("COMMPRESS_MAX_STATE_BYTES=%zu is exceeded, but with "
+                       "COMMPRESS_FEEDBACK=%s a tensor's state is shared "
+                       "by every rank and is kept (raise the bound)",
+                       s->limit, cp_runtime_coll()->feedback->name);
+        return;
+    }
     int over;
     cp_stats_add_dropped(cp_tensor_table_fit(&s->tensors, total, s->limit, keep, &over));
     if (over)
@@ -297,7 +319,10 @@ static uint64_t name_call(cp_nccl_state_t *s, const void *buf, size_t count,
         cp_tensor_table_remap(&s->tensors, act.renames, act.nrenames);
     if (act.events & (CP_SD_LOCKED | CP_SD_RELOCKED | CP_SD_UPGRADED))
         cp_info("NCCL: step of %zu compressed calls found", act.period);
-    uint64_t ev = cp_addrseen_note(&s->seen, (uintptr_t)buf, sig, call, s->det.maxp);
+    /* This rank's own buffer evidence only where names may differ. */
+    uint64_t ev = state_shared() ? 0
+                                 : cp_addrseen_note(&s->seen, (uintptr_t)buf, sig,
+                                                    call, s->det.maxp);
     size_t P = act.period;
     cp_stepdet_evidence(&s->det, P && ev >= 2 * (uint64_t)P && ev % P == 0 ? ev : 0);
     return id;
@@ -352,6 +377,9 @@ static int compressed(const void *sendbuff, void *recvbuff, size_t count,
         } else {
             t = NULL;
             cudaGetLastError(); /* the failed allocation's error is handled */
+            if (state_shared())
+                fatal("out of GPU memory for a tensor's feedback state, which "
+                      "every rank's result depends on", comm);
             cp_warn_rl("out of GPU memory for the state of a tensor of %zu "
                     "elements: sent without error feedback", count);
         }

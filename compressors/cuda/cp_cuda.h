@@ -14,7 +14,8 @@
  *    with NaN when nan_on_abort (a result must show the bad step, a state
  *    must not change);
  *  - d_err: a malformed message sets it, and it aborts like d_abort.
- * The GPU has no top-k sampled threshold yet: top-k selects exactly. */
+ * Top-k selects as on the CPU (exact or sampled, compressors/cuda/topk.cu);
+ * its messages may be shorter than max_size (CP_GPU_OWN_LEN). */
 #ifndef CP_CUDA_H
 #define CP_CUDA_H
 

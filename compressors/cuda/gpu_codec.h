@@ -32,6 +32,10 @@ enum {
     CP_GPU_OWN_NAN = 1u << 0,
     /* decode runs for n = 0 too (it validates the message's own count) */
     CP_GPU_DECODE_EMPTY = 1u << 1,
+    /* encode writes the payload length into the header itself (messages
+     * shorter than max_size: sampled top-k); the header then only zeroes
+     * it on a non-finite step */
+    CP_GPU_OWN_LEN = 1u << 2,
 };
 
 struct cp_gpu_codec {

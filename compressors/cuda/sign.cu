@@ -1,5 +1,6 @@
 /* compressors/sign.c on the GPU: scaled sign (1 bit per element). */
 #include "compressors/cuda/device.cuh"
+#include "compressors/cuda/gpu_feedback.h"
 
 namespace {
 
@@ -43,6 +44,11 @@ __global__ void k_sum_level(const double *in, size_t m, double *out)
     acc = warp_fold(acc);
     if (lane == 0)
         out[warp] = acc;
+}
+
+__global__ void k_sum_result(const double *partial, size_t n, double *sum)
+{
+    *sum = n ? partial[0] : 0.0;
 }
 
 __global__ void k_sign_scale(const double *sum, size_t n, unsigned char *slot)
@@ -95,19 +101,18 @@ __global__ void k_sign_dec(const unsigned char *slot, uint32_t expect,
     }
 }
 
-size_t sign_scratch(const cp_params_t *p, size_t n)
+/* The sum's scratch: its result, then two partial arrays. */
+size_t sumsq_scratch(size_t n)
 {
-    return (sumsq_blocks(n) + sumsq_blocks(sumsq_blocks(n)) + 2) *
+    return (sumsq_blocks(n) + sumsq_blocks(sumsq_blocks(n)) + 3) *
            sizeof(double);
 }
 
-cp_status_t sign_encode(const cp_params_t *p, const float *x, size_t n,
-                        const cp_gpu_seed_t *seed, unsigned char *slot,
-                        void *scratch, cudaStream_t s)
+void sumsq(const float *x, size_t n, void *scratch, double *sum, cudaStream_t s)
 {
     /* Levels ping-pong between two partial arrays. */
-    double *buf[2] = {(double *)scratch,
-                      (double *)scratch + sumsq_blocks(n) + 1};
+    double *buf[2] = {(double *)scratch + 1,
+                      (double *)scratch + 1 + sumsq_blocks(n) + 1};
     size_t m = sumsq_blocks(n);
     int cur = 0;
     if (n) {
@@ -120,7 +125,17 @@ cp_status_t sign_encode(const cp_params_t *p, const float *x, size_t n,
             m = next;
         }
     }
-    k_sign_scale<<<1, 1, 0, s>>>(buf[cur], n, slot);
+    k_sum_result<<<1, 1, 0, s>>>(buf[cur], n, sum);
+}
+
+size_t sign_scratch(const cp_params_t *p, size_t n) { return sumsq_scratch(n); }
+
+cp_status_t sign_encode(const cp_params_t *p, const float *x, size_t n,
+                        const cp_gpu_seed_t *seed, unsigned char *slot,
+                        void *scratch, cudaStream_t s)
+{
+    sumsq(x, n, scratch, (double *)scratch, s);
+    k_sign_scale<<<1, 1, 0, s>>>((const double *)scratch, n, slot);
     if (n)
         k_sign_pack<<<grid_for((n + 7) / 8), THREADS, 0, s>>>(x, n, slot);
     return CP_OK;
@@ -137,6 +152,16 @@ cp_status_t sign_decode(const cp_params_t *p, const unsigned char *slot,
 }
 
 } // namespace
+
+extern "C" size_t cp_cuda_sumsq_scratch(size_t n) { return sumsq_scratch(n); }
+
+/* d_sum may be the scratch's first double (kept for the result). */
+extern "C" cp_status_t cp_cuda_sumsq(const float *d_x, size_t n, void *d_scratch,
+                                     double *d_sum, cudaStream_t s)
+{
+    sumsq(d_x, n, d_scratch, d_sum, s);
+    return cp_cuda_last_error();
+}
 
 extern "C" const cp_gpu_codec_t cp_gpu_sign = {
     CP_GPU_OWN_NAN, sign_scratch, sign_encode, sign_decode,

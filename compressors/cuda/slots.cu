@@ -6,11 +6,14 @@
 
 namespace {
 
-__global__ void k_header(unsigned char *slot, const int *bad, uint32_t len)
+/* own_len: the codec wrote the length (CP_GPU_OWN_LEN). */
+__global__ void k_header(unsigned char *slot, const int *bad, uint32_t len,
+                         int own_len)
 {
     int b = bad ? *bad : 0;
     st_u32(slot, b ? 1u : 0u);
-    st_u32(slot + 4, b ? 0u : len);
+    if (b || !own_len)
+        st_u32(slot + 4, b ? 0u : len);
     for (int i = 8; i < HDR; i += 4) /* check, evidence: not used here yet */
         st_u32(slot + i, 0u);
 }
@@ -110,7 +113,8 @@ cp_status_t cp_cuda_encode_slot(const cp_compressor_ops_t *codec,
     cp_status_t st = codec->gpu->encode(p, d_x, n, &seed, d_slot, d_scratch, s);
     if (st != CP_OK)
         return st;
-    k_header<<<1, 1, 0, s>>>(d_slot, d_bad, (uint32_t)len);
+    k_header<<<1, 1, 0, s>>>(d_slot, d_bad, (uint32_t)len,
+                             (codec->gpu->flags & CP_GPU_OWN_LEN) != 0);
     return cp_cuda_last_error();
 }
 

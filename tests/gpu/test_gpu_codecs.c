@@ -7,7 +7,14 @@
  *  - fp16/bf16 messages out of the format's range travel scaled alike;
  *  - non-finite input sets the flag; an aborted decode leaves a state alone
  *    or writes NaN into a result; a malformed message sets the error flag
- *    and writes nothing. */
+ *    and writes nothing;
+ *  - top-k with fp16 values and with the sampled threshold (every case of
+ *    it: the candidates as they are, the selection among them, the exact
+ *    fallback; messages shorter than k) as the CPU's, byte for byte;
+ *  - the feedback twins (EF21, EControl, EF21-SGDM, DGC with clipping)
+ *    against their CPU variants over several steps: prepare's v and aux,
+ *    the committed state and the estimators' result bit for bit; an
+ *    aborted step leaves the state alone. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,16 +26,21 @@
 #include "collectives/allreduce.h"
 #include "compressors/codec_math.h"
 #include "compressors/cuda/cp_cuda.h"
+#include "compressors/cuda/gpu_feedback.h"
+#include "compressors/feedback.h"
 #include "common/check.h"
 #include "tests/common/codecs.h"
 
 static cudaStream_t S;
 static int g_ties; /* coarse values: many equal magnitudes (top-k ties) */
+static int g_spiky; /* one large element in 61: a sample misjudges k */
 static float g_big; /* nonzero: the middle element (the casts' scale) */
 
 static float *gradient(size_t n, uint64_t seed)
 {
     float *x = cp_test_gradient(n, seed, g_ties, 1);
+    for (size_t i = 0; g_spiky && i < n; i += 61)
+        x[i] *= 1e4f;
     if (g_big != 0.0f && n > 0)
         x[n / 2] = g_big;
     return x;
@@ -132,6 +144,124 @@ static cp_params_t params(void)
                      .topk_sample_min = 1 << 18, .bits = 4, .bucket = 512,
                      .rounding = CP_ROUND_NEAREST, .seed = 42};
     return p;
+}
+
+/* A feedback variant's twin against its CPU file over four steps of one
+ * tensor (the state evolves), each step: prepare (v, aux, the non-finite
+ * flag), the encode of v, commit from that message, and an estimator's
+ * finish of the message's decode (a 1-rank sum). Step 2 holds a NaN: the
+ * flag is set, the commit and finish are skipped on both sides (the GPU by
+ * its abort flag), and the state must stay what it was. */
+static void fb_case(const cp_feedback_ops_t *fb, const cp_compressor_ops_t *c,
+                    cp_params_t p, cp_fb_params_t fp, size_t n, const char *what)
+{
+    const cp_gpu_feedback_t *gfb = fb->gpu;
+    const size_t sf = fb->state_floats(n), len = c->max_size(&p, n),
+                 slot = cp_slot_size(len);
+    float *st = calloc(sf + 1, 4), *gst = malloc(sf * 4 + 4), *work = malloc(n * 4 + 4),
+          *aux = malloc(n * 4 + 4), *tmp = malloc(n * 4 + 4), *out = malloc(n * 4 + 4),
+          *gv = malloc(n * 4 + 4), *gaux = malloc(n * 4 + 4), *gout = malloc(n * 4 + 4);
+    unsigned char *msg = malloc(len + 8);
+    void *cscratch = malloc(c->scratch_size(&p, n) + 1);
+    float *dst = dev(st, sf * 4 + 4), *dg = dev(NULL, n * 4), *dv = dev(NULL, n * 4),
+          *daux = dev(NULL, n * 4), *dtmp = dev(NULL, n * 4), *dout = dev(NULL, n * 4);
+    unsigned char *dslot = dev(NULL, slot);
+    int *dflags = dev(NULL, 64), hf[16];
+    uint64_t *dsteps = dev(NULL, 8);
+    void *dfs = dev(NULL, gfb->scratch(&fp, n) + 256);
+    void *dcs = dev(NULL, cp_cuda_encode_scratch(c, &p, n) + 1);
+    size_t first = 0, clen = 0;
+    uint64_t clean = 0; /* the device's step counter: seeds of sampled top-k */
+    CU(cudaMemset(dsteps, 0, 8));
+    for (int t = 0; t < 4; t++) {
+        float *g = gradient(n, 900 + 7 * n + t);
+        if (t == 2 && n > 1)
+            g[n / 2] = NAN;
+        fp.first = t == 0;
+        int bad = 0;
+        const float *v = fb->prepare(&fp, st, g, work, aux, n, &bad);
+        CU(cudaMemcpy(dg, g, n * 4, cudaMemcpyHostToDevice));
+        CU(cudaMemset(dflags, 0, 64));
+        CHECK(gfb->prepare(&fp, dst, dg, dv, daux, n, dfs, dflags, S) == CP_OK, "prepare");
+        host(gv, dv, n * 4);
+        host(hf, dflags, 64);
+        CHECK(hf[0] == bad, "%s n=%zu step %d: non-finite flag %d vs %d", what, n, t, hf[0], bad);
+        CHECK(same_bits(v, gv, n, &first), "%s n=%zu step %d: v[%zu] %a vs %a", what, n,
+              t, first, v[first], gv[first]);
+        if (fb->uses_aux) {
+            host(gaux, daux, n * 4);
+            CHECK(same_bits(aux, gaux, n, &first), "%s n=%zu step %d: aux[%zu]", what, n,
+                  t, first);
+        }
+        if (!bad) {
+            cp_params_t pc = p;
+            pc.seed = cp_seed_mix(p.seed, 0, 0, 0, clean++, n);
+            CHECK(c->encode(&pc, v, n, msg, len, &clen, cscratch) == CP_OK, "cpu encode");
+            CHECK(fb->commit(&fp, st, v, aux, tmp, c, &pc, msg, clen, n) == CP_OK, "commit");
+            if (fb->finish) {
+                CHECK(c->decode(&pc, msg, clen, 1.0f, NULL, out, n) == CP_OK, "decode");
+                fb->finish(st, out, n);
+            }
+        }
+        /* The GPU's message is its own encode of its own v (equal bits). */
+        CHECK(cp_cuda_encode_slot(c, &p, dv, n, dflags, dsteps, 0, 0, 0, n, dslot, slot,
+                                  dcs, S) == CP_OK, "gpu encode");
+        cp_cuda_slots_flag(dslot, 1, slot, dflags + 3, S); /* any: the abort */
+        CHECK(gfb->commit(&fp, dst, dv, daux, dtmp, c, &p, dslot, slot, n, dflags + 3,
+                          dflags + 4, S) == CP_OK, "gpu commit");
+        if (gfb->finish) {
+            CHECK(cp_cuda_decode_slot(c, &p, dslot, slot, 1.0f, NULL, dout, n, dflags + 3,
+                                      1, dflags + 4, S) == CP_OK, "gpu decode");
+            CHECK(gfb->finish(dst, dout, n, 1.0f, dflags + 3, dflags + 4, S) == CP_OK, "finish");
+            host(gout, dout, n * 4);
+            if (!bad)
+                CHECK(same_bits(out, gout, n, &first), "%s n=%zu step %d: result[%zu] %a vs %a",
+                      what, n, t, first, out[first], gout[first]);
+            else
+                CHECK(n < 2 || isnan(gout[0]), "%s: aborted result not NaN", what);
+        }
+        cp_cuda_step(dsteps, dflags + 3, dflags + 4, S);
+        host(gst, dst, sf * 4);
+        host(hf, dflags, 64);
+        CHECK(hf[4] == 0, "%s n=%zu step %d: error flag", what, n, t);
+        CHECK(same_bits(st, gst, sf, &first), "%s n=%zu step %d: state[%zu] %a vs %a", what,
+              n, t, first, st[first], gst[first]);
+        free(g);
+    }
+    free(st), free(gst), free(work), free(aux), free(tmp), free(out), free(gv);
+    free(gaux), free(gout), free(msg), free(cscratch);
+    cudaFree(dst), cudaFree(dg), cudaFree(dv), cudaFree(daux), cudaFree(dtmp);
+    cudaFree(dout), cudaFree(dslot), cudaFree(dflags), cudaFree(dsteps);
+    cudaFree(dfs), cudaFree(dcs);
+}
+
+static void fb_cases(size_t n)
+{
+    cp_fb_params_t fp = {.momentum = 0.9f, .eta = 0.01f, .sgdm_eta = 0.1f};
+    const cp_compressor_ops_t *codecs[] = {&cp_compressor_topk, &cp_compressor_quant,
+                                           &cp_compressor_sign, &cp_compressor_none};
+    const char *fbs[] = {"ef21", "econtrol", "ef21-sgdm"};
+    char what[96];
+    for (int i = 0; i < 3; i++)
+        for (int c = 0; c < 4; c++) {
+            snprintf(what, sizeof(what), "%s/%s", fbs[i], codecs[c]->name);
+            fb_case(cp_feedback_find(fbs[i]), codecs[c], params(), fp, n, what);
+        }
+    /* DGC: top-k (f32 and fp16 values, exact and sampled), the dense
+     * step (none), clipping off and on (0.5 / sqrt(1): most steps clip). */
+    for (int v = 0; v < 4; v++) {
+        cp_params_t p = params();
+        p.topk_fp16 = v & 1;
+        p.topk_select = v & 2 ? CP_TOPK_SAMPLED : CP_TOPK_EXACT;
+        for (int clip = 0; clip < 2; clip++) {
+            fp.clip = clip ? 0.5 : 0.0;
+            snprintf(what, sizeof(what), "dgc/topk%s%s clip %g", p.topk_fp16 ? " fp16" : "",
+                     v & 2 ? " sampled" : "", fp.clip);
+            fb_case(&cp_feedback_dgc, &cp_compressor_topk, p, fp, n, what);
+        }
+    }
+    fp.clip = 0.5;
+    fb_case(&cp_feedback_dgc, &cp_compressor_none, params(), fp, n, "dgc/dense clip");
 }
 
 static void flags_and_malformed(void)
@@ -254,6 +384,27 @@ int main(void)
             one_case(&cp_compressor_bf16, params(), sizes[s], "bf16 scaled");
         }
     g_big = 0.0f;
+    /* Top-k with fp16 values; the sampled threshold on plain, tied and
+     * spiky data (its three cases), at the densities DGC runs. */
+    for (size_t s = 0; s < 5; s++)
+        for (int d = 0; d < 3; d++)
+            for (int v = 0; v < 6; v++) {
+                const double dens[] = {0.001, 0.01, 0.05};
+                cp_params_t p = params();
+                char what[96];
+                p.density = dens[d];
+                p.topk_fp16 = v & 1;
+                p.topk_select = v >= 2 ? CP_TOPK_SAMPLED : CP_TOPK_EXACT;
+                g_ties = v >= 4;
+                g_spiky = v == 3 || v == 2 ? (int)(s % 2) : 0;
+                snprintf(what, sizeof(what), "topk %g%s%s%s%s", dens[d],
+                         p.topk_fp16 ? " fp16" : "", v >= 2 ? " sampled" : "",
+                         g_ties ? " ties" : "", g_spiky ? " spiky" : "");
+                one_case(&cp_compressor_topk, p, sizes[s], what);
+            }
+    g_ties = g_spiky = 0;
+    for (size_t s = 0; s < 5; s++)
+        fb_cases(sizes[s]);
     flags_and_malformed();
     printf("%d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;

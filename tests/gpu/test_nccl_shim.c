@@ -3,7 +3,10 @@
  * with LD_PRELOAD=libcommpress.so and COMMPRESS_COMPRESSOR set; the result
  * of every step must equal, bit for bit, a CPU replica of the same pipeline
  * built from the CPU codecs (same configuration, same seeds), over several
- * steps so that the error-feedback states must evolve identically. Also:
+ * steps so that the error-feedback states must evolve identically. For
+ * the settings the GPU path gained with issue 19 (the feedback twins: dgc,
+ * ef21, econtrol, ef21-sgdm; top-k's fp16 values) the replica is the CPU
+ * path itself: cp_allreduce on a 1-rank in-process transport. Also:
  * in place, fp16/bf16 inputs, ncclAvg, a non-finite step, pass-through,
  * capture in a CUDA graph after warm-up, and release on ncclCommDestroy.
  * Exit 77 ("skipped") without a GPU. */
@@ -43,17 +46,71 @@ static float *gradient(size_t n, uint64_t seed)
     return cp_test_gradient(n, seed, 0, 0);
 }
 
+/* A transport of one rank, in process: what the CPU path needs of it. */
+static cp_status_t self_copy(void *ctx, const void *send, void *recv, size_t bytes)
+{
+    (void)ctx;
+    memmove(recv, send, bytes);
+    return CP_OK;
+}
+
+static cp_status_t self_sum(void *ctx, const float *send, float *recv, size_t count)
+{
+    (void)ctx;
+    if (send)
+        memmove(recv, send, count * 4);
+    return CP_OK;
+}
+
+static cp_status_t self_u64(void *ctx, uint64_t *v, size_t n)
+{
+    (void)ctx, (void)v, (void)n;
+    return CP_OK;
+}
+
+static const cp_transport_ops_t self_ops = {
+    .name = "self", .alltoall = self_copy, .allgather = self_copy,
+    .allreduce_sum_f32 = self_sum, .allreduce_max_u64 = self_u64,
+    .allreduce_sum_u64 = self_u64};
+static const cp_transport_t self_tp = {.ops = &self_ops, .rank = 0, .size = 1};
+
+/* Whether this run's setting is checked against the CPU path itself. */
+static int via_cpu_path(void)
+{
+    return coll.feedback->gpu != NULL || coll.params.topk_fp16;
+}
+
 /* The CPU replica of the GPU pipeline for one rank. */
 typedef struct {
     size_t n;
     float *ew, *es;
     uint64_t steps;
+    cp_tensor_t *t; /* via_cpu_path() */
+    cp_workspace_t *ws;
 } ref_t;
 
 static ref_t ref_new(size_t n)
 {
     ref_t r = {.n = n, .ew = calloc(n + 1, 4), .es = calloc(n + 1, 4)};
+    if (via_cpu_path()) {
+        r.ws = calloc(1, sizeof(*r.ws));
+        cp_workspace_init(r.ws);
+        if (cp_tensor_create(&coll, n, 1, 0, &r.t) != CP_OK)
+            abort();
+    }
     return r;
+}
+
+/* out = the CPU path's result for input g (alpha: 1, or ncclAvg's 1/1). */
+static void cpu_step(ref_t *r, const float *g, float *out)
+{
+    cp_coll_result_t res;
+    const cp_allreduce_args_t a = {.send = g, .recv = out, .count = r->n,
+                                   .tensor = r->t, .cfg = &coll, .ws = r->ws,
+                                   .tp = &self_tp, .ident = 1, .call = r->steps};
+    if (cp_allreduce(&a, &res) != CP_OK)
+        abort();
+    r->steps++;
 }
 
 static void encode(const cp_compressor_ops_t *c, cp_params_t *p, const float *v,
@@ -68,6 +125,10 @@ static void encode(const cp_compressor_ops_t *c, cp_params_t *p, const float *v,
 static void ref_step(ref_t *r, const float *g, float *out, float alpha)
 {
     const size_t n = r->n;
+    if (r->t) {
+        cpu_step(r, g, out);
+        return;
+    }
     const int ef = coll.feedback != &cp_feedback_none;
     cp_algo_t algo = cp_allreduce_choose(&coll, &coll.params, 0, n, 1);
     const cp_compressor_ops_t *c =
@@ -76,7 +137,6 @@ static void ref_step(ref_t *r, const float *g, float *out, float alpha)
     float *v = malloc(n * 4 + 4), *sum = malloc(n * 4 + 4), *vs = malloc(n * 4 + 4);
     unsigned char *m1 = malloc(c->max_size(&p, n) + 8), *m2 = malloc(c->max_size(&p, n) + 8);
     size_t l1, l2;
-    p.topk_select = CP_TOPK_EXACT; /* the GPU selects exactly */
     for (size_t i = 0; i < n; i++)
         v[i] = ef ? r->ew[i] + g[i] : g[i];
     if (algo == CP_ALGO_SPARSE) {

@@ -1,6 +1,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 
+#include "compressors/codec_math.h"
 #include "compressors/compressor.h"
 #include "testutil.h"
 #include "tests/common/codecs.h"
@@ -73,5 +74,65 @@ Test(sign, encode_ef_equals_prepare_encode_commit)
             e[3] = -0.0f, g[3] = -0.0f;
         tu_check_encode_ef(c, &p, e, g, n, n / 2, INFINITY, e[n / 2]);
         free(e), free(g);
+    }
+}
+
+/* The fixed-order sum of squares (codec_math.h) written the plain way: all
+ * block sums in an array, reduced level by level. */
+static double sumsq_reference(const float *x, size_t n)
+{
+    const size_t B = CP_SUMSQ_BLOCK, L = CP_SUMSQ_LANES;
+    size_t m = (n + B - 1) / B;
+    double *part = calloc(m + 1, sizeof(double));
+    for (size_t b = 0; b < m; b++) {
+        double lane[CP_SUMSQ_LANES] = {0};
+        for (size_t i = b * B; i < n && i < (b + 1) * B; i++)
+            lane[(i - b * B) % L] += (double)x[i] * (double)x[i];
+        for (size_t w = L / 2; w > 0; w /= 2)
+            for (size_t l = 0; l < w; l++)
+                lane[l] += lane[l + w];
+        part[b] = lane[0];
+    }
+    while (m > 1) {
+        size_t next = (m + B - 1) / B;
+        for (size_t j = 0; j < next; j++) {
+            double lane[CP_SUMSQ_LANES] = {0};
+            for (size_t i = j * B; i < m && i < (j + 1) * B; i++)
+                lane[(i - j * B) % L] += part[i];
+            for (size_t w = L / 2; w > 0; w /= 2)
+                for (size_t l = 0; l < w; l++)
+                    lane[l] += lane[l + w];
+            part[j] = lane[0];
+        }
+        m = next;
+    }
+    double s = n ? part[0] : 0.0;
+    free(part);
+    return s;
+}
+
+/* cp_sumsq_fixed (DGC's clip norm, scratch-free) is that order bit for bit,
+ * across the level boundaries (one block, 2048 blocks, 2048 + 1 blocks),
+ * and its scale is the sign codec's (which keeps the partials). */
+Test(sign, sumsq_fixed_is_the_fixed_order)
+{
+    const size_t B = CP_SUMSQ_BLOCK;
+    const size_t sizes[] = {0, 1, 31, 33, B - 1, B, B + 1, 5 * B + 7, B * B - 3,
+                            B * B, B * B + 1, B * B + B + 5, 3 * B * B + 11};
+    cp_params_t p = tu_params();
+    for (size_t t = 0; t < sizeof(sizes) / sizeof(*sizes); t++) {
+        const size_t n = sizes[t];
+        float *x = tu_gradient(n ? n : 1, 77 + n);
+        for (size_t i = 0; i < n; i += 97)
+            x[i] *= 1e3f; /* spread the magnitudes: rounding order shows */
+        const double got = cp_sumsq_fixed(x, n), want = sumsq_reference(x, n);
+        cr_assert(memcmp(&got, &want, sizeof(got)) == 0, "n=%zu: %a vs %a", n, got, want);
+        if (n) {
+            size_t len;
+            unsigned char *m = tu_encode(&cp_compressor_sign, &p, x, n, &len);
+            cr_assert_eq(cp_get_f32(m), (float)sqrt(got / (double)n), "n=%zu", n);
+            free(m);
+        }
+        free(x);
     }
 }

@@ -1,0 +1,329 @@
+/* The GPU twins of the error-feedback variants (gpu_feedback.h): EF21,
+ * EControl, EF21-SGDM and DGC's momentum correction, each kernel the loop
+ * of its CPU file (compressors/feedback_*.c) with the per-element formulas
+ * of compressors/feedback_math.h. A commit that needs the decoded message
+ * decodes it into tmp first (cp_cuda_decode_slot, as the CPU's commit calls
+ * codec->decode); every kernel that writes state returns at once when the
+ * step was aborted or a message was malformed, so a bad step leaves the
+ * state untouched (DESIGN.md, contract 4). */
+#include "compressors/cuda/device.cuh"
+#include "compressors/cuda/gpu_feedback.h"
+#include "compressors/feedback_math.h"
+
+namespace {
+
+#define FOR_EACH(i, n)                                                       \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); \
+         i += (size_t)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ bool stopped(const int *abort, const int *err)
+{
+    return (abort && *abort) || (err && *err);
+}
+
+/* ---- EF21: state (h, H) ---- */
+__global__ void k_ef21_prepare(const float *st, const float *g, float *v,
+                               size_t n, int *bad)
+{
+    int found = 0;
+    FOR_EACH(i, n) {
+        const float x = cp_ef21_v(g[i], st[2 * i]);
+        v[i] = x;
+        found |= cp_nonfinite(x);
+    }
+    if (found)
+        atomicOr(bad, 1);
+}
+
+/* h <- h + d, at stride floats per element, h the `at`-th. */
+__global__ void k_add_decoded(float *st, int stride, int at, const float *d,
+                              size_t n, const int *abort, const int *err)
+{
+    if (stopped(abort, err))
+        return;
+    FOR_EACH(i, n)
+        st[stride * i + at] = cp_fb_add(st[stride * i + at], d[i]);
+}
+
+/* H (the last of stride floats) += out; out = scale * H. */
+__global__ void k_estimator(float *st, int stride, float *out, size_t n,
+                            float scale, const int *abort, const int *err)
+{
+    if (stopped(abort, err))
+        return;
+    FOR_EACH(i, n) {
+        const float h = cp_fb_add(st[stride * i + stride - 1], out[i]);
+        st[stride * i + stride - 1] = h;
+        out[i] = scale == 1.0f ? h : h * scale;
+    }
+}
+
+/* ---- EControl: state (e, h, H), aux = w ---- */
+__global__ void k_econtrol_prepare(float eta, const float *st, const float *g,
+                                   float *v, float *aux, size_t n, int *bad)
+{
+    int found = 0;
+    FOR_EACH(i, n) {
+        const float w = cp_econtrol_w(g[i], st[3 * i + 1]);
+        const float x = cp_econtrol_v(eta, st[3 * i], w);
+        aux[i] = w;
+        v[i] = x;
+        found |= cp_nonfinite(x);
+    }
+    if (found)
+        atomicOr(bad, 1);
+}
+
+__global__ void k_econtrol_commit(float *st, const float *aux, const float *d,
+                                  size_t n, const int *abort, const int *err)
+{
+    if (stopped(abort, err))
+        return;
+    FOR_EACH(i, n) {
+        st[3 * i] = cp_econtrol_e(st[3 * i], aux[i], d[i]);
+        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], d[i]);
+    }
+}
+
+/* ---- EF21-SGDM: state (v, h, H), aux = the new average ---- */
+__global__ void k_sgdm_prepare(int first, float keep, float eta,
+                               const float *st, const float *g, float *v,
+                               float *aux, size_t n, int *bad)
+{
+    int found = 0;
+    FOR_EACH(i, n) {
+        const float avg = cp_sgdm_avg(first, keep, eta, st[3 * i], g[i]);
+        const float x = cp_ef21_v(avg, st[3 * i + 1]);
+        aux[i] = avg;
+        v[i] = x;
+        found |= cp_nonfinite(x);
+    }
+    if (found)
+        atomicOr(bad, 1);
+}
+
+__global__ void k_sgdm_commit(float *st, const float *aux, const float *d,
+                              size_t n, const int *abort, const int *err)
+{
+    if (stopped(abort, err))
+        return;
+    FOR_EACH(i, n) {
+        st[3 * i] = aux[i];
+        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], d[i]);
+    }
+}
+
+/* ---- DGC: state (u, v), aux = u' ---- */
+__global__ void k_dgc_scale(const double *sumsq, double clip, float *scale)
+{
+    *scale = cp_dgc_clip_scale(*sumsq, clip);
+}
+
+__global__ void k_dgc_prepare(float m, const float *scale, const float *st,
+                              const float *g, float *v, float *aux, size_t n,
+                              int *bad)
+{
+    const float s = scale ? *scale : 1.0f;
+    int found = 0;
+    FOR_EACH(i, n) {
+        const float u = cp_dgc_u(m, st[2 * i], s, g[i]);
+        const float x = cp_dgc_v(st[2 * i + 1], u);
+        aux[i] = u;
+        v[i] = x;
+        found |= cp_nonfinite(x);
+    }
+    if (found)
+        atomicOr(bad, 1);
+}
+
+/* Everything kept: (u, v) <- (u', v); a dense step (dense != 0) delivered
+ * all of v: (u', 0). */
+__global__ void k_dgc_keep(float *st, const float *v, const float *aux,
+                           size_t n, int dense, const int *abort,
+                           const int *err)
+{
+    if (stopped(abort, err))
+        return;
+    FOR_EACH(i, n) {
+        st[2 * i] = aux[i];
+        st[2 * i + 1] = dense ? 0.0f : v[i];
+    }
+}
+
+/* Factor masking at the entries sent (topk's message, f32 or fp16 values,
+ * compressors/topk.c): u <- 0, v <- v - sent. The message is this rank's
+ * own, made by the encode: its indices are checked against n anyway. */
+__global__ void k_dgc_mask(float *st, const float *v, const unsigned char *slot,
+                           size_t slot_size, size_t n, const int *abort,
+                           int *err)
+{
+    if (stopped(abort, err))
+        return;
+    const unsigned char *pl = slot + HDR;
+    const uint32_t w = ld_u32(pl), k = w & 0x7fffffffu;
+    const int fp16 = (w >> 31) != 0;
+    if (4 + (fp16 ? 6ull : 8ull) * k > slot_size - HDR || k > n) {
+        if (blockIdx.x == 0 && threadIdx.x == 0)
+            atomicOr(err, 1);
+        return;
+    }
+    FOR_EACH(j, k) {
+        const uint32_t i = ld_u32(pl + 4 + 4 * j);
+        if (i >= n)
+            continue;
+        const unsigned char *val = pl + 4 + 4ull * k;
+        const float sent = fp16 ? cp_f16_to_f32((uint16_t)(val[2 * j] | (val[2 * j + 1] << 8)))
+                                : ld_f32(val + 4 * j);
+        st[2 * i] = 0.0f;
+        st[2 * i + 1] = v[i] - sent;
+    }
+}
+
+size_t no_scratch(const cp_fb_params_t *fp, size_t n) { return 0; }
+
+/* tmp = D(slot) (zero elsewhere); an abort leaves tmp as it was, and the
+ * commit kernel after it returns at once. */
+cp_status_t decode_into(const cp_compressor_ops_t *codec, const cp_params_t *p,
+                        const unsigned char *slot, size_t slot_size, float *tmp,
+                        size_t n, const int *abort, int *err, cudaStream_t s)
+{
+    return cp_cuda_decode_slot(codec, p, slot, slot_size, 1.0f, NULL, tmp, n,
+                               abort, 0, err, s);
+}
+
+cp_status_t ef21_prepare(const cp_fb_params_t *fp, const float *st,
+                         const float *g, float *v, float *aux, size_t n,
+                         void *scratch, int *bad, cudaStream_t s)
+{
+    if (n)
+        k_ef21_prepare<<<grid_for(n), THREADS, 0, s>>>(st, g, v, n, bad);
+    return cp_cuda_last_error();
+}
+
+cp_status_t ef21_commit(const cp_fb_params_t *fp, float *st, const float *v,
+                        const float *aux, float *tmp,
+                        const cp_compressor_ops_t *codec, const cp_params_t *p,
+                        const unsigned char *slot, size_t slot_size, size_t n,
+                        const int *abort, int *err, cudaStream_t s)
+{
+    CP_CHECK(decode_into(codec, p, slot, slot_size, tmp, n, abort, err, s));
+    if (n)
+        k_add_decoded<<<grid_for(n), THREADS, 0, s>>>(st, 2, 0, tmp, n, abort, err);
+    return cp_cuda_last_error();
+}
+
+cp_status_t finish2(float *st, float *out, size_t n, float scale,
+                    const int *abort, const int *err, cudaStream_t s)
+{
+    if (n)
+        k_estimator<<<grid_for(n), THREADS, 0, s>>>(st, 2, out, n, scale, abort, err);
+    return cp_cuda_last_error();
+}
+
+cp_status_t finish3(float *st, float *out, size_t n, float scale,
+                    const int *abort, const int *err, cudaStream_t s)
+{
+    if (n)
+        k_estimator<<<grid_for(n), THREADS, 0, s>>>(st, 3, out, n, scale, abort, err);
+    return cp_cuda_last_error();
+}
+
+cp_status_t econtrol_prepare(const cp_fb_params_t *fp, const float *st,
+                             const float *g, float *v, float *aux, size_t n,
+                             void *scratch, int *bad, cudaStream_t s)
+{
+    if (n)
+        k_econtrol_prepare<<<grid_for(n), THREADS, 0, s>>>(fp->eta, st, g, v,
+                                                           aux, n, bad);
+    return cp_cuda_last_error();
+}
+
+cp_status_t econtrol_commit(const cp_fb_params_t *fp, float *st, const float *v,
+                            const float *aux, float *tmp,
+                            const cp_compressor_ops_t *codec,
+                            const cp_params_t *p, const unsigned char *slot,
+                            size_t slot_size, size_t n, const int *abort,
+                            int *err, cudaStream_t s)
+{
+    CP_CHECK(decode_into(codec, p, slot, slot_size, tmp, n, abort, err, s));
+    if (n)
+        k_econtrol_commit<<<grid_for(n), THREADS, 0, s>>>(st, aux, tmp, n, abort, err);
+    return cp_cuda_last_error();
+}
+
+cp_status_t sgdm_prepare(const cp_fb_params_t *fp, const float *st,
+                         const float *g, float *v, float *aux, size_t n,
+                         void *scratch, int *bad, cudaStream_t s)
+{
+    if (n)
+        k_sgdm_prepare<<<grid_for(n), THREADS, 0, s>>>(
+            fp->first, 1.0f - fp->sgdm_eta, fp->sgdm_eta, st, g, v, aux, n, bad);
+    return cp_cuda_last_error();
+}
+
+cp_status_t sgdm_commit(const cp_fb_params_t *fp, float *st, const float *v,
+                        const float *aux, float *tmp,
+                        const cp_compressor_ops_t *codec, const cp_params_t *p,
+                        const unsigned char *slot, size_t slot_size, size_t n,
+                        const int *abort, int *err, cudaStream_t s)
+{
+    CP_CHECK(decode_into(codec, p, slot, slot_size, tmp, n, abort, err, s));
+    if (n)
+        k_sgdm_commit<<<grid_for(n), THREADS, 0, s>>>(st, aux, tmp, n, abort, err);
+    return cp_cuda_last_error();
+}
+
+/* DGC's scratch: the clip scale (a float, 256 bytes), then the sum. */
+size_t dgc_scratch(const cp_fb_params_t *fp, size_t n)
+{
+    return fp->clip > 0.0 ? 256 + cp_cuda_sumsq_scratch(n) : 0;
+}
+
+cp_status_t dgc_prepare(const cp_fb_params_t *fp, const float *st,
+                        const float *g, float *v, float *aux, size_t n,
+                        void *scratch, int *bad, cudaStream_t s)
+{
+    float *scale = NULL;
+    if (n == 0)
+        return CP_OK;
+    if (fp->clip > 0.0) {
+        scale = (float *)scratch;
+        double *sum = (double *)((char *)scratch + 256);
+        CP_CHECK(cp_cuda_sumsq(g, n, sum, sum, s));
+        k_dgc_scale<<<1, 1, 0, s>>>(sum, fp->clip, scale);
+    }
+    k_dgc_prepare<<<grid_for(n), THREADS, 0, s>>>(fp->momentum, scale, st, g, v,
+                                                  aux, n, bad);
+    return cp_cuda_last_error();
+}
+
+cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st, const float *v,
+                       const float *aux, float *tmp,
+                       const cp_compressor_ops_t *codec, const cp_params_t *p,
+                       const unsigned char *slot, size_t slot_size, size_t n,
+                       const int *abort, int *err, cudaStream_t s)
+{
+    const int dense = (codec->caps & CP_CODEC_IDENTITY) != 0;
+    if (!dense && !(codec->caps & CP_CODEC_SPARSE))
+        return CP_ERR_INVALID; /* masking needs to know what was sent */
+    if (n == 0)
+        return CP_OK;
+    k_dgc_keep<<<grid_for(n), THREADS, 0, s>>>(st, v, aux, n, dense, abort, err);
+    if (!dense) {
+        const size_t maxk = slot_size >= HDR + 4 ? (slot_size - HDR - 4) / 6 : 0;
+        k_dgc_mask<<<grid_for(maxk), THREADS, 0, s>>>(st, v, slot, slot_size, n,
+                                                      abort, err);
+    }
+    return cp_cuda_last_error();
+}
+
+} // namespace
+
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_ef21 = {no_scratch, ef21_prepare,
+                                                     ef21_commit, finish2};
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_econtrol = {no_scratch, econtrol_prepare,
+                                                         econtrol_commit, finish3};
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_ef21_sgdm = {no_scratch, sgdm_prepare,
+                                                          sgdm_commit, finish3};
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_dgc = {dgc_scratch, dgc_prepare,
+                                                    dgc_commit, NULL};
