@@ -21,13 +21,19 @@ __device__ __forceinline__ bool stopped(const int *abort, const int *err)
     return (abort && *abort) || (err && *err);
 }
 
-/* ---- EF21: state (h, H) ---- */
-__global__ void k_ef21_prepare(const float *st, const float *g, float *v,
-                               size_t n, int *bad)
+/* Every variant's prepare is this loop (the CPU files' loops): f gives
+ * element i's v from the state and g, and its aux (ignored where aux is
+ * NULL). */
+template <typename F>
+__global__ void k_prepare(F f, const float *st, const float *g, float *v,
+                          float *aux, size_t n, int *bad)
 {
     int found = 0;
     FOR_EACH(i, n) {
-        const float x = cp_ef21_v(g[i], st[2 * i]);
+        float a = 0.0f;
+        const float x = f(st, g[i], i, &a);
+        if (aux)
+            aux[i] = a;
         v[i] = x;
         found |= cp_nonfinite(x);
     }
@@ -35,15 +41,71 @@ __global__ void k_ef21_prepare(const float *st, const float *g, float *v,
         atomicOr(bad, 1);
 }
 
-/* h <- h + d, at stride floats per element, h the `at`-th. */
-__global__ void k_add_decoded(float *st, int stride, int at, const float *d,
-                              size_t n, const int *abort, const int *err)
+/* ... and every commit that takes the decoded message d this one. */
+template <typename F>
+__global__ void k_commit(F f, float *st, const float *aux, const float *d,
+                         size_t n, const int *abort, const int *err)
 {
     if (stopped(abort, err))
         return;
     FOR_EACH(i, n)
-        st[stride * i + at] = cp_fb_add(st[stride * i + at], d[i]);
+        f(st, aux, d, i);
 }
+
+/* EF21: state (h, H). */
+struct ef21_v {
+    static ef21_v of(const cp_fb_params_t *) { return {}; }
+    __device__ float operator()(const float *st, float g, size_t i, float *) const
+    {
+        return cp_ef21_v(g, st[2 * i]);
+    }
+};
+struct ef21_c {
+    __device__ void operator()(float *st, const float *, const float *d, size_t i) const
+    {
+        st[2 * i] = cp_fb_add(st[2 * i], d[i]);
+    }
+};
+
+/* EControl: state (e, h, H), aux = w. */
+struct econtrol_v {
+    float eta;
+    static econtrol_v of(const cp_fb_params_t *fp) { return {fp->eta}; }
+    __device__ float operator()(const float *st, float g, size_t i, float *w) const
+    {
+        *w = cp_econtrol_w(g, st[3 * i + 1]);
+        return cp_econtrol_v(eta, st[3 * i], *w);
+    }
+};
+struct econtrol_c {
+    __device__ void operator()(float *st, const float *aux, const float *d, size_t i) const
+    {
+        st[3 * i] = cp_econtrol_e(st[3 * i], aux[i], d[i]);
+        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], d[i]);
+    }
+};
+
+/* EF21-SGDM: state (v, h, H), aux = the new average. */
+struct sgdm_v {
+    int first;
+    float keep, eta;
+    static sgdm_v of(const cp_fb_params_t *fp)
+    {
+        return {fp->first, 1.0f - fp->sgdm_eta, fp->sgdm_eta};
+    }
+    __device__ float operator()(const float *st, float g, size_t i, float *avg) const
+    {
+        *avg = cp_sgdm_avg(first, keep, eta, st[3 * i], g);
+        return cp_ef21_v(*avg, st[3 * i + 1]);
+    }
+};
+struct sgdm_c {
+    __device__ void operator()(float *st, const float *aux, const float *d, size_t i) const
+    {
+        st[3 * i] = aux[i];
+        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], d[i]);
+    }
+};
 
 /* H (the last of stride floats) += out; out = scale * H. */
 __global__ void k_estimator(float *st, int stride, float *out, size_t n,
@@ -58,83 +120,21 @@ __global__ void k_estimator(float *st, int stride, float *out, size_t n,
     }
 }
 
-/* ---- EControl: state (e, h, H), aux = w ---- */
-__global__ void k_econtrol_prepare(float eta, const float *st, const float *g,
-                                   float *v, float *aux, size_t n, int *bad)
-{
-    int found = 0;
-    FOR_EACH(i, n) {
-        const float w = cp_econtrol_w(g[i], st[3 * i + 1]);
-        const float x = cp_econtrol_v(eta, st[3 * i], w);
-        aux[i] = w;
-        v[i] = x;
-        found |= cp_nonfinite(x);
-    }
-    if (found)
-        atomicOr(bad, 1);
-}
-
-__global__ void k_econtrol_commit(float *st, const float *aux, const float *d,
-                                  size_t n, const int *abort, const int *err)
-{
-    if (stopped(abort, err))
-        return;
-    FOR_EACH(i, n) {
-        st[3 * i] = cp_econtrol_e(st[3 * i], aux[i], d[i]);
-        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], d[i]);
-    }
-}
-
-/* ---- EF21-SGDM: state (v, h, H), aux = the new average ---- */
-__global__ void k_sgdm_prepare(int first, float keep, float eta,
-                               const float *st, const float *g, float *v,
-                               float *aux, size_t n, int *bad)
-{
-    int found = 0;
-    FOR_EACH(i, n) {
-        const float avg = cp_sgdm_avg(first, keep, eta, st[3 * i], g[i]);
-        const float x = cp_ef21_v(avg, st[3 * i + 1]);
-        aux[i] = avg;
-        v[i] = x;
-        found |= cp_nonfinite(x);
-    }
-    if (found)
-        atomicOr(bad, 1);
-}
-
-__global__ void k_sgdm_commit(float *st, const float *aux, const float *d,
-                              size_t n, const int *abort, const int *err)
-{
-    if (stopped(abort, err))
-        return;
-    FOR_EACH(i, n) {
-        st[3 * i] = aux[i];
-        st[3 * i + 1] = cp_fb_add(st[3 * i + 1], d[i]);
-    }
-}
-
-/* ---- DGC: state (u, v), aux = u' ---- */
+/* DGC: state (u, v), aux = u'. */
 __global__ void k_dgc_scale(const double *sumsq, double clip, float *scale)
 {
     *scale = cp_dgc_clip_scale(*sumsq, clip);
 }
 
-__global__ void k_dgc_prepare(float m, const float *scale, const float *st,
-                              const float *g, float *v, float *aux, size_t n,
-                              int *bad)
-{
-    const float s = scale ? *scale : 1.0f;
-    int found = 0;
-    FOR_EACH(i, n) {
-        const float u = cp_dgc_u(m, st[2 * i], s, g[i]);
-        const float x = cp_dgc_v(st[2 * i + 1], u);
-        aux[i] = u;
-        v[i] = x;
-        found |= cp_nonfinite(x);
+struct dgc_v {
+    float m;
+    const float *scale; /* NULL: no clipping */
+    __device__ float operator()(const float *st, float g, size_t i, float *u) const
+    {
+        *u = cp_dgc_u(m, st[2 * i], scale ? *scale : 1.0f, g);
+        return cp_dgc_v(st[2 * i + 1], *u);
     }
-    if (found)
-        atomicOr(bad, 1);
-}
+};
 
 /* Everything kept: (u, v) <- (u', v); a dense step (dense != 0) delivered
  * all of v: (u', 0). */
@@ -191,85 +191,37 @@ cp_status_t decode_into(const cp_compressor_ops_t *codec, const cp_params_t *p,
                                abort, 0, err, s);
 }
 
-cp_status_t ef21_prepare(const cp_fb_params_t *fp, const float *st,
-                         const float *g, float *v, float *aux, size_t n,
-                         void *scratch, int *bad, cudaStream_t s)
+/* The table's prepare, commit and finish for the variants whose loops are
+ * the functors above (V::of makes the prepare's from the parameters). */
+template <typename V>
+cp_status_t prepare_t(const cp_fb_params_t *fp, const float *st, const float *g,
+                      float *v, float *aux, size_t n, void *scratch, int *bad,
+                      cudaStream_t s)
 {
     if (n)
-        k_ef21_prepare<<<grid_for(n), THREADS, 0, s>>>(st, g, v, n, bad);
+        k_prepare<<<grid_for(n), THREADS, 0, s>>>(V::of(fp), st, g, v, aux, n, bad);
     return cp_cuda_last_error();
 }
 
-cp_status_t ef21_commit(const cp_fb_params_t *fp, float *st, const float *v,
-                        const float *aux, float *tmp,
-                        const cp_compressor_ops_t *codec, const cp_params_t *p,
-                        const unsigned char *slot, size_t slot_size, size_t n,
-                        const int *abort, int *err, cudaStream_t s)
+template <typename C>
+cp_status_t commit_t(const cp_fb_params_t *fp, float *st, const float *v,
+                     const float *aux, float *tmp, const cp_compressor_ops_t *codec,
+                     const cp_params_t *p, const unsigned char *slot,
+                     size_t slot_size, size_t n, const int *abort, int *err,
+                     cudaStream_t s)
 {
     CP_CHECK(decode_into(codec, p, slot, slot_size, tmp, n, abort, err, s));
     if (n)
-        k_add_decoded<<<grid_for(n), THREADS, 0, s>>>(st, 2, 0, tmp, n, abort, err);
+        k_commit<<<grid_for(n), THREADS, 0, s>>>(C{}, st, aux, tmp, n, abort, err);
     return cp_cuda_last_error();
 }
 
-cp_status_t finish2(float *st, float *out, size_t n, float scale,
-                    const int *abort, const int *err, cudaStream_t s)
+template <int STRIDE>
+cp_status_t finish_t(float *st, float *out, size_t n, float scale,
+                     const int *abort, const int *err, cudaStream_t s)
 {
     if (n)
-        k_estimator<<<grid_for(n), THREADS, 0, s>>>(st, 2, out, n, scale, abort, err);
-    return cp_cuda_last_error();
-}
-
-cp_status_t finish3(float *st, float *out, size_t n, float scale,
-                    const int *abort, const int *err, cudaStream_t s)
-{
-    if (n)
-        k_estimator<<<grid_for(n), THREADS, 0, s>>>(st, 3, out, n, scale, abort, err);
-    return cp_cuda_last_error();
-}
-
-cp_status_t econtrol_prepare(const cp_fb_params_t *fp, const float *st,
-                             const float *g, float *v, float *aux, size_t n,
-                             void *scratch, int *bad, cudaStream_t s)
-{
-    if (n)
-        k_econtrol_prepare<<<grid_for(n), THREADS, 0, s>>>(fp->eta, st, g, v,
-                                                           aux, n, bad);
-    return cp_cuda_last_error();
-}
-
-cp_status_t econtrol_commit(const cp_fb_params_t *fp, float *st, const float *v,
-                            const float *aux, float *tmp,
-                            const cp_compressor_ops_t *codec,
-                            const cp_params_t *p, const unsigned char *slot,
-                            size_t slot_size, size_t n, const int *abort,
-                            int *err, cudaStream_t s)
-{
-    CP_CHECK(decode_into(codec, p, slot, slot_size, tmp, n, abort, err, s));
-    if (n)
-        k_econtrol_commit<<<grid_for(n), THREADS, 0, s>>>(st, aux, tmp, n, abort, err);
-    return cp_cuda_last_error();
-}
-
-cp_status_t sgdm_prepare(const cp_fb_params_t *fp, const float *st,
-                         const float *g, float *v, float *aux, size_t n,
-                         void *scratch, int *bad, cudaStream_t s)
-{
-    if (n)
-        k_sgdm_prepare<<<grid_for(n), THREADS, 0, s>>>(
-            fp->first, 1.0f - fp->sgdm_eta, fp->sgdm_eta, st, g, v, aux, n, bad);
-    return cp_cuda_last_error();
-}
-
-cp_status_t sgdm_commit(const cp_fb_params_t *fp, float *st, const float *v,
-                        const float *aux, float *tmp,
-                        const cp_compressor_ops_t *codec, const cp_params_t *p,
-                        const unsigned char *slot, size_t slot_size, size_t n,
-                        const int *abort, int *err, cudaStream_t s)
-{
-    CP_CHECK(decode_into(codec, p, slot, slot_size, tmp, n, abort, err, s));
-    if (n)
-        k_sgdm_commit<<<grid_for(n), THREADS, 0, s>>>(st, aux, tmp, n, abort, err);
+        k_estimator<<<grid_for(n), THREADS, 0, s>>>(st, STRIDE, out, n, scale, abort, err);
     return cp_cuda_last_error();
 }
 
@@ -292,8 +244,8 @@ cp_status_t dgc_prepare(const cp_fb_params_t *fp, const float *st,
         CP_CHECK(cp_cuda_sumsq(g, n, sum, sum, s));
         k_dgc_scale<<<1, 1, 0, s>>>(sum, fp->clip, scale);
     }
-    k_dgc_prepare<<<grid_for(n), THREADS, 0, s>>>(fp->momentum, scale, st, g, v,
-                                                  aux, n, bad);
+    k_prepare<<<grid_for(n), THREADS, 0, s>>>(dgc_v{fp->momentum, scale}, st, g, v,
+                                              aux, n, bad);
     return cp_cuda_last_error();
 }
 
@@ -319,11 +271,11 @@ cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st, const float *v,
 
 } // namespace
 
-extern "C" const cp_gpu_feedback_t cp_gpu_fb_ef21 = {no_scratch, ef21_prepare,
-                                                     ef21_commit, finish2};
-extern "C" const cp_gpu_feedback_t cp_gpu_fb_econtrol = {no_scratch, econtrol_prepare,
-                                                         econtrol_commit, finish3};
-extern "C" const cp_gpu_feedback_t cp_gpu_fb_ef21_sgdm = {no_scratch, sgdm_prepare,
-                                                          sgdm_commit, finish3};
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_ef21 = {
+    no_scratch, prepare_t<ef21_v>, commit_t<ef21_c>, finish_t<2>};
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_econtrol = {
+    no_scratch, prepare_t<econtrol_v>, commit_t<econtrol_c>, finish_t<3>};
+extern "C" const cp_gpu_feedback_t cp_gpu_fb_ef21_sgdm = {
+    no_scratch, prepare_t<sgdm_v>, commit_t<sgdm_c>, finish_t<3>};
 extern "C" const cp_gpu_feedback_t cp_gpu_fb_dgc = {dgc_scratch, dgc_prepare,
                                                     dgc_commit, NULL};
