@@ -139,11 +139,19 @@ struct dgc_v {
 /* Everything kept: (u, v) <- (u', v); a dense step (dense != 0) delivered
  * all of v: (u', 0). */
 __global__ void k_dgc_keep(float *st, const float *v, const float *aux,
-                           size_t n, int dense, const int *abort,
-                           const int *err)
+                           size_t n, int dense, const unsigned char *slot,
+                           size_t slot_size, const int *abort, int *err)
 {
     if (stopped(abort, err))
         return;
+    if (!dense) { /* k_dgc_mask's check first: a bad message writes nothing */
+        const uint32_t w = ld_u32(slot + HDR), k = w & 0x7fffffffu;
+        if (4 + ((w >> 31) ? 6ull : 8ull) * k > slot_size - HDR || k > n) {
+            if (blockIdx.x == 0 && threadIdx.x == 0)
+                atomicOr(err, 1);
+            return;
+        }
+    }
     FOR_EACH(i, n) {
         st[2 * i] = aux[i];
         st[2 * i + 1] = dense ? 0.0f : v[i];
@@ -260,7 +268,8 @@ cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st, const float *v,
         return CP_ERR_INVALID; /* masking needs to know what was sent */
     if (n == 0)
         return CP_OK;
-    k_dgc_keep<<<grid_for(n), THREADS, 0, s>>>(st, v, aux, n, dense, abort, err);
+    k_dgc_keep<<<grid_for(n), THREADS, 0, s>>>(st, v, aux, n, dense, slot, slot_size,
+                                               abort, err);
     if (!dense) {
         const size_t maxk = slot_size >= HDR + 4 ? (slot_size - HDR - 4) / 6 : 0;
         k_dgc_mask<<<grid_for(maxk), THREADS, 0, s>>>(st, v, slot, slot_size, n,

@@ -377,11 +377,17 @@ __global__ void k_topk_compact(const float *x, const uint32_t *cand,
  * [c indices][c values, f32 or fp16], and its length in the slot header
  * (slots.cu keeps it; a non-finite step's header says 0 there). */
 __global__ void k_topk_emit(unsigned char *slot, const float *ov,
-                            const topk_plan *plan, size_t k, int fp16)
+                            const topk_plan *plan, size_t k, int fp16,
+                            size_t max_len)
 {
     const size_t c = plan ? (size_t)plan->out_c : k;
     unsigned char *pl = slot + HDR;
     unsigned char *vals = pl + 4 + 4 * c;
+    /* A message shorter than max_len: the bytes after it are zeros, as in
+     * the CPU's slots (they travel too). */
+    for (size_t b = 4 + (fp16 ? 6 : 8) * c + blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+         b < max_len; b += (size_t)gridDim.x * blockDim.x)
+        pl[b] = 0;
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < c;
          j += (size_t)gridDim.x * blockDim.x) {
         if (fp16) {
@@ -515,7 +521,7 @@ cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
     unsigned char *pl = slot + HDR;
     uint32_t *oi = (uint32_t *)(pl + 4);
     if (n == 0) {
-        k_topk_emit<<<1, 1, 0, s>>>(slot, nullptr, nullptr, 0, fp16);
+        k_topk_emit<<<1, 1, 0, s>>>(slot, nullptr, nullptr, 0, 0, 0); /* as the CPU: 0 */
         return CP_OK;
     }
     const topk_layout L = topk_scratch(p, n);
@@ -536,7 +542,7 @@ cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
     k_topk_init<<<1, 1, 0, s>>>(sx, k, plan);
     if (k == n) {
         k_topk_every<<<grid_for(n), THREADS, 0, s>>>(x, n, oi, ov);
-        k_topk_emit<<<grid_for(k), THREADS, 0, s>>>(slot, ov, nullptr, k, fp16);
+        k_topk_emit<<<grid_for(k), THREADS, 0, s>>>(slot, ov, nullptr, k, fp16, 0);
         return CP_OK;
     }
     if (sampled) {
@@ -576,7 +582,8 @@ cp_status_t topk_encode(const cp_params_t *p, const float *x, size_t n,
         k_topk_compact<<<1, COMPACT_THREADS, 0, s>>>(x, cand2, sc, oi, ov, mode,
                                                      MODE_SELECT);
     }
-    k_topk_emit<<<grid_for(k), THREADS, 0, s>>>(slot, ov, plan, k, fp16);
+    k_topk_emit<<<grid_for(k), THREADS, 0, s>>>(slot, ov, plan, k, fp16,
+                                                cp_sparse_max_size(k, fp16));
     return CP_OK;
 }
 
