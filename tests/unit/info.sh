@@ -21,7 +21,7 @@ for c in $codecs; do
 done
 grep -q "^      COMMPRESS_RANDK_DENSITY (default 0.01; a number in (0, 1\])" <<<"$out"
 check "randk's row with default and range" $?
-grep -q "^  ef21-sgdm$" <<<"$out"; check "feedback variants listed" $?
+grep -q "^  ef21-sgdm\( \[gpu\]\)\?$" <<<"$out"; check "feedback variants listed" $?
 
 out=$(env -i COMMPRESS_COMPRESSOR=randk COMMPRESS_RANDK_DENSITY=0.05 "$info" -c); check "-c exits 0" $?
 grep -qx "compressor randk, feedback ef (auto)" <<<"$out"; check "-c: codec and feedback" $?
