@@ -43,6 +43,15 @@ static __device__ __forceinline__ float ld_f32(const unsigned char *p)
     return __uint_as_float(ld_u32(p));
 }
 
+/* Value j of a top-k message's value block (compressors/topk.c): f32, or
+ * fp16 when the message's first word has bit 31 set. */
+static __device__ __forceinline__ float ld_topk_value(const unsigned char *vals,
+                                                      size_t j, int fp16)
+{
+    return fp16 ? cp_f16_to_f32((uint16_t)(vals[2 * j] | (vals[2 * j + 1] << 8)))
+                : ld_f32(vals + 4 * j);
+}
+
 /* The block of `block` elements (out of `total`) that this warp owns:
  * false when there is none (the whole warp returns together). */
 static __device__ __forceinline__ bool warp_block(size_t total, size_t block,

@@ -144,7 +144,8 @@ __global__ void k_dgc_keep(float *st, const float *v, const float *aux,
 {
     if (stopped(abort, err))
         return;
-    if (!dense) { /* k_dgc_mask's check first: a bad message writes nothing */
+    if (!dense) { /* the header first (k_dgc_mask relies on it): a bad
+                     message writes nothing */
         const uint32_t w = ld_u32(slot + HDR), k = w & 0x7fffffffu;
         if (4 + ((w >> 31) ? 6ull : 8ull) * k > slot_size - HDR || k > n) {
             if (blockIdx.x == 0 && threadIdx.x == 0)
@@ -160,28 +161,21 @@ __global__ void k_dgc_keep(float *st, const float *v, const float *aux,
 
 /* Factor masking at the entries sent (topk's message, f32 or fp16 values,
  * compressors/topk.c): u <- 0, v <- v - sent. The message is this rank's
- * own, made by the encode: its indices are checked against n anyway. */
+ * own, made by the encode; k_dgc_keep checked its header (a bad one set
+ * err, and this returns), its indices are checked against n here. */
 __global__ void k_dgc_mask(float *st, const float *v, const unsigned char *slot,
-                           size_t slot_size, size_t n, const int *abort,
-                           int *err)
+                           size_t n, const int *abort, const int *err)
 {
     if (stopped(abort, err))
         return;
     const unsigned char *pl = slot + HDR;
     const uint32_t w = ld_u32(pl), k = w & 0x7fffffffu;
-    const int fp16 = (w >> 31) != 0;
-    if (4 + (fp16 ? 6ull : 8ull) * k > slot_size - HDR || k > n) {
-        if (blockIdx.x == 0 && threadIdx.x == 0)
-            atomicOr(err, 1);
-        return;
-    }
+    const unsigned char *vals = pl + 4 + 4ull * k;
     FOR_EACH(j, k) {
         const uint32_t i = ld_u32(pl + 4 + 4 * j);
         if (i >= n)
             continue;
-        const unsigned char *val = pl + 4 + 4ull * k;
-        const float sent = fp16 ? cp_f16_to_f32((uint16_t)(val[2 * j] | (val[2 * j + 1] << 8)))
-                                : ld_f32(val + 4 * j);
+        const float sent = ld_topk_value(vals, j, (w >> 31) != 0);
         st[2 * i] = 0.0f;
         st[2 * i + 1] = v[i] - sent;
     }
@@ -248,9 +242,8 @@ cp_status_t dgc_prepare(const cp_fb_params_t *fp, const float *st,
         return CP_OK;
     if (fp->clip > 0.0) {
         scale = (float *)scratch;
-        double *sum = (double *)((char *)scratch + 256);
-        CP_CHECK(cp_cuda_sumsq(g, n, sum, sum, s));
-        k_dgc_scale<<<1, 1, 0, s>>>(sum, fp->clip, scale);
+        k_dgc_scale<<<1, 1, 0, s>>>(cp_cuda_sumsq(g, n, (char *)scratch + 256, s),
+                                    fp->clip, scale);
     }
     k_prepare<<<grid_for(n), THREADS, 0, s>>>(dgc_v{fp->momentum, scale}, st, g, v,
                                               aux, n, bad);
@@ -272,8 +265,7 @@ cp_status_t dgc_commit(const cp_fb_params_t *fp, float *st, const float *v,
                                                abort, err);
     if (!dense) {
         const size_t maxk = slot_size >= HDR + 4 ? (slot_size - HDR - 4) / 6 : 0;
-        k_dgc_mask<<<grid_for(maxk), THREADS, 0, s>>>(st, v, slot, slot_size, n,
-                                                      abort, err);
+        k_dgc_mask<<<grid_for(maxk), THREADS, 0, s>>>(st, v, slot, n, abort, err);
     }
     return cp_cuda_last_error();
 }

@@ -45,11 +45,12 @@ typedef struct cp_gpu_feedback {
 } cp_gpu_feedback_t;
 
 /* The fixed-order sum of squares of codec_math.h (compressors/cuda/sign.cu):
- * *d_sum = sum of x[0..n)^2, in the order the CPU's cp_sumsq_fixed uses;
- * scratch of cp_cuda_sumsq_scratch(n) bytes. */
+ * enqueues the sum of x[0..n)^2 (n > 0), in the order the CPU's
+ * cp_sumsq_fixed uses, and returns the device address it will be at
+ * (inside the scratch of cp_cuda_sumsq_scratch(n) bytes). */
 size_t cp_cuda_sumsq_scratch(size_t n);
-cp_status_t cp_cuda_sumsq(const float *d_x, size_t n, void *d_scratch,
-                          double *d_sum, cudaStream_t s);
+const double *cp_cuda_sumsq(const float *d_x, size_t n, void *d_scratch,
+                            cudaStream_t s);
 
 #ifdef __cplusplus
 }

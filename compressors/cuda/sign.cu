@@ -46,11 +46,6 @@ __global__ void k_sum_level(const double *in, size_t m, double *out)
         out[warp] = acc;
 }
 
-__global__ void k_sum_result(const double *partial, size_t n, double *sum)
-{
-    *sum = n ? partial[0] : 0.0;
-}
-
 __global__ void k_sign_scale(const double *sum, size_t n, unsigned char *slot)
 {
     float scale = n ? (float)sqrt(*sum / (double)n) : 0.0f;
@@ -101,18 +96,20 @@ __global__ void k_sign_dec(const unsigned char *slot, uint32_t expect,
     }
 }
 
-/* The sum's scratch: its result, then two partial arrays. */
+/* The sum's scratch: two partial arrays. */
 size_t sumsq_scratch(size_t n)
 {
-    return (sumsq_blocks(n) + sumsq_blocks(sumsq_blocks(n)) + 3) *
+    return (sumsq_blocks(n) + sumsq_blocks(sumsq_blocks(n)) + 2) *
            sizeof(double);
 }
 
-void sumsq(const float *x, size_t n, void *scratch, double *sum, cudaStream_t s)
+/* Enqueues the sum; returns where it will be (the last level's only
+ * partial; for n = 0 nothing is written there). */
+const double *sumsq(const float *x, size_t n, void *scratch, cudaStream_t s)
 {
     /* Levels ping-pong between two partial arrays. */
-    double *buf[2] = {(double *)scratch + 1,
-                      (double *)scratch + 1 + sumsq_blocks(n) + 1};
+    double *buf[2] = {(double *)scratch,
+                      (double *)scratch + sumsq_blocks(n) + 1};
     size_t m = sumsq_blocks(n);
     int cur = 0;
     if (n) {
@@ -125,7 +122,7 @@ void sumsq(const float *x, size_t n, void *scratch, double *sum, cudaStream_t s)
             m = next;
         }
     }
-    k_sum_result<<<1, 1, 0, s>>>(buf[cur], n, sum);
+    return buf[cur];
 }
 
 size_t sign_scratch(const cp_params_t *p, size_t n) { return sumsq_scratch(n); }
@@ -134,8 +131,7 @@ cp_status_t sign_encode(const cp_params_t *p, const float *x, size_t n,
                         const cp_gpu_seed_t *seed, unsigned char *slot,
                         void *scratch, cudaStream_t s)
 {
-    sumsq(x, n, scratch, (double *)scratch, s);
-    k_sign_scale<<<1, 1, 0, s>>>((const double *)scratch, n, slot);
+    k_sign_scale<<<1, 1, 0, s>>>(sumsq(x, n, scratch, s), n, slot);
     if (n)
         k_sign_pack<<<grid_for((n + 7) / 8), THREADS, 0, s>>>(x, n, slot);
     return CP_OK;
@@ -155,12 +151,10 @@ cp_status_t sign_decode(const cp_params_t *p, const unsigned char *slot,
 
 extern "C" size_t cp_cuda_sumsq_scratch(size_t n) { return sumsq_scratch(n); }
 
-/* d_sum may be the scratch's first double (kept for the result). */
-extern "C" cp_status_t cp_cuda_sumsq(const float *d_x, size_t n, void *d_scratch,
-                                     double *d_sum, cudaStream_t s)
+extern "C" const double *cp_cuda_sumsq(const float *d_x, size_t n, void *d_scratch,
+                                       cudaStream_t s)
 {
-    sumsq(d_x, n, d_scratch, d_sum, s);
-    return cp_cuda_last_error();
+    return sumsq(d_x, n, d_scratch, s);
 }
 
 extern "C" const cp_gpu_codec_t cp_gpu_sign = {

@@ -130,14 +130,8 @@ __global__ void k_topk_hist(src_t src, int level, const topk_state *st,
             atomicAdd(&hist[d], h[d]);
 }
 
-/* As radix_select in compressors/topk.c: the digit holding the k-th
- * largest magnitude, and the rank left within it. Also clears the
- * histogram for the next level (no memset between launches). */
-__global__ void k_topk_pick(unsigned int *hist, int level, topk_state *st,
-                            const int *mode, int want)
+__device__ void pick_digit(const unsigned int *hist, int level, topk_state *st)
 {
-    if (mode && *mode != want)
-        return;
     const uint32_t width = c_width[level];
     unsigned long long k = st->k;
     uint32_t d = width;
@@ -150,7 +144,20 @@ __global__ void k_topk_pick(unsigned int *hist, int level, topk_state *st,
     st->pmask |= (width - 1) << c_shift[level];
     st->k = k;
     st->eq = hist[d];
-    for (uint32_t j = 0; j < 2048; j++)
+}
+
+/* As radix_select in compressors/topk.c: the digit holding the k-th
+ * largest magnitude, and the rank left within it (lane 0). Then the warp
+ * clears the histogram for the next level (no memset between launches). */
+__global__ void k_topk_pick(unsigned int *hist, int level, topk_state *st,
+                            const int *mode, int want)
+{
+    if (mode && *mode != want)
+        return;
+    if (threadIdx.x == 0)
+        pick_digit(hist, level, st);
+    __syncwarp();
+    for (uint32_t j = threadIdx.x; j < 2048; j += 32)
         hist[j] = 0;
 }
 
@@ -161,7 +168,7 @@ void radix(src_t src, size_t nmax, topk_state *st, unsigned int *hist,
     const unsigned g = grid_for(nmax) > 1024 ? 1024 : grid_for(nmax);
     for (int level = 0; level < 3; level++) {
         k_topk_hist<<<g, THREADS, 0, s>>>(src, level, st, hist);
-        k_topk_pick<<<1, 1, 0, s>>>(hist, level, st, src.mode, src.want);
+        k_topk_pick<<<1, 32, 0, s>>>(hist, level, st, src.mode, src.want);
     }
 }
 
@@ -431,8 +438,7 @@ __global__ void k_topk_validate(const unsigned char *slot, size_t slot_size,
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < k;
          j += (size_t)gridDim.x * blockDim.x) {
         uint32_t i = ld_u32(pl + 4 + 4 * j);
-        float v = esz == 6 ? cp_f16_to_f32((uint16_t)(vals[2 * j] | (vals[2 * j + 1] << 8)))
-                           : ld_f32(vals + 4 * j);
+        float v = ld_topk_value(vals, j, esz == 6);
         if (i >= n || (j > 0 && i <= ld_u32(pl + 4 * j)) || cp_nonfinite(v))
             atomicOr(err, 1);
     }
@@ -462,8 +468,7 @@ __global__ void k_topk_scatter(const unsigned char *slot, size_t maxk,
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
          j < k && j < maxk; j += (size_t)gridDim.x * blockDim.x) {
         uint32_t i = ld_u32(pl + 4 + 4 * j);
-        float v = fp16 ? cp_f16_to_f32((uint16_t)(vals[2 * j] | (vals[2 * j + 1] << 8)))
-                       : ld_f32(vals + 4 * j);
+        float v = ld_topk_value(vals, j, fp16);
         out[i] += alpha * v;
     }
 }
